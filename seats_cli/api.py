@@ -1,0 +1,122 @@
+"""The library API: load a model once, ask many questions.
+
+>>> from seats_cli import Seats
+>>> s = Seats("tiny")                      # or "Qwen/Qwen2.5-Omni-7B", a local folder ...
+>>> r = s.ask("samples/sample.mp4", "What is moving?", trr=0.25)
+>>> r.answer, r.flops["reduction"], r.to_dict()
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+from seats_cli.config import ConfigError, ModelConfig, resolve_config
+from seats_cli.engine import decode, prefill
+from seats_cli.flops import TextModelDims, prefill_flops
+from seats_cli.media import FramePolicy, decode_video
+from seats_cli.methods import build_pruner
+from seats_cli.models import load_model
+from seats_cli.report import AskResult, layer_rows, window_reports
+
+TINY_NOTE = "tiny random-weight model: answers are meaningless (use a real checkpoint for real answers)"
+
+
+def frame_policy(config: ModelConfig, fps: float | None = None, max_frames: int | None = None) -> FramePolicy:
+    m = config.media
+    return FramePolicy(
+        fps=m.fps if fps is None else fps, min_frames=m.min_frames,
+        max_frames=m.max_frames if max_frames is None else max_frames, frame_factor=m.frame_factor,
+        image_factor=m.image_factor, min_pixels=m.min_pixels, max_pixels=m.max_pixels,
+        total_pixels=m.total_pixels, audio_sample_rate=m.audio_sample_rate, max_audio_seconds=m.max_audio_seconds,
+    )
+
+
+def check_question(question: str) -> str:
+    if question is None or not str(question).strip():
+        raise ValueError("the question is empty")
+    return str(question).strip()
+
+
+class Seats:
+    """A loaded thinker plus its processor; ``ask`` answers one question about one video."""
+
+    def __init__(self, model: str = "Qwen/Qwen2.5-Omni-7B", *, config: str | ModelConfig | None = None,
+                 device: str = "auto", dtype: str = "auto", attn_implementation: str = "sdpa",
+                 revision: str | None = None, local_files_only: bool = False,
+                 cache_dir: str | os.PathLike | None = None):
+        self.config = config if isinstance(config, ModelConfig) else resolve_config(model, config)
+        self.adapter = load_model(model, config=self.config, device=device, dtype=dtype,
+                                  attn_implementation=attn_implementation, revision=revision,
+                                  local_files_only=local_files_only, cache_dir=cache_dir)
+        self.model_name = model
+        self.dims = TextModelDims.from_hf_text_config(self.adapter.text_config)
+
+    def ask(self, video: str | os.PathLike, question: str, *, method: str = "seats", trr: float | None = None,
+            video_trr: float | None = None, audio_trr: float | None = None, fps: float | None = None,
+            max_frames: int | None = None, max_new_tokens: int = 128, seed: int = 0,
+            kv_policy: str | None = None, score_layer: str | None = None,
+            system_prompt: str | None = None) -> AskResult:
+        question = check_question(question)
+        if max_new_tokens < 1:
+            raise ValueError("--max-new-tokens must be at least 1")
+        if trr is not None and not 0 < trr <= 1:
+            raise ConfigError(f"--trr must be in (0, 1], got {trr}")
+        kv_policy = kv_policy or self.config.seats.kv_policy
+        if kv_policy not in ("survivors", "per_layer"):
+            raise ConfigError(f"--kv-policy must be survivors or per_layer, got {kv_policy!r}")
+        _seed_everything(seed)
+        media = decode_video(video, frame_policy(self.config, fps, max_frames))
+        ad = self.adapter
+        request = ad.prepare(media, question, system_prompt)
+        layout = request.layout
+        pruner, plan = build_pruner(method, self.config, layout, trr=trr, video_trr=video_trr, audio_trr=audio_trr,
+                                    score_layer=score_layer)
+        needs_saliency = plan is not None and (plan.video.rho < 1 or plan.audio.rho < 1)
+
+        ad.synchronize()
+        import time
+
+        t0 = time.perf_counter()
+        encoded = ad.encode(request, saliency=needs_saliency)
+        ad.synchronize()
+        encode_ms = (time.perf_counter() - t0) * 1000
+        result = prefill(ad, encoded, layout, pruner, kv_policy=kv_policy)
+        tokens, decode_ms = decode(ad, result, encoded.next_position, max_new_tokens=max_new_tokens)
+
+        layers = layer_rows(layout, result.layer_live)
+        pruned = [sum(r[k] for k in ("video", "audio", "text")) for r in layers]
+        full = [layout.seq_len] * len(layers)
+        f_full, f_pruned = prefill_flops(full, self.dims), prefill_flops(pruned, self.dims)
+        notes = list(media.notes)
+        if self.config.tiny:
+            notes.insert(0, TINY_NOTE)
+        if not self.config.calibrated and method == "seats":
+            notes.append(f"{self.config.name}: SEATS layer boundaries are uncalibrated (scaled from the 7B)")
+        return AskResult(
+            answer=ad.decode_text(tokens), model=self.model_name, method=method,
+            trr=None if plan is None else plan.trr,
+            tokens={"video": layout.n_video, "audio": layout.n_audio, "text": layout.n_text},
+            flops={"full": float(f_full), "pruned": float(f_pruned), "reduction": f_full / f_pruned},
+            latency_ms={"encode": encode_ms, "prefill": result.prefill_ms, "decode": decode_ms},
+            layers=layers, windows=window_reports(layout, result.stage_live), generated_tokens=len(tokens),
+            device=_device_name(ad.device), dtype=str(ad.dtype).replace("torch.", ""), kv_policy=kv_policy,
+            schedule=None if plan is None else plan.to_dict(), media=media.to_dict(), notes=notes,
+        )
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    import platform
+
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

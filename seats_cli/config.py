@@ -1,0 +1,181 @@
+"""Model presets: one frozen, validated config object per `configs/*.yaml`.
+
+Model specifics (layer boundaries, token rates, window sizes, ratio tables) live in the YAML files, not in
+code. ``ModelConfig.from_name("qwen2.5-omni-7b")`` loads a preset; ``resolve_config`` picks the preset for a
+``--model`` value (hub id, local folder, or ``tiny``) unless ``--config`` names one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration or option value is invalid; the message is one line for the user."""
+
+
+def configs_dir() -> Path:
+    for cand in (Path(__file__).resolve().parents[1] / "configs", Path(sys.prefix) / "share" / "seats" / "configs"):
+        if cand.is_dir():
+            return cand
+    raise ConfigError("cannot find the configs/ folder of seats (is the package installed?)")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    num_layers: int
+    hidden_size: int
+    intermediate_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    vocab_size: int
+    head_dim: int | None = None
+    num_experts: int | None = None
+    num_experts_per_tok: int | None = None
+    moe_intermediate_size: int | None = None
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    fps: float = 2.0
+    min_frames: int = 4
+    max_frames: int = 128
+    frame_factor: int = 2
+    image_factor: int = 28
+    min_pixels: int = 128 * 28 * 28
+    max_pixels: int = 144 * 28 * 28
+    total_pixels: int = 24576 * 28 * 28
+    audio_sample_rate: int = 16000
+    audio_tokens_per_second: int = 25
+    max_audio_seconds: float = 300.0
+    seconds_per_window: float = 2.0
+
+
+@dataclass(frozen=True)
+class SeatsSettings:
+    prune_before: tuple[int, ...]
+    text_only_from: int
+    ratio_table: tuple[tuple[float, float, float], ...]
+    default_trr: float = 0.35
+    encoder_ratio_scale: float = 1.4
+    temperature: float = 0.1
+    score_layer: str = "previous"
+    kv_policy: str = "survivors"
+    late_removal: bool = True  # Stage III; switchable only from a config file (tests: R = 1 equals full)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    family: str
+    hub_id: str
+    architecture: Architecture
+    media: MediaSettings
+    seats: SeatsSettings
+    calibrated: bool = True
+    tiny: bool = False
+    system_prompt: str = "You are a helpful assistant."
+    source: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        s, a = self.seats, self.architecture
+        pb = list(s.prune_before)
+        if not pb or any(b <= 0 for b in pb) or any(x >= y for x, y in zip(pb, pb[1:])):
+            raise ConfigError(f"{self.name}: prune_before must be increasing positive layer indices, got {pb}")
+        if not pb[-1] < s.text_only_from <= a.num_layers:
+            raise ConfigError(
+                f"{self.name}: need prune_before < text_only_from <= num_layers ({a.num_layers}), "
+                f"got {pb} and {s.text_only_from}"
+            )
+        if not 0 < s.default_trr <= 1:
+            raise ConfigError(f"{self.name}: default_trr must be in (0, 1], got {s.default_trr}")
+        if s.score_layer not in ("previous", "next"):
+            raise ConfigError(f"{self.name}: score_layer must be 'previous' or 'next', got {s.score_layer!r}")
+        if s.kv_policy not in ("survivors", "per_layer"):
+            raise ConfigError(f"{self.name}: kv_policy must be 'survivors' or 'per_layer', got {s.kv_policy!r}")
+        if s.temperature <= 0:
+            raise ConfigError(f"{self.name}: temperature must be > 0")
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "ModelConfig":
+        try:
+            raw = yaml.safe_load(Path(path).read_text())
+        except OSError as e:
+            raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config {path} must be a YAML mapping")
+        try:
+            seats = dict(raw["seats"])
+            seats["prune_before"] = tuple(int(x) for x in seats["prune_before"])
+            seats["ratio_table"] = tuple(tuple(float(v) for v in row) for row in seats["ratio_table"])
+            return cls(
+                name=raw["name"], family=raw["family"], hub_id=raw.get("hub_id", raw["name"]),
+                architecture=Architecture(**raw["architecture"]), media=MediaSettings(**raw.get("media", {})),
+                seats=SeatsSettings(**seats), calibrated=bool(raw.get("calibrated", True)),
+                tiny=bool(raw.get("tiny", False)),
+                system_prompt=" ".join(str(raw.get("system_prompt", cls.system_prompt)).split()),
+                source=str(path),
+            )
+        except (KeyError, TypeError) as e:
+            raise ConfigError(f"config {path} is missing or has a bad field: {e}") from None
+
+    @classmethod
+    def from_name(cls, name: str) -> "ModelConfig":
+        wanted = name.lower()
+        for p in sorted(configs_dir().glob("*.yaml")):
+            cfg = cls.from_yaml(p)
+            if wanted in (cfg.name.lower(), cfg.hub_id.lower(), p.stem.lower()):
+                return cfg
+        raise ConfigError(f"unknown config {name!r}; known: {', '.join(preset_names())}")
+
+    def replace_seats(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, seats=dataclasses.replace(self.seats, **changes))
+
+    def replace_media(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, media=dataclasses.replace(self.media, **changes))
+
+
+def preset_names() -> list[str]:
+    return [ModelConfig.from_yaml(p).name for p in sorted(configs_dir().glob("*.yaml"))]
+
+
+def resolve_config(model: str, config: str | None = None) -> ModelConfig:
+    """The preset for ``--model`` (or the ``--config`` file/name when given)."""
+    if config:
+        return ModelConfig.from_yaml(config) if Path(config).is_file() else ModelConfig.from_name(config)
+    if model == "tiny":
+        return ModelConfig.from_name("tiny")
+    local = Path(model)
+    if local.is_dir() and (local / "config.json").is_file():
+        return _guess_from_local(local)
+    try:
+        return ModelConfig.from_name(model)
+    except ConfigError:
+        raise ConfigError(
+            f"no preset for model {model!r}; pass --config with one of: {', '.join(preset_names())} or a YAML file"
+        ) from None
+
+
+def _guess_from_local(folder: Path) -> ModelConfig:
+    """A local checkpoint: match its text model's depth and width against the presets."""
+    if (folder / "seats_tiny.json").is_file():
+        return ModelConfig.from_name("tiny")
+    cfg = json.loads((folder / "config.json").read_text())
+    text = cfg.get("thinker_config", cfg).get("text_config", {})
+    key = (text.get("num_hidden_layers"), text.get("hidden_size"))
+    for p in sorted(configs_dir().glob("*.yaml")):
+        preset = ModelConfig.from_yaml(p)
+        a = preset.architecture
+        if (a.num_layers, a.hidden_size) == key and not preset.tiny:
+            return preset
+    raise ConfigError(f"{folder}: no preset matches this checkpoint ({key}); pass --config")

@@ -1,0 +1,179 @@
+"""Our own prefill and decode loops over the stock thinker's decoder layers.
+
+The stock ``generate()`` cannot continue from caches whose layers differ in length, so SEATS drives the
+layers itself: a pruning method may drop tokens before the LLM and before chosen layers; every drop gathers
+hidden states, rotary cos/sin and the position bookkeeping once, and (KV policy ``survivors``) cuts the KV
+of all earlier layers to the same survivors. Without drops the loop equals the stock forward exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from seats_cli.layout import TokenLayout
+from seats_cli.models.base import EncodedRequest, OmniAdapter
+
+KV_POLICIES = ("survivors", "per_layer")
+
+
+@dataclass
+class PruneState:
+    """What a method sees before a layer: the live tokens and their hidden states."""
+
+    layer: int
+    hidden: torch.Tensor  # (1, S_live, D)
+    cos: torch.Tensor  # (1, S_live, head_dim)
+    sin: torch.Tensor
+    live: torch.Tensor  # (S_live,) original sequence positions, ascending, on the model's device
+    modality: torch.Tensor  # (S_live,) TEXT/VIDEO/AUDIO of the live tokens, on the model's device
+
+
+class Pruner(Protocol):
+    """A token-reduction method. Returned indices are positions into the *current* live set to keep."""
+
+    name: str
+    drop_layers: frozenset[int]
+
+    def before_llm(self, adapter: OmniAdapter, encoded: EncodedRequest, layout: TokenLayout) -> torch.Tensor | None: ...
+
+    def at_layer(self, adapter: OmniAdapter, state: PruneState) -> torch.Tensor | None: ...
+
+
+class NoPruning:
+    name = "full"
+    drop_layers: frozenset[int] = frozenset()
+
+    def before_llm(self, adapter, encoded, layout):
+        return None
+
+    def at_layer(self, adapter, state):
+        return None
+
+
+@dataclass
+class PrefillResult:
+    logits: torch.Tensor  # (V,) float32 logits of the last prompt position
+    cache: object  # transformers DynamicCache, one layer per decoder layer
+    layer_live: list[torch.Tensor]  # per layer: original positions that entered it (CPU)
+    stage_live: list[tuple[int, torch.Tensor]]  # (layer, live positions) after Stage I (layer 0) and each drop
+    prefill_ms: float
+    hidden: torch.Tensor | None = None  # (1, S_final, D) normed final hidden states when asked for
+    extras: dict = field(default_factory=dict)
+
+
+def _causal_mask(n: int, like: torch.Tensor) -> torch.Tensor:
+    mask = torch.full((n, n), torch.finfo(like.dtype).min, dtype=like.dtype, device=like.device).triu(1)
+    return mask[None, None]
+
+
+def _cut_cache(cache, upto_layer: int, keep: torch.Tensor) -> None:
+    for i in range(upto_layer):
+        lay = cache.layers[i]
+        if getattr(lay, "keys", None) is None or lay.keys.numel() == 0:
+            continue
+        lay.keys = lay.keys.index_select(2, keep)
+        lay.values = lay.values.index_select(2, keep)
+
+
+@torch.no_grad()
+def prefill(
+    adapter: OmniAdapter,
+    encoded: EncodedRequest,
+    layout: TokenLayout,
+    pruner: Pruner | None = None,
+    *,
+    kv_policy: str = "survivors",
+    return_hidden: bool = False,
+) -> PrefillResult:
+    from transformers import DynamicCache
+
+    if kv_policy not in KV_POLICIES:
+        raise ValueError(f"kv_policy must be one of {KV_POLICIES}, got {kv_policy!r}")
+    pruner = pruner or NoPruning()
+    dev = encoded.embeds.device
+    eager = adapter.attn_implementation == "eager"
+    adapter.synchronize()
+    t0 = time.perf_counter()
+
+    hidden = encoded.embeds
+    cos, sin = adapter.rotary(hidden, encoded.position_ids)
+    live = torch.arange(hidden.shape[1], device=dev)
+    modality = layout.modality.to(dev)
+    stage_live: list[tuple[int, torch.Tensor]] = []
+
+    keep = pruner.before_llm(adapter, encoded, layout)
+    if keep is not None:
+        keep = keep.to(dev)
+        hidden, cos, sin, live = hidden[:, keep], cos[:, keep], sin[:, keep], live[keep]
+    stage_live.append((0, live))
+
+    cache = DynamicCache(config=adapter.text_config)
+    layer_live: list[torch.Tensor] = []
+    for idx, layer in enumerate(adapter.layers):
+        if idx in pruner.drop_layers:
+            state = PruneState(idx, hidden, cos, sin, live, modality[live])
+            keep = pruner.at_layer(adapter, state)
+            if keep is not None and keep.numel() < live.numel():
+                keep = keep.to(dev)
+                hidden, cos, sin, live = hidden[:, keep], cos[:, keep], sin[:, keep], live[keep]
+                if kv_policy == "survivors":
+                    _cut_cache(cache, idx, keep)
+                stage_live.append((idx, live))
+        layer_live.append(live)
+        hidden = layer(
+            hidden,
+            attention_mask=_causal_mask(hidden.shape[1], hidden) if eager else None,
+            position_embeddings=(cos, sin),
+            cache=cache,
+            use_cache=True,
+        )
+    final = adapter.text_model.norm(hidden if return_hidden else hidden[:, -1:])
+    logits = adapter.model.lm_head(final[:, -1]).float().reshape(-1)
+    adapter.synchronize()
+    ms = (time.perf_counter() - t0) * 1000
+    return PrefillResult(
+        logits=logits, cache=cache, layer_live=[x.cpu() for x in layer_live],
+        stage_live=[(layer_idx, x.cpu()) for layer_idx, x in stage_live], prefill_ms=ms,
+        hidden=final if return_hidden else None,
+    )
+
+
+@torch.no_grad()
+def decode(
+    adapter: OmniAdapter,
+    result: PrefillResult,
+    next_position: int,
+    *,
+    max_new_tokens: int,
+    eos_token_ids: list[int] | None = None,
+) -> tuple[list[int], float]:
+    """Greedy decoding, one token at a time, continuing the unpruned prompt's positions."""
+    eos = set(adapter.eos_token_ids if eos_token_ids is None else eos_token_ids)
+    cache = result.cache
+    dev = adapter.device
+    tokens: list[int] = []
+    adapter.synchronize()
+    t0 = time.perf_counter()
+    token = int(result.logits.argmax())
+    pos = next_position
+    embed = adapter.text_model.embed_tokens
+    while max_new_tokens > 0:
+        if token in eos:
+            break
+        tokens.append(token)
+        if len(tokens) >= max_new_tokens:
+            break
+        hidden = embed(torch.tensor([[token]], device=dev))
+        pids = torch.full((3, 1, 1), pos, dtype=torch.long, device=dev)
+        cos, sin = adapter.rotary(hidden, pids)
+        for layer in adapter.layers:
+            hidden = layer(hidden, attention_mask=None, position_embeddings=(cos, sin), cache=cache, use_cache=True)
+        logits = adapter.model.lm_head(adapter.text_model.norm(hidden[:, -1]))
+        token = int(logits.argmax(-1))
+        pos += 1
+    adapter.synchronize()
+    return tokens, (time.perf_counter() - t0) * 1000

@@ -1,0 +1,178 @@
+"""The adapter interface between a model family and the engine, and loading by ``--model``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seats_cli.config import ModelConfig, resolve_config
+from seats_cli.layout import TokenLayout
+
+
+class ModelLoadError(RuntimeError):
+    """The model or its processor could not be loaded; the message is one line for the user."""
+
+
+@dataclass
+class PreparedRequest:
+    """Processor output for one (video, question) on the model's device, plus its token layout."""
+
+    inputs: dict[str, Any]
+    layout: TokenLayout
+    use_audio_in_video: bool
+
+
+@dataclass
+class EncodedRequest:
+    """The full LLM input sequence before any pruning."""
+
+    embeds: torch.Tensor  # (1, S, D)
+    position_ids: torch.Tensor  # (3, 1, S) M-RoPE ids, never re-indexed
+    next_position: int  # position id of the first generated token
+    video_saliency: torch.Tensor | None = None  # (N_v,) attention received in the vision encoder's last layer
+    audio_saliency: torch.Tensor | None = None  # (N_a,) same for the audio encoder
+    extras: dict[str, Any] = field(default_factory=dict)  # family specifics (e.g. DeepStack features)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ModelLoadError(f"unknown --device {device!r} (use auto, cpu, cuda, cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"--device {device} asked for CUDA but no CUDA device is available")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise ModelLoadError(f"unknown --dtype {dtype!r} (use auto, float32, bfloat16, float16)")
+    return table[dtype]
+
+
+class OmniAdapter:
+    """Base class of a family adapter. Subclasses implement the family-specific parts."""
+
+    family = ""
+
+    def __init__(self, model, processor, config: ModelConfig, *, model_id: str, device: torch.device):
+        self.model = model
+        self.processor = processor
+        self.config = config
+        self.model_id = model_id
+        self.device = device
+
+    # ---- family specific ------------------------------------------------------------------------
+    def prepare(self, media, question: str, system_prompt: str | None = None) -> PreparedRequest:
+        raise NotImplementedError
+
+    def encode(self, request: PreparedRequest, *, saliency: bool = False) -> EncodedRequest:
+        raise NotImplementedError
+
+    def query_scores(self, layer_idx: int, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                     query_row: int) -> torch.Tensor:
+        """Softmax attention of the ``query_row`` token over all rows of ``hidden``, mean over heads: (S,)."""
+        raise NotImplementedError
+
+    # ---- common to the Qwen omni thinkers -------------------------------------------------------------
+    @property
+    def text_model(self):
+        return self.model.model.language_model
+
+    @property
+    def layers(self):
+        return self.text_model.layers
+
+    @property
+    def text_config(self):
+        return self.model.config.get_text_config()
+
+    @property
+    def attn_implementation(self) -> str:
+        return self.text_config._attn_implementation or "eager"
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.lm_head.weight.dtype
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        tok = self.processor.tokenizer
+        ids = {tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
+        eos = self.model.generation_config.eos_token_id
+        ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        return sorted(i for i in ids if isinstance(i, int) and i >= 0)
+
+    def decode_text(self, token_ids: list[int]) -> str:
+        return self.processor.tokenizer.decode(token_ids, skip_special_tokens=True).strip()
+
+    def rotary(self, hidden: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.text_model.rotary_emb(hidden, position_ids)
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+_FAMILIES: dict[str, type[OmniAdapter]] = {}
+
+
+def register_family(cls: type[OmniAdapter]) -> type[OmniAdapter]:
+    _FAMILIES[cls.family] = cls
+    return cls
+
+
+def load_model(
+    model: str = "Qwen/Qwen2.5-Omni-7B",
+    *,
+    config: str | ModelConfig | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    attn_implementation: str = "sdpa",
+    revision: str | None = None,
+    local_files_only: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+) -> OmniAdapter:
+    """Load a thinker (no talker) and its processor through the normal ``from_pretrained`` path."""
+    from seats_cli.models import qwen2_5_omni  # noqa: F401  (registers the family)
+
+    cfg = config if isinstance(config, ModelConfig) else resolve_config(model, config)
+    if cfg.family not in _FAMILIES:
+        raise ModelLoadError(f"model family {cfg.family!r} ({cfg.name}) has no adapter yet; "
+                             f"`seats profile --analytic` works for it without weights")
+    if attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
+        raise ModelLoadError(f"unknown --attn-implementation {attn_implementation!r} (sdpa, eager, flash_attention_2)")
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    source = model
+    if model == "tiny":
+        from seats_cli.models.tiny import tiny_model_dir
+
+        source = str(tiny_model_dir(cache_dir))
+    elif Path(model).exists() and not Path(model).is_dir():
+        raise ModelLoadError(f"--model {model}: not a folder or hub id")
+    return _FAMILIES[cfg.family].from_pretrained(
+        source, cfg, model_id=model, device=dev, dtype=torch_dtype, attn_implementation=attn_implementation,
+        revision=revision, local_files_only=local_files_only,
+    )
+
+
+def describe_load_failure(model: str, err: Exception) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if Path(model).is_dir():
+        return f"cannot load model from {model}: {text}"
+    return (
+        f"cannot load {model}: not in the local Hugging Face cache and the hub could not be reached ({text}). "
+        f"Download it where there is internet (`hf download {model}`) and set HF_HOME, or pass a local folder "
+        f"with --model; `--model tiny` runs offline"
+    )

@@ -1,0 +1,187 @@
+"""Qwen2.5-Omni (3B / 7B) thinker adapter: stock transformers classes, driven from outside.
+
+Saliency for Stage I is read with forward pre-hooks on the stock encoders' last layers (their inputs and
+attention spans), recomputing q/k with the layers' own modules; nothing in transformers is patched.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+
+from seats_cli.layout import build_layout
+from seats_cli.models.base import (
+    EncodedRequest,
+    ModelLoadError,
+    OmniAdapter,
+    PreparedRequest,
+    describe_load_failure,
+    register_family,
+)
+from seats_cli.selection.saliency import merge_unit_mean, pair_mean, received_attention
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import rotate_half
+
+    return x * cos + rotate_half(x) * sin
+
+
+@register_family
+class Qwen25OmniAdapter(OmniAdapter):
+    family = "qwen2_5_omni"
+
+    @classmethod
+    def from_pretrained(cls, source, cfg, *, model_id, device, dtype, attn_implementation, revision,
+                        local_files_only):
+        from transformers import AutoProcessor, Qwen2_5OmniThinkerForConditionalGeneration
+
+        kwargs = dict(revision=revision, local_files_only=local_files_only)
+        try:
+            model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
+                source, dtype=dtype, attn_implementation=attn_implementation, **kwargs
+            )
+            processor = AutoProcessor.from_pretrained(source, **kwargs)
+        except ImportError as e:  # e.g. flash_attention_2 without the flash-attn package
+            raise ModelLoadError(f"cannot load {model_id}: {str(e).splitlines()[0]}") from None
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(describe_load_failure(model_id, e)) from None
+        model.to(device).eval()
+        return cls(model, processor, cfg, model_id=model_id, device=device)
+
+    # ---- inputs -------------------------------------------------------------------------------
+    def prepare(self, media, question: str, system_prompt: str | None = None) -> PreparedRequest:
+        system = self.config.system_prompt if system_prompt is None else system_prompt
+        conversation = [
+            {"role": "system", "content": [{"type": "text", "text": system}]},
+            {"role": "user", "content": [{"type": "video", "video": media.path}, {"type": "text", "text": question}]},
+        ]
+        text = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+        with_audio = media.audio is not None and len(media.audio) > 0
+        kwargs = dict(videos_kwargs={"fps": float(media.sample_fps), "cap_pixels_per_frame": False})
+        if with_audio:
+            kwargs.update(audio=[media.audio], audio_from_video_indices=[0], load_audio_from_video=True)
+        batch = self.processor(text=text, videos=[media.frames], return_tensors="pt", **kwargs)
+        inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        for key in ("pixel_values_videos", "input_features"):
+            if key in inputs:
+                inputs[key] = inputs[key].to(self.dtype)
+        cfg = self.model.config
+        layout = build_layout(
+            inputs["input_ids"], video_token_id=cfg.video_token_id, audio_token_id=cfg.audio_token_id,
+            video_grid_thw=inputs.get("video_grid_thw"),
+            seconds_per_grid=float(inputs["video_second_per_grid"].reshape(-1)[0]),
+            merge_size=cfg.vision_config.spatial_merge_size,
+            audio_tokens_per_second=self.config.media.audio_tokens_per_second,
+            seconds_per_window=self.config.media.seconds_per_window, duration_s=media.duration_s,
+        )
+        return PreparedRequest(inputs=inputs, layout=layout, use_audio_in_video=with_audio)
+
+    # ---- encoders -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, request: PreparedRequest, *, saliency: bool = False) -> EncodedRequest:
+        inner = self.model.model
+        inp = request.inputs
+        ids = inp["input_ids"]
+        found: dict[str, torch.Tensor] = {}
+        embeds = inner.get_input_embeddings()(ids)
+        with self._saliency_hooks(inp, found, enabled=saliency):
+            if "input_features" in inp:
+                audio = inner.get_audio_features(
+                    inp["input_features"], inp["feature_attention_mask"], return_dict=True
+                ).last_hidden_state
+                _, _, amask = inner.get_placeholder_mask(ids, inputs_embeds=embeds)
+                embeds = embeds.masked_scatter(amask, audio.to(embeds.device, embeds.dtype))
+            if "pixel_values_videos" in inp:
+                out = inner.get_video_features(inp["pixel_values_videos"], inp["video_grid_thw"], return_dict=True)
+                video = torch.cat(out.pooler_output, dim=0).to(embeds.device, embeds.dtype)
+                _, vmask, _ = inner.get_placeholder_mask(ids, inputs_embeds=embeds, video_features=video)
+                embeds = embeds.masked_scatter(vmask, video)
+        fam = inp.get("feature_attention_mask")
+        position_ids, _ = inner.get_rope_index(
+            ids, None, inp.get("video_grid_thw"), inp["attention_mask"], request.use_audio_in_video,
+            fam.sum(-1) if fam is not None else None, inp.get("video_second_per_grid"),
+        )
+        return EncodedRequest(
+            embeds=embeds, position_ids=position_ids, next_position=int(position_ids.max()) + 1,
+            video_saliency=found.get("video"), audio_saliency=found.get("audio"),
+        )
+
+    @contextmanager
+    def _saliency_hooks(self, inp, found: dict, *, enabled: bool):
+        if not enabled:
+            yield
+            return
+        inner = self.model.model
+        handles = []
+        if "pixel_values_videos" in inp:
+            handles.append(inner.visual.blocks[-1].register_forward_pre_hook(
+                self._vision_hook(inp["video_grid_thw"], found), with_kwargs=True))
+        if "input_features" in inp:
+            lens = inp["feature_attention_mask"].sum(-1)
+            handles.append(inner.audio_tower.layers[-1].register_forward_pre_hook(
+                self._audio_hook(lens, found), with_kwargs=True))
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    def _vision_hook(self, grid_thw, found):
+        from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import apply_rotary_pos_emb_vision
+        from transformers.vision_utils import get_vision_window_index
+
+        visual = self.model.model.visual
+        block = visual.blocks[-1]
+
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            cos, sin = kwargs["position_embeddings"]
+            x = block.norm1(hidden)
+            n = x.shape[0]
+            q = block.attn.q(x).reshape(n, block.attn.num_heads, -1)
+            k = block.attn.k(x).reshape(n, block.attn.num_heads, -1)
+            q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
+            per_patch = received_attention(q.transpose(0, 1), k.transpose(0, 1), kwargs["cu_seqlens"],
+                                           block.attn.scaling)
+            units = merge_unit_mean(per_patch, visual.spatial_merge_size ** 2)  # window order
+            window_index, _ = get_vision_window_index(
+                grid_thw, spatial_merge_size=visual.spatial_merge_size, window_size=visual.window_size,
+                patch_size=visual.patch_size,
+            )
+            found["video"] = units[torch.argsort(window_index.to(units.device))]  # raster (token) order
+
+        return hook
+
+    def _audio_hook(self, feature_lens, found):
+        from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import get_pool_indices
+
+        layer = self.model.model.audio_tower.layers[-1]
+
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            attn = layer.self_attn
+            x = layer.self_attn_layer_norm(hidden)
+            n = x.shape[0]
+            q = attn.q_proj(x).reshape(n, attn.num_heads, -1)
+            k = attn.k_proj(x).reshape(n, attn.num_heads, -1)
+            per_frame = received_attention(q.transpose(0, 1), k.transpose(0, 1), kwargs["cu_seqlens"], attn.scaling)
+            found["audio"] = pair_mean(per_frame, get_pool_indices(feature_lens).to(per_frame.device))
+
+        return hook
+
+    # ---- Stage II query ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def query_scores(self, layer_idx, hidden, cos, sin, query_row):
+        layer = self.layers[layer_idx]
+        attn = layer.self_attn
+        x = layer.input_layernorm(hidden)  # (1, S, D)
+        s = x.shape[1]
+        q = attn.q_proj(x[:, query_row:query_row + 1]).view(1, 1, -1, attn.head_dim).transpose(1, 2)
+        k = attn.k_proj(x).view(1, s, -1, attn.head_dim).transpose(1, 2)
+        q = _rotate(q, cos[:, query_row:query_row + 1].unsqueeze(1), sin[:, query_row:query_row + 1].unsqueeze(1))
+        k = _rotate(k, cos.unsqueeze(1), sin.unsqueeze(1))
+        k = k.repeat_interleave(attn.num_key_value_groups, dim=1)
+        logits = torch.matmul(q.float(), k.float().transpose(-1, -2)) * attn.scaling  # (1, H, 1, S)
+        return logits.softmax(dim=-1).mean(dim=1).reshape(s)

@@ -1,0 +1,94 @@
+"""The result of one request as a typed record (``to_dict`` → the JSON contract) and its rich tables."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from rich.console import Console
+from rich.table import Table
+
+from seats_cli.layout import TokenLayout
+
+
+@dataclass
+class WindowReport:
+    index: int
+    start_s: float
+    end_s: float
+    video_total: int
+    audio_total: int
+    kept: list[dict[str, int]]  # [{layer, video, audio}] at Stage I (layer 0) and at every drop layer
+
+
+@dataclass
+class AskResult:
+    answer: str
+    model: str
+    method: str
+    trr: float | None
+    tokens: dict[str, int]
+    flops: dict[str, float]
+    latency_ms: dict[str, float]
+    layers: list[dict[str, int]]
+    windows: list[WindowReport]
+    generated_tokens: int
+    device: str
+    dtype: str
+    kv_policy: str
+    schedule: dict | None = None
+    media: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def window_reports(layout: TokenLayout, stage_live) -> list[WindowReport]:
+    per_stage = [(layer, layout.window_counts(live)) for layer, live in stage_live]
+    out = []
+    for i, w in enumerate(layout.windows):
+        kept = [{"layer": layer, "video": counts[i][0], "audio": counts[i][1]} for layer, counts in per_stage]
+        out.append(WindowReport(w.index, w.start_s, w.end_s, w.video_total, w.audio_total, kept))
+    return out
+
+
+def layer_rows(layout: TokenLayout, layer_live) -> list[dict[str, int]]:
+    return [{"layer": i, **layout.counts(live)} for i, live in enumerate(layer_live)]
+
+
+def _fmt_flops(x: float) -> str:
+    return f"{x / 1e12:.3f} TFLOPs" if x >= 1e10 else f"{x / 1e9:.3f} GFLOPs"
+
+
+def render(result: AskResult, console: Console) -> None:
+    console.print(f"[bold]Answer:[/bold] {result.answer}")
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+
+    t = Table(title=f"{result.model} · {result.method}" + (f" · TRR {result.trr:g}" if result.trr else ""))
+    for col in ("", "video", "audio", "text", "total"):
+        t.add_column(col, justify="right")
+    tk = result.tokens
+    t.add_row("input tokens", str(tk["video"]), str(tk["audio"]), str(tk["text"]), str(sum(tk.values())))
+    console.print(t)
+
+    f = Table(title="LLM prefill cost (FLOPs analytic, paper convention; latency measured on " + result.device + ")")
+    for col in ("full", "pruned", "reduction", "encode", "prefill", "decode"):
+        f.add_column(col, justify="right")
+    lat = result.latency_ms
+    f.add_row(_fmt_flops(result.flops["full"]), _fmt_flops(result.flops["pruned"]), f"{result.flops['reduction']:.2f}x",
+              f"{lat['encode']:.1f} ms", f"{lat['prefill']:.1f} ms",
+              f"{lat['decode']:.1f} ms ({result.generated_tokens} tok)")
+    console.print(f)
+
+    if result.windows:
+        stage_layers = [k["layer"] for k in result.windows[0].kept]
+        w = Table(title="Per-window tokens kept (video kept/total · audio kept/total) entering each stage layer")
+        w.add_column("window", justify="right")
+        w.add_column("span", justify="right")
+        for layer in stage_layers:
+            w.add_column(f"L{layer}", justify="right")
+        for win in result.windows:
+            cells = [f"{k['video']}/{win.video_total} · {k['audio']}/{win.audio_total}" for k in win.kept]
+            w.add_row(str(win.index), f"{win.start_s:g}–{win.end_s:g} s", *cells)
+        console.print(w)
