@@ -1,0 +1,77 @@
+"""`seats ask VIDEO QUESTION`: one answer and what it cost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from seats_cli.cli.common import (
+    DEFAULT_MODEL, app, guarded, print_json, quiet_libraries, read_question, show_progress, status, stderr, stdout,
+)
+
+# Options shared by ask / batch / profile (per-request knobs and model loading knobs).
+ModelOpt = typer.Option(DEFAULT_MODEL, "--model", "-m", envvar="SEATS_MODEL",
+                        help="Hub id, local folder, or 'tiny' (offline random-weight model).")
+ConfigOpt = typer.Option(None, "--config", help="Preset name or YAML file (default: chosen from --model).")
+MethodOpt = typer.Option("seats", "--method", help="seats or full.")
+TrrOpt = typer.Option(None, "--trr", help="Overall token retention ratio, 0 < trr <= 1 (default: config, 0.35).")
+VideoTrrOpt = typer.Option(None, "--video-trr", help="Override the video retention ratio.")
+AudioTrrOpt = typer.Option(None, "--audio-trr", help="Override the audio retention ratio.")
+DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N.")
+DtypeOpt = typer.Option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
+AttnOpt = typer.Option("sdpa", "--attn-implementation", help="sdpa, eager or flash_attention_2.")
+FpsOpt = typer.Option(None, "--fps", help="Frames sampled per second (default 2).")
+MaxFramesOpt = typer.Option(None, "--max-frames", help="Most frames sampled (default 128).")
+MaxNewOpt = typer.Option(128, "--max-new-tokens", help="Most tokens generated.")
+SeedOpt = typer.Option(0, "--seed", help="Random seed (decoding is greedy).")
+KvOpt = typer.Option(None, "--kv-policy", help="survivors (official) or per_layer.")
+ScoreLayerOpt = typer.Option(None, "--score-layer", help="previous (official) or next.")
+RevisionOpt = typer.Option(None, "--revision", help="Hub revision.")
+LocalOnlyOpt = typer.Option(False, "--local-files-only", help="Never contact the hub.")
+JsonOpt = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress display on stderr.")
+
+
+@app.command()
+@guarded
+def ask(
+    video: Path = typer.Argument(..., help="Video file (its own sound track is used)."),
+    question: str = typer.Argument(..., help="The question; '-' reads it from stdin."),
+    model: str = ModelOpt, config: Optional[str] = ConfigOpt, method: str = MethodOpt,
+    trr: Optional[float] = TrrOpt, video_trr: Optional[float] = VideoTrrOpt, audio_trr: Optional[float] = AudioTrrOpt,
+    device: str = DeviceOpt, dtype: str = DtypeOpt, attn_implementation: str = AttnOpt,
+    fps: Optional[float] = FpsOpt, max_frames: Optional[int] = MaxFramesOpt, max_new_tokens: int = MaxNewOpt,
+    seed: int = SeedOpt, kv_policy: Optional[str] = KvOpt, score_layer: Optional[str] = ScoreLayerOpt,
+    revision: Optional[str] = RevisionOpt, local_files_only: bool = LocalOnlyOpt,
+    json_out: bool = JsonOpt, quiet: bool = QuietOpt,
+) -> None:
+    """Answer QUESTION about VIDEO and report what it cost (tokens, FLOPs, latency, per-window budgets)."""
+    from seats_cli.api import Seats, frame_policy
+    from seats_cli.config import resolve_config
+    from seats_cli.media import decode_video
+
+    question = read_question(question)
+    cfg = resolve_config(model, config)
+    frame_policy(cfg, fps, max_frames)  # validate --fps / --max-frames before loading anything
+    if not video.exists():
+        decode_video(video)  # raises the media error for a missing file
+    quiet_libraries()
+    progress = show_progress(quiet)
+    with status(f"loading {model}", progress):
+        seats = Seats(model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
+                      revision=revision, local_files_only=local_files_only)
+    with status("answering", progress):
+        result = seats.ask(video, question, method=method, trr=trr, video_trr=video_trr, audio_trr=audio_trr,
+                           fps=fps, max_frames=max_frames, max_new_tokens=max_new_tokens, seed=seed,
+                           kv_policy=kv_policy, score_layer=score_layer)
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        from seats_cli.report import render
+
+        render(result, stdout)
+    if not json_out and not quiet:
+        for note in result.media.get("notes", []) if result.media else []:
+            stderr.print(f"[dim]{note}[/dim]")

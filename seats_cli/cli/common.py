@@ -1,0 +1,111 @@
+"""Shared CLI plumbing: the Typer app, error mapping (one `error:` line, exit 2 for bad input, 1 for runtime
+failures), quiet logging, and stdout/stderr consoles (results on stdout, everything else on stderr)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Ask omni-modal LLMs about videos, made cheaper by SEATS token selection.",
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """Ask omni-modal LLMs about videos, made cheaper by SEATS token selection."""
+
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+DEFAULT_MODEL = "Qwen/Qwen2.5-Omni-7B"
+
+
+class UsageProblem(ValueError):
+    """Bad usage or input (exit status 2)."""
+
+
+def fail(message: str, code: int = 2) -> None:
+    msg = " ".join(str(message).split()) or "failed"
+    print(f"error: {msg}", file=sys.stderr, flush=True)
+    raise typer.Exit(code)
+
+
+def quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def classify(exc: BaseException) -> int:
+    """Exit status for an exception: 2 for bad usage or input, 1 for runtime failures."""
+    from seats_cli.config import ConfigError
+    from seats_cli.media import MediaError
+    from seats_cli.models.base import ModelLoadError
+
+    if isinstance(exc, (MediaError, ConfigError, UsageProblem)):
+        return 2
+    if isinstance(exc, ModelLoadError):
+        return 1
+    if isinstance(exc, ValueError):
+        return 2
+    return 1
+
+
+def guarded(fn):
+    """Run a command body; turn any exception into one `error:` line and the right exit status."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except Exception as e:  # noqa: BLE001 - the CLI never shows a traceback
+            if os.environ.get("SEATS_DEBUG"):
+                raise
+            fail(str(e) or type(e).__name__, classify(e))
+
+    return wrapper
+
+
+def print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def show_progress(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty()
+
+
+@contextmanager
+def status(message: str, enabled: bool):
+    if enabled:
+        with stderr.status(message):
+            yield
+    else:
+        yield
+
+
+def read_question(question: str) -> str:
+    if question == "-":
+        question = sys.stdin.read()
+    if not question or not question.strip():
+        raise UsageProblem("the question is empty")
+    return question.strip()

@@ -1,0 +1,30 @@
+"""Token selection math of SEATS: Stage I diversity selection and Stage II window budgets."""
+
+from __future__ import annotations
+
+from .budgets import (
+    Stage2Result,
+    Window,
+    allocate_budgets,
+    find_runs,
+    pair_windows,
+    select_top_in_windows,
+    stage2_select,
+    window_relevance,
+)
+from .diversity import cosine_distance_matrix, diversity_select, diversity_select_batched, winDivPrune
+
+__all__ = [
+    "Stage2Result",
+    "Window",
+    "allocate_budgets",
+    "cosine_distance_matrix",
+    "diversity_select",
+    "diversity_select_batched",
+    "find_runs",
+    "pair_windows",
+    "select_top_in_windows",
+    "stage2_select",
+    "winDivPrune",
+    "window_relevance",
+]

@@ -1,0 +1,165 @@
+"""Stage I of SEATS: saliency-weighted max-min diversity selection (winDivPrune, SEATS_SPEC §2).
+
+For one window of ``w`` tokens with features f and saliency a, the cosine distance
+``D_ij = 1 - cos(f_i, f_j)`` is computed in fp32 and tokens are picked greedily:
+
+* first pick: ``argmax_j a_j * min_{i != j} D_ij``;
+* then repeatedly ``argmax_j a_j * min_{s in S} D_sj`` over the unselected tokens,
+  updating the running minimum after every pick.
+
+Ties go to the lowest index (``torch.argmax`` returns the first maximum). With
+``saliency=None`` every ``a_j = 1``, which is plain DivPrune (a baseline).
+
+Semantic notes (spec silent or official code differs):
+* the first pick excludes the diagonal exactly (the official code takes the second
+  smallest entry of each column, which differs only if some off-diagonal distance is
+  below the diagonal's numerically-zero value, e.g. duplicated tokens);
+* cosine uses ``f / max(||f||, 1e-12)``, so an all-zero feature has distance 1 to
+  everything;
+* ``a_j * min_s D_sj`` equals the official ``min_s (D_sj * a_j)`` bit-for-bit for
+  a_j >= 0, and the official 1e6 rescaling of a does not change any argmax; saliency
+  is expected to be >= 0 (attention mass).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..schedule import stage1_window_keep
+
+__all__ = [
+    "cosine_distance_matrix",
+    "diversity_select",
+    "diversity_select_batched",
+    "winDivPrune",
+]
+
+
+def cosine_distance_matrix(features: torch.Tensor) -> torch.Tensor:
+    """Pairwise ``1 - cos`` in fp32 for features of shape ``[..., w, d]`` → ``[..., w, w]``."""
+    f = features.float()
+    normed = f / f.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return 1.0 - normed @ normed.transpose(-1, -2)
+
+
+def diversity_select_batched(
+    features: torch.Tensor, k: int, saliency: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Greedy saliency-weighted max-min selection for ``B`` windows of equal size at once.
+
+    Args:
+        features: ``[B, w, d]`` token features of each window.
+        k: tokens to keep per window (``k >= w`` keeps all; ``k <= 0`` is an error).
+        saliency: ``[B, w]`` non-negative weights, or None for all ones.
+
+    Returns:
+        ``LongTensor[B, min(k, w)]`` kept indices per window, sorted ascending.
+        Identical, window by window, to :func:`diversity_select`.
+    """
+    if features.dim() != 3:
+        raise ValueError(f"features must be [B, w, d], got shape {tuple(features.shape)}")
+    if k <= 0:
+        raise ValueError(f"k must be >= 1, got {k}")
+    B, w, _ = features.shape
+    device = features.device
+    if k >= w:
+        return torch.arange(w, device=device).unsqueeze(0).expand(B, w).clone()
+    dist = cosine_distance_matrix(features)  # [B, w, w]
+    if saliency is None:
+        sal = torch.ones(B, w, dtype=torch.float32, device=device)
+    else:
+        if tuple(saliency.shape) != (B, w):
+            raise ValueError(f"saliency must be [B, w] = {(B, w)}, got {tuple(saliency.shape)}")
+        sal = saliency.float()
+
+    rows = torch.arange(B, device=device)
+    eye = torch.eye(w, dtype=torch.bool, device=device)
+    off_diag_min = dist.masked_fill(eye, float("inf")).amin(dim=1)  # [B, w]: min_{i != j} D_ij
+    first = torch.argmax(sal * off_diag_min, dim=-1)
+
+    keep = torch.empty(B, k, dtype=torch.long, device=device)
+    keep[:, 0] = first
+    selected = torch.zeros(B, w, dtype=torch.bool, device=device)
+    selected[rows, first] = True
+    running_min = dist[rows, first, :].clone()  # min over S of D_sj, [B, w]
+    for step in range(1, k):
+        score = (sal * running_min).masked_fill(selected, float("-inf"))
+        nxt = torch.argmax(score, dim=-1)
+        keep[:, step] = nxt
+        selected[rows, nxt] = True
+        running_min = torch.minimum(running_min, dist[rows, nxt, :])
+    return keep.sort(dim=-1).values
+
+
+def diversity_select(
+    features: torch.Tensor, k: int, saliency: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Greedy saliency-weighted max-min selection in one window.
+
+    Args:
+        features: ``[w, d]`` token features.
+        k: tokens to keep (``k >= w`` keeps all; ``k <= 0`` is an error).
+        saliency: ``[w]`` non-negative weights, or None (plain DivPrune).
+
+    Returns:
+        ``LongTensor[min(k, w)]`` kept indices, sorted ascending.
+    """
+    if features.dim() != 2:
+        raise ValueError(f"features must be [w, d], got shape {tuple(features.shape)}")
+    sal = None if saliency is None else saliency.reshape(1, -1)
+    return diversity_select_batched(features.unsqueeze(0), k, sal)[0]
+
+
+def winDivPrune(
+    features: torch.Tensor,
+    saliency: torch.Tensor | None,
+    window_sizes: Sequence[int],
+    rho: float,
+) -> torch.Tensor:
+    """Stage I over consecutive windows of one modality.
+
+    Args:
+        features: ``[N, d]`` features of all tokens of the modality, in sequence order.
+        saliency: ``[N]`` encoder attention received per token (None → DivPrune weights).
+        window_sizes: sizes of the consecutive windows; must sum to ``N`` (zeros allowed).
+        rho: Stage I retention ratio; each window keeps ``stage1_window_keep(w, rho)``.
+
+    Returns:
+        ``LongTensor`` of kept token indices (global, ascending). ``rho >= 1`` keeps all.
+        Windows of equal size are processed in one batched call.
+    """
+    n = features.shape[0]
+    sizes = [int(s) for s in window_sizes]
+    if any(s < 0 for s in sizes) or sum(sizes) != n:
+        raise ValueError(f"window sizes {sizes} must be >= 0 and sum to N={n}")
+    if saliency is not None and tuple(saliency.shape) != (n,):
+        raise ValueError(f"saliency must have shape ({n},), got {tuple(saliency.shape)}")
+    if not rho > 0:
+        raise ValueError(f"rho must be > 0, got {rho}")
+    device = features.device
+    if rho >= 1.0:
+        return torch.arange(n, device=device)
+
+    groups: dict[int, list[int]] = {}
+    start = 0
+    for s in sizes:
+        if s > 0:
+            groups.setdefault(s, []).append(start)
+        start += s
+
+    kept: list[torch.Tensor] = []
+    for w, starts in groups.items():
+        k = stage1_window_keep(w, rho)
+        starts_t = torch.tensor(starts, dtype=torch.long, device=device)
+        if k >= w:
+            kept.append((starts_t.unsqueeze(1) + torch.arange(w, device=device)).reshape(-1))
+            continue
+        idx = starts_t.unsqueeze(1) + torch.arange(w, device=device)  # [B, w] global indices
+        sal = None if saliency is None else saliency[idx]
+        local = diversity_select_batched(features[idx], k, sal)
+        kept.append((starts_t.unsqueeze(1) + local).reshape(-1))
+    if not kept:
+        return torch.zeros(0, dtype=torch.long, device=device)
+    return torch.cat(kept).sort().values

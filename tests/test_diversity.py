@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seats_cli.schedule import stage1_window_keep
+from seats_cli.selection import (
+    cosine_distance_matrix,
+    diversity_select,
+    diversity_select_batched,
+    winDivPrune,
+)
+
+
+def reference_select(dist: list[list[float]], sal: list[float], k: int) -> list[int]:
+    """Plain-loop greedy saliency-weighted max-min selection over a given distance matrix."""
+    w = len(sal)
+    if k >= w:
+        return list(range(w))
+    best, best_score = -1, -math.inf
+    for j in range(w):
+        m = min(dist[i][j] for i in range(w) if i != j)
+        score = sal[j] * m
+        if score > best_score:  # strict: ties keep the lowest index
+            best, best_score = j, score
+    chosen = [best]
+    while len(chosen) < k:
+        best, best_score = -1, -math.inf
+        for j in range(w):
+            if j in chosen:
+                continue
+            score = sal[j] * min(dist[s][j] for s in chosen)
+            if score > best_score:
+                best, best_score = j, score
+        chosen.append(best)
+    return sorted(chosen)
+
+
+def reference_from_features(feats: torch.Tensor, sal: torch.Tensor | None, k: int) -> list[int]:
+    """Independent float64 reference: cosine distances computed pair by pair."""
+    rows = feats.double().tolist()
+    w = len(rows)
+
+    def cos_dist(a, b):
+        na = math.sqrt(sum(x * x for x in a))
+        nb = math.sqrt(sum(x * x for x in b))
+        return 1.0 - sum(x * y for x, y in zip(a, b)) / (na * nb)
+
+    dist = [[cos_dist(rows[i], rows[j]) for j in range(w)] for i in range(w)]
+    s = [1.0] * w if sal is None else sal.double().tolist()
+    return reference_select(dist, s, k)
+
+
+def test_cosine_distance_matrix_values():
+    f = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0], [1.0, 1.0]])
+    d = cosine_distance_matrix(f)
+    expected = torch.tensor([
+        [0.0, 1.0, 2.0, 1 - 1 / math.sqrt(2)],
+        [1.0, 0.0, 1.0, 1 - 1 / math.sqrt(2)],
+        [2.0, 1.0, 0.0, 1 + 1 / math.sqrt(2)],
+        [1 - 1 / math.sqrt(2), 1 - 1 / math.sqrt(2), 1 + 1 / math.sqrt(2), 0.0],
+    ])
+    assert d.dtype == torch.float32
+    assert torch.allclose(d, expected, atol=1e-6)
+
+
+def test_hand_example_weighted_vs_unweighted():
+    # f0 ~ f1 (nearly parallel), f2 orthogonal, f3 opposite f0.
+    f = torch.tensor([[1.0, 0.0], [1.0, 0.01], [0.0, 1.0], [-1.0, 0.0]])
+    # unweighted: column minima (off-diagonal) ~[5e-5, 5e-5, 0.99, 1.0] -> first 3;
+    # then D[3] = [2, ~2, 1] -> 0; then min(D3, D0) on {1, 2} = [5e-5, 1] -> 2
+    assert diversity_select(f, 3).tolist() == [0, 2, 3]
+    assert diversity_select(f, 2).tolist() == [0, 3]
+    # saliency 0.1 on token 3: first scores [5e-5, 5e-5, 0.99, 0.1] -> 2; then
+    # a*D[2] = [1, 0.99, -, 0.1] -> 0
+    a = torch.tensor([1.0, 1.0, 1.0, 0.1])
+    assert diversity_select(f, 2, a).tolist() == [0, 2]
+
+
+def test_ties_go_to_lowest_index():
+    assert diversity_select(torch.ones(6, 4), 3).tolist() == [0, 1, 2]
+    assert diversity_select(torch.ones(6, 4), 3, torch.zeros(6)).tolist() == [0, 1, 2]
+    # two exact duplicates: tokens 1 and 4 equal, the others orthogonal
+    f = torch.eye(5)
+    f[4] = f[1]
+    # first: min off-diag distances [1, 0, 1, 1, 0] -> 0; then D[0] = [-, 1, 1, 1, 1] -> 1;
+    # then running mins [-, -, 1, 1, 0] -> 2, then 3
+    assert diversity_select(f, 4).tolist() == [0, 1, 2, 3]
+
+
+def test_k_at_least_w_and_invalid_k():
+    f = torch.randn(5, 3)
+    assert diversity_select(f, 5).tolist() == [0, 1, 2, 3, 4]
+    assert diversity_select(f, 9).tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        diversity_select(f, 0)
+    with pytest.raises(ValueError):
+        diversity_select_batched(f.unsqueeze(0), 2, torch.ones(5))
+
+
+@settings(max_examples=150, deadline=None)
+@given(w=st.integers(2, 12), d=st.integers(1, 6), seed=st.integers(0, 2**31 - 1),
+       weighted=st.booleans(), data=st.data())
+def test_matches_plain_loop_reference_on_same_distances(w, d, seed, weighted, data):
+    k = data.draw(st.integers(1, w))
+    g = torch.Generator().manual_seed(seed)
+    # small integer features make exact ties and duplicates common
+    f = torch.randint(-2, 3, (w, d), generator=g).float()
+    sal = torch.randint(0, 4, (w,), generator=g).float() if weighted else None
+    dist = cosine_distance_matrix(f).tolist()
+    expect = reference_select(dist, [1.0] * w if sal is None else sal.tolist(), k)
+    got = diversity_select(f, k, sal)
+    assert got.tolist() == expect
+    assert got.dtype == torch.long
+
+
+def test_matches_independent_float64_reference():
+    g = torch.Generator().manual_seed(1234)
+    for trial in range(60):
+        w = int(torch.randint(2, 16, (1,), generator=g))
+        k = int(torch.randint(1, w + 1, (1,), generator=g))
+        f = torch.randn(w, 8, generator=g)
+        sal = torch.rand(w, generator=g) if trial % 2 else None
+        assert diversity_select(f, k, sal).tolist() == reference_from_features(f, sal, k), trial
+
+
+@settings(max_examples=60, deadline=None)
+@given(B=st.integers(1, 6), w=st.integers(2, 12), seed=st.integers(0, 2**31 - 1), data=st.data())
+def test_batched_equals_unbatched(B, w, seed, data):
+    k = data.draw(st.integers(1, w + 1))
+    g = torch.Generator().manual_seed(seed)
+    f = torch.randn(B, w, 5, generator=g)
+    sal = torch.rand(B, w, generator=g)
+    got = diversity_select_batched(f, k, sal)
+    assert got.shape == (B, min(k, w))
+    for b in range(B):
+        assert got[b].tolist() == diversity_select(f[b], k, sal[b]).tolist()
+    unweighted = diversity_select_batched(f, k, None)
+    for b in range(B):
+        assert unweighted[b].tolist() == diversity_select(f[b], k).tolist()
+
+
+def test_windivprune_matches_per_window_selection():
+    g = torch.Generator().manual_seed(7)
+    sizes = [5, 5, 3, 0, 5, 8, 1]
+    n = sum(sizes)
+    f = torch.randn(n, 6, generator=g)
+    sal = torch.rand(n, generator=g)
+    rho = 0.5
+    kept = winDivPrune(f, sal, sizes, rho)
+    expected, start = [], 0
+    for w in sizes:
+        if w:
+            k = stage1_window_keep(w, rho)  # 5 -> round(2.5)=2, 3 -> 2, 8 -> 4, 1 -> 1
+            expected += [start + i for i in diversity_select(f[start:start + w], k, sal[start:start + w]).tolist()]
+        start += w
+    assert kept.tolist() == expected
+    assert len(expected) == 2 + 2 + 2 + 2 + 4 + 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(0, 9), min_size=1, max_size=8), rho=st.floats(0.01, 0.99),
+       seed=st.integers(0, 2**31 - 1), weighted=st.booleans())
+def test_windivprune_invariants(sizes, rho, seed, weighted):
+    n = sum(sizes)
+    g = torch.Generator().manual_seed(seed)
+    f = torch.randn(n, 4, generator=g)
+    sal = torch.rand(n, generator=g) if weighted else None
+    kept = winDivPrune(f, sal, sizes, rho).tolist()
+    assert kept == sorted(set(kept))
+    start = 0
+    for w in sizes:
+        inside = [i for i in kept if start <= i < start + w]
+        assert len(inside) == stage1_window_keep(w, rho)
+        if w:
+            assert len(inside) >= 1
+        start += w
+    assert len(kept) == sum(stage1_window_keep(w, rho) for w in sizes)
+
+
+def test_windivprune_keep_all_and_validation():
+    f = torch.randn(10, 3)
+    assert winDivPrune(f, torch.rand(10), [4, 6], 1.0).tolist() == list(range(10))
+    assert winDivPrune(f, None, [4, 6], 1.3).tolist() == list(range(10))
+    assert winDivPrune(torch.zeros(0, 3), None, [], 0.5).tolist() == []
+    with pytest.raises(ValueError, match="sum to N"):
+        winDivPrune(f, None, [4, 5], 0.5)
+    with pytest.raises(ValueError, match="saliency"):
+        winDivPrune(f, torch.rand(9), [4, 6], 0.5)
+    with pytest.raises(ValueError, match="rho"):
+        winDivPrune(f, None, [4, 6], 0.0)
