@@ -8,31 +8,10 @@ from typing import Optional
 import typer
 
 from seats_cli.cli.common import (
-    DEFAULT_MODEL, app, guarded, print_json, quiet_libraries, read_question, show_progress, status, stderr, stdout,
+    AttnOpt, AudioTrrOpt, ConfigOpt, DeviceOpt, DtypeOpt, FpsOpt, JsonOpt, KvOpt, LocalOnlyOpt, MaxFramesOpt,
+    MaxNewOpt, MethodOpt, ModelOpt, QuietOpt, RevisionOpt, ScoreLayerOpt, SeedOpt, TrrOpt, VideoTrrOpt, app,
+    guarded, print_json, quiet_libraries, read_question, show_progress, status, stderr, stdout,
 )
-
-# Options shared by ask / batch / profile (per-request knobs and model loading knobs).
-ModelOpt = typer.Option(DEFAULT_MODEL, "--model", "-m", envvar="SEATS_MODEL",
-                        help="Hub id, local folder, or 'tiny' (offline random-weight model).")
-ConfigOpt = typer.Option(None, "--config", help="Preset name or YAML file (default: chosen from --model).")
-MethodOpt = typer.Option("seats", "--method", help="seats or full.")
-TrrOpt = typer.Option(None, "--trr", help="Overall token retention ratio, 0 < trr <= 1 (default: config, 0.35).")
-VideoTrrOpt = typer.Option(None, "--video-trr", help="Override the video retention ratio.")
-AudioTrrOpt = typer.Option(None, "--audio-trr", help="Override the audio retention ratio.")
-DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N.")
-DtypeOpt = typer.Option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
-AttnOpt = typer.Option("sdpa", "--attn-implementation", help="sdpa, eager or flash_attention_2.")
-FpsOpt = typer.Option(None, "--fps", help="Frames sampled per second (default 2).")
-MaxFramesOpt = typer.Option(None, "--max-frames", help="Most frames sampled (default 128).")
-MaxNewOpt = typer.Option(128, "--max-new-tokens", help="Most tokens generated.")
-SeedOpt = typer.Option(0, "--seed", help="Random seed (decoding is greedy).")
-KvOpt = typer.Option(None, "--kv-policy", help="survivors (official) or per_layer.")
-ScoreLayerOpt = typer.Option(None, "--score-layer", help="previous (official) or next.")
-RevisionOpt = typer.Option(None, "--revision", help="Hub revision.")
-LocalOnlyOpt = typer.Option(False, "--local-files-only", help="Never contact the hub.")
-JsonOpt = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
-QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress display on stderr.")
-
 
 @app.command()
 @guarded

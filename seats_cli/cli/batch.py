@@ -1,0 +1,1 @@
+"""`seats batch`: JSONL in, JSONL out, the model loaded once."""

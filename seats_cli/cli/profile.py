@@ -1,0 +1,1 @@
+"""`seats profile`: per-layer schedule, FLOPs and measured prefill latency."""
