@@ -94,7 +94,7 @@ class Seats:
         notes = list(media.notes)
         if self.config.tiny:
             notes.insert(0, TINY_NOTE)
-        if not self.config.calibrated and method == "seats":
+        if not self.config.calibrated and not self.config.tiny and method == "seats":
             notes.append(f"{self.config.name}: SEATS layer boundaries are uncalibrated (scaled from the 7B)")
         return AskResult(
             answer=ad.decode_text(tokens), model=self.model_name, method=method,

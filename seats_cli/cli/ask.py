@@ -10,7 +10,7 @@ import typer
 from seats_cli.cli.common import (
     AttnOpt, AudioTrrOpt, ConfigOpt, DeviceOpt, DtypeOpt, FpsOpt, JsonOpt, KvOpt, LocalOnlyOpt, MaxFramesOpt,
     MaxNewOpt, MethodOpt, ModelOpt, QuietOpt, RevisionOpt, ScoreLayerOpt, SeedOpt, TrrOpt, VideoTrrOpt, app,
-    guarded, print_json, quiet_libraries, read_question, show_progress, status, stderr, stdout,
+    guarded, print_json, quiet_libraries, read_question, show_progress, status, stdout,
 )
 
 @app.command()
@@ -51,6 +51,3 @@ def ask(
         from seats_cli.report import render
 
         render(result, stdout)
-    if not json_out and not quiet:
-        for note in result.media.get("notes", []) if result.media else []:
-            stderr.print(f"[dim]{note}[/dim]")
