@@ -1,0 +1,398 @@
+"""Decode a video file into sampled, resized frames and its audio track (PyAV only, no ffmpeg binary).
+
+Policy = Qwen2.5-Omni's (SEATS_SPEC §1; qwen-omni-utils' `smart_nframes` / `smart_resize`). The file is
+opened once: video and audio packets are demuxed together, every video frame is decoded but only the
+sampled ones are kept (resized at once), and the audio is mixed to mono and resampled to 16 kHz.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+# Demuxers/codecs that "open" arbitrary text or binary files as a rendered-text video.
+_TEXT_FORMATS = {"tty", "bin", "adf", "idf", "xbin", "ansi", "bintext"}
+_ATTACHED_PIC = 0x0400  # AV_DISPOSITION_ATTACHED_PIC: cover art, not a video
+_MAX_ASPECT = 200
+
+
+class MediaError(ValueError):
+    """Bad or unreadable input; str(e) is one clear line for the user."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+@dataclass(frozen=True)
+class FramePolicy:
+    """Frame sampling, resize and audio policy; defaults are Qwen2.5-Omni's (configs pass their own)."""
+
+    fps: float = 2.0
+    min_frames: int = 4
+    max_frames: int = 128
+    frame_factor: int = 2
+    image_factor: int = 28
+    min_pixels: int = 128 * 28 * 28
+    max_pixels: int = 144 * 28 * 28
+    total_pixels: int = 24576 * 28 * 28
+    audio_sample_rate: int = 16000
+    max_audio_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        def positive(x) -> bool:
+            return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+        if not positive(self.fps):
+            raise MediaError(f"--fps must be > 0 (got {self.fps})")
+        for name in ("frame_factor", "image_factor", "min_frames", "min_pixels", "audio_sample_rate"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise MediaError(f"{name} must be a whole number >= 1 (got {getattr(self, name)})")
+        lowest = _ceil_by(self.min_frames, self.frame_factor)
+        if not isinstance(self.max_frames, int) or self.max_frames < lowest:
+            raise MediaError(f"--max-frames must be at least {lowest} (got {self.max_frames})")
+        if not (positive(self.max_pixels) and self.max_pixels >= self.min_pixels):
+            raise MediaError(f"max_pixels ({self.max_pixels}) must be >= min_pixels ({self.min_pixels})")
+        for name in ("total_pixels", "max_audio_seconds"):
+            if not positive(getattr(self, name)):
+                raise MediaError(f"{name} must be > 0 (got {getattr(self, name)})")
+
+
+@dataclass(frozen=True)
+class DecodedMedia:
+    path: str
+    frames: torch.Tensor  # uint8 (T, 3, height, width)
+    frame_indices: list[int]  # indices of the sampled frames in the decoded source stream
+    frame_times: list[float]  # presentation time of each sampled frame, seconds from the first frame
+    sample_fps: float  # nframes / source_frames * source_fps: the fps the processor must be given
+    duration_s: float  # span of the video stream (first frame to end of last frame)
+    source_width: int
+    source_height: int
+    source_fps: float
+    source_frames: int
+    height: int
+    width: int
+    audio: np.ndarray | None  # float32 mono at the policy's rate, aligned to frame_times' zero
+    audio_source_rate: int | None
+    audio_source_channels: int | None
+    notes: tuple[str, ...] = field(default=())
+    audio_sample_rate: int = 16000  # rate of `audio`
+
+    def to_dict(self) -> dict:
+        """Metadata only (no arrays), JSON-serialisable."""
+        samples = None if self.audio is None else int(self.audio.shape[0])
+        return {
+            "path": self.path, "frames": len(self.frame_indices), "frame_indices": list(self.frame_indices),
+            "frame_times": [round(t, 6) for t in self.frame_times], "sample_fps": self.sample_fps,
+            "duration_s": self.duration_s, "height": self.height, "width": self.width,
+            "source": {"width": self.source_width, "height": self.source_height,
+                       "fps": self.source_fps, "frames": self.source_frames},
+            "audio_samples": samples, "audio_sample_rate": self.audio_sample_rate,
+            "audio_seconds": None if samples is None else samples / self.audio_sample_rate,
+            "audio_source_rate": self.audio_source_rate, "audio_source_channels": self.audio_source_channels,
+            "notes": list(self.notes),
+        }
+
+
+# ----------------------------------------------------------------------------- policy (pure math)
+
+def _round_by(x: float, f: int) -> int:
+    return round(x / f) * f
+
+
+def _ceil_by(x: float, f: int) -> int:
+    return math.ceil(x / f) * f
+
+
+def _floor_by(x: float, f: int) -> int:
+    return math.floor(x / f) * f
+
+
+def plan_frames(total_frames: int, source_fps: float, policy: FramePolicy) -> int:
+    """Number of frames to sample from a stream of `total_frames` frames at `source_fps`."""
+    if total_frames < 1:
+        raise MediaError("the video has no frames")
+    if not (math.isfinite(source_fps) and source_fps > 0):
+        raise MediaError(f"the video's frame rate is unusable ({source_fps})")
+    f, lo = policy.frame_factor, _ceil_by(policy.min_frames, policy.frame_factor)
+    if total_frames < lo:  # too short: repeat frames to reach the minimum
+        return lo
+    wanted = total_frames / source_fps * policy.fps  # duration x fps
+    return _floor_by(min(max(wanted, lo), _floor_by(min(policy.max_frames, total_frames), f)), f)
+
+
+def frame_indices(total_frames: int, n: int) -> list[int]:
+    """`linspace(0, total-1, n)` rounded (torch float32, as the reference); repeats when total < n."""
+    return torch.linspace(0, max(total_frames - 1, 0), n).round().long().tolist()
+
+
+def _smart_resize(height: int, width: int, factor: int, min_pixels: float, max_pixels: float) -> tuple[int, int]:
+    if height < 1 or width < 1:
+        raise MediaError(f"the video has an invalid frame size {width}x{height}")
+    if max(height, width) / min(height, width) > _MAX_ASPECT:
+        raise MediaError(f"the video's aspect ratio {width}x{height} is too extreme (max {_MAX_ASPECT}:1)")
+    h, w = max(factor, _round_by(height, factor)), max(factor, _round_by(width, factor))
+    if h * w > max_pixels:  # scale down, sides rounded down
+        beta = math.sqrt(height * width / max_pixels)
+        h, w = max(factor, _floor_by(height / beta, factor)), max(factor, _floor_by(width / beta, factor))
+    elif h * w < min_pixels:  # scale up, sides rounded up
+        beta = math.sqrt(min_pixels / (height * width))
+        h, w = _ceil_by(height * beta, factor), _ceil_by(width * beta, factor)
+    return h, w
+
+
+def frame_pixel_cap(nframes: int, policy: FramePolicy) -> float:
+    """Per-frame pixel cap: max_pixels, shrunk to share total_pixels among `nframes` frames."""
+    shared = policy.total_pixels / max(nframes, 1) * policy.frame_factor
+    return max(min(policy.max_pixels, shared), int(policy.min_pixels * 1.05))
+
+
+def plan_resize(height: int, width: int, nframes: int, policy: FramePolicy) -> tuple[int, int]:
+    """(height, width) to resize `nframes` sampled frames of a height x width video to."""
+    return _smart_resize(height, width, policy.image_factor, policy.min_pixels, frame_pixel_cap(nframes, policy))
+
+
+# ----------------------------------------------------------------------------- decoding
+
+def _resize(rgb: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+    if tuple(t.shape[1:]) == size:
+        return t.contiguous()
+    return F.resize(t, list(size), interpolation=InterpolationMode.BICUBIC, antialias=True).contiguous()
+
+
+class _FrameSampler:
+    """Receives decoded frames in order and keeps (resized) only the planned indices."""
+
+    def __init__(self, total: int, fps: float, policy: FramePolicy, progress, time_base):
+        self.total, self.fps, self.policy, self.progress, self.time_base = total, fps, policy, progress, time_base
+        self.n = plan_frames(total, fps, policy)
+        self.indices = frame_indices(total, self.n)
+        self.wanted = set(self.indices)
+        self.kept: dict[int, tuple[torch.Tensor, float]] = {}  # index -> (resized frame, time)
+        self.count = 0
+        self.size = self.source_size = self.first_t = self.last_t = self.last_dur = None
+
+    def add(self, frame) -> None:
+        i, self.count = self.count, self.count + 1
+        tb = self.time_base or frame.time_base  # flushed frames may lack their own time base
+        t = _seconds(frame.pts, tb)
+        if t is None or (self.last_t is not None and t <= self.last_t):
+            t = (self.last_t + 1.0 / self.fps) if self.last_t is not None else 0.0
+        self.first_t = t if self.first_t is None else self.first_t
+        self.last_t = t
+        self.last_dur = _seconds(getattr(frame, "duration", None), tb) or None
+        if i in self.wanted:
+            if self.size is None:
+                self.source_size = (frame.height, frame.width)
+                self.size = plan_resize(frame.height, frame.width, self.n, self.policy)
+            self.kept[i] = (_resize(frame.to_ndarray(format="rgb24"), self.size), t - self.first_t)
+        if self.progress is not None:
+            self.progress(self.count, self.total)
+
+
+class _AudioCollector:
+    """Decodes the first audio track to mono float32 at the target rate, keeping a bounded amount."""
+
+    def __init__(self, stream, policy: FramePolicy, video_start: float):
+        import av
+
+        self.time_base, self.rate, self.video_start = stream.time_base, policy.audio_sample_rate, video_start
+        # channels are averaged here (as librosa does), not by the resampler (which weights by 1/sqrt(2))
+        self.resampler = av.AudioResampler(format="fltp", layout=None, rate=self.rate)
+        self.limit = int((policy.max_audio_seconds + 2.0) * self.rate)  # keep the cap + a margin only
+        self.chunks: list[np.ndarray] = []
+        self.samples, self.start, self.full = 0, None, False
+
+    def _push(self, frames) -> None:
+        for out in frames:
+            data = out.to_ndarray().astype(np.float32, copy=False)  # planar: (channels, samples)
+            mono = data.mean(axis=0) if data.shape[0] > 1 else data[0]
+            self.chunks.append(np.ascontiguousarray(mono, dtype=np.float32))
+            self.samples += mono.shape[0]
+
+    def add(self, frame) -> None:
+        if self.full:
+            return
+        if self.start is None:
+            start = _seconds(frame.pts, self.time_base or frame.time_base)
+            self.start = self.video_start if start is None else start
+            self.limit += max(0, int((self.video_start - self.start) * self.rate))
+        self._push(self.resampler.resample(frame))
+        self.full = self.samples >= self.limit
+
+    def finish(self) -> np.ndarray | None:
+        if not self.full and self.start is not None:
+            self._push(self.resampler.resample(None))
+        return np.concatenate(self.chunks) if self.chunks else None
+
+
+def _seconds(value, time_base) -> float | None:
+    t = float(value * time_base) if value is not None and time_base else None
+    return t if t is not None and math.isfinite(t) else None
+
+
+def _stream_rate(stream) -> float | None:
+    for rate in (getattr(stream, "average_rate", None), getattr(stream, "guessed_rate", None),
+                 getattr(stream, "base_rate", None)):
+        if rate and float(rate) > 0 and math.isfinite(float(rate)):
+            return float(rate)
+    return None
+
+
+def _check_path(path) -> Path:
+    p = Path(os.fspath(path))
+    if not p.exists():
+        raise MediaError(f"no such file: {p}")
+    if p.is_dir():
+        raise MediaError(f"{p} is a directory, not a video file")
+    if p.stat().st_size == 0:
+        raise MediaError(f"{p} is empty (0 bytes)")
+    return p
+
+
+def decode_video(path: str | os.PathLike, policy: FramePolicy = FramePolicy(),
+                 progress: Callable[[int, int], None] | None = None) -> DecodedMedia:
+    """Decode `path` into sampled frames and its audio track; any problem raises MediaError.
+
+    `progress(decoded, expected_total)` is called after each decoded video frame when given.
+    """
+    p = _check_path(path)
+    try:
+        return _decode(p, policy, progress, count_first=False)
+    except MediaError as e:
+        if str(p) in str(e):
+            raise
+        raise MediaError(f"{p}: {e}") from None
+    except Exception as e:  # av errors, decoder failures, anything from a broken file
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise MediaError(f"cannot decode {p}: {reason}") from None
+
+
+def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> DecodedMedia:
+    import av
+
+    try:
+        container = av.open(str(p), mode="r", metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        reason = " ".join(str(getattr(e, "strerror", None) or e).split())
+        raise MediaError(f"{p} is not a readable media file ({reason})") from None
+    with container:
+        videos = [s for s in container.streams.video if not int(getattr(s, "disposition", 0)) & _ATTACHED_PIC]
+        if not videos:
+            kind = "an audio-only file" if container.streams.audio else "not a video file"
+            raise MediaError(f"{p} has no video stream ({kind})")
+        vstream = videos[0]
+        if {getattr(container.format, "name", ""), vstream.codec_context.name} & _TEXT_FORMATS:
+            raise MediaError(f"{p} is not a media file (it looks like text or binary data)")
+        astream = container.streams.audio[0] if container.streams.audio else None
+        vstream.thread_type = "AUTO"
+        declared, rate = int(vstream.frames or 0), _stream_rate(vstream)
+        video_start = _seconds(vstream.start_time, vstream.time_base) or 0.0
+        audio = _AudioCollector(astream, policy, video_start) if astream is not None else None
+        notes: list[str] = []
+        # With a frame count in the header, decode while demuxing; otherwise keep the (compressed)
+        # video packets, count them, then decode. Either way only the sampled frames are kept.
+        direct = declared > 0 and rate is not None and not count_first
+        sampler = _FrameSampler(declared, rate, policy, progress, vstream.time_base) if direct else None
+        packets = []
+        for packet in container.demux([vstream] + ([astream] if astream is not None else [])):
+            if packet.stream is vstream:
+                if direct:
+                    for frame in packet.decode():
+                        sampler.add(frame)
+                elif packet.size > 0:
+                    packets.append(packet)
+            elif audio is not None and not audio.full:
+                for frame in packet.decode():
+                    audio.add(frame)
+        if direct and 0 < sampler.count != declared:  # the header was wrong: count first
+            return _decode(p, policy, progress, count_first=True)
+        if packets:
+            rate = rate or _packet_rate(packets)
+            sampler = _decode_packets(vstream, packets, len(packets), rate, policy, progress)
+            if 0 < sampler.count != len(packets):  # decoder output differs from packets: redo
+                vstream.codec_context.flush_buffers()
+                sampler = _decode_packets(vstream, packets, sampler.count, rate, policy, progress)
+            if declared and declared != sampler.count:
+                notes.append(f"the header declares {declared} frames; {sampler.count} were decoded")
+        if sampler is None or sampler.count == 0 or len(sampler.kept) != len(sampler.wanted):
+            raise MediaError(f"{p} has a video stream with no decodable frames")
+        raw_audio = audio.finish() if audio is not None else None
+        audio_rate = audio_channels = None
+        if astream is not None:
+            ctx = astream.codec_context
+            audio_rate = int(ctx.sample_rate or 0) or None
+            layout = getattr(ctx, "layout", None)
+            audio_channels = getattr(layout, "nb_channels", None) or getattr(ctx, "channels", None)
+
+    total, n = sampler.count, sampler.n
+    span = sampler.last_t - sampler.first_t
+    duration = span + (sampler.last_dur or (span / (total - 1) if total > 1 else 1.0 / rate))
+    (h, w), (src_h, src_w) = sampler.size, sampler.source_size
+    wanted = total / rate * policy.fps
+    if total < _ceil_by(policy.min_frames, policy.frame_factor):
+        notes.append(f"video has only {total} frame(s); sampled {n} with repeats (minimum {policy.min_frames})")
+    elif n < _floor_by(min(wanted, total), policy.frame_factor):  # only --max-frames can cause this
+        notes.append(f"video has {total} frames ({duration:.1f} s) at {policy.fps:g} fps would give "
+                     f"{wanted:.0f}; sampled {n} (--max-frames {policy.max_frames})")
+    if frame_pixel_cap(n, policy) < policy.max_pixels:
+        notes.append(f"frames resized to {w}x{h} to fit the total pixel budget of {n} frames")
+    final_audio = None
+    if astream is None:
+        notes.append("no audio track")
+    elif raw_audio is None or raw_audio.size == 0:
+        notes.append("audio track is empty")
+    else:
+        final_audio = _align_audio(raw_audio, audio.start, sampler.first_t, duration, policy, notes)
+    return DecodedMedia(
+        path=str(p), frames=torch.stack([sampler.kept[i][0] for i in sampler.indices]),
+        frame_indices=list(sampler.indices), frame_times=[sampler.kept[i][1] for i in sampler.indices],
+        sample_fps=n / total * rate, duration_s=duration, source_width=src_w, source_height=src_h,
+        source_fps=rate, source_frames=total, height=h, width=w, audio=final_audio,
+        audio_source_rate=audio_rate, audio_source_channels=audio_channels, notes=tuple(notes),
+        audio_sample_rate=policy.audio_sample_rate,
+    )
+
+
+def _decode_packets(vstream, packets, total, rate, policy, progress) -> _FrameSampler:
+    sampler = _FrameSampler(total, rate, policy, progress, vstream.time_base)
+    for packet in packets:
+        for frame in vstream.decode(packet):
+            sampler.add(frame)
+    for frame in vstream.decode(None):  # drain the decoder
+        sampler.add(frame)
+    return sampler
+
+
+def _packet_rate(packets) -> float:
+    times = sorted(float(pk.pts * pk.time_base) for pk in packets if pk.pts is not None and pk.time_base)
+    if len(times) > 1 and times[-1] > times[0]:
+        return (len(times) - 1) / (times[-1] - times[0])
+    raise MediaError("the video's frame rate is unknown")
+
+
+def _align_audio(raw: np.ndarray, audio_start: float | None, video_start: float, duration: float,
+                 policy: FramePolicy, notes: list[str]) -> np.ndarray:
+    """Cut the audio to the video's span (padding a late start with silence), then cap it."""
+    rate = policy.audio_sample_rate
+    offset = 0 if audio_start is None else int(round((video_start - audio_start) * rate))
+    audio = raw[offset:] if offset >= 0 else np.concatenate([np.zeros(-offset, dtype=np.float32), raw])
+    target = int(round(duration * rate))
+    audio = audio[:target]
+    if audio.shape[0] < target - max(int(0.1 * rate), 1):
+        notes.append(f"audio track ends {(target - audio.shape[0]) / rate:.1f} s before the video")
+    cap = int(round(policy.max_audio_seconds * rate))
+    if audio.shape[0] > cap:
+        audio = audio[:cap]
+        notes.append(f"audio capped at {policy.max_audio_seconds:g} s")
+    return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
+

@@ -1,0 +1,317 @@
+"""seats_cli.media: frame/resize policy (vs qwen-omni-utils), decoding real and awkward files, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from seats_cli import media
+from seats_cli.media import (
+    DecodedMedia,
+    FramePolicy,
+    MediaError,
+    decode_video,
+    frame_indices,
+    plan_frames,
+    plan_resize,
+)
+
+from media_factory import frame_level, make_clip, make_video_without_frames
+
+ref = pytest.importorskip("qwen_omni_utils.v2_5.vision_process")
+
+SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "sample.mp4"
+RATE = 16000
+
+
+def levels(m: DecodedMedia) -> list[int]:
+    """Grey level of each sampled frame (bottom-right patch, away from the red corner)."""
+    return [round(v) for v in m.frames[:, :, -8:, -8:].float().mean(dim=(1, 2, 3)).tolist()]
+
+
+def assert_audio_ok(audio: np.ndarray, samples: int, tol: int = 0) -> None:
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(audio.shape[0] - samples) <= tol, (audio.shape[0], samples)
+    assert float(np.abs(audio).max()) <= 1.0
+    assert float(np.sqrt(np.mean(audio**2))) > 0.01  # not silent
+
+
+# ------------------------------------------------------------------ the committed sample
+
+def test_sample_decodes_as_the_policy_says():
+    m = decode_video(SAMPLE)
+    # 6 s at 25 fps = 150 source frames; 6 s x 2 fps = 12 frames (even, within [4, 128])
+    assert (m.source_frames, m.source_fps, m.duration_s) == (150, 25.0, 6.0)
+    assert (m.source_width, m.source_height) == (448, 252)
+    assert m.frame_indices == [round(i * 149 / 11) for i in range(12)] == frame_indices(150, 12)
+    assert m.sample_fps == pytest.approx(12 / 150 * 25)  # = 2.0
+    # 448x252 is already 16x9 patches of 28 and 144*28^2 pixels: kept as is (144 tokens per 2-frame grid)
+    assert (m.height, m.width) == (252, 448)
+    assert m.frames.dtype == torch.uint8 and tuple(m.frames.shape) == (12, 3, 252, 448)
+    assert m.frame_times == pytest.approx([i / 25 for i in m.frame_indices])
+    # audio: 24 kHz mono AAC -> 16 kHz mono float32, 6 s x 16000 = 96000 samples (+- one video frame)
+    assert (m.audio_source_rate, m.audio_source_channels) == (24000, 1)
+    assert_audio_ok(m.audio, 96000, tol=RATE // 25)
+    assert m.notes == ()
+
+
+def test_sample_audio_is_aligned_to_its_windows():
+    audio = decode_video(SAMPLE).audio
+    middle = audio[int(2.3 * RATE) : int(3.7 * RATE)]  # 2-4 s is a pure 660 Hz tone
+    spectrum = np.abs(np.fft.rfft(middle * np.hanning(middle.size)))
+    assert np.fft.rfftfreq(middle.size, 1 / RATE)[spectrum.argmax()] == pytest.approx(660, abs=2)
+    for lo, hi in [(0, 2), (4, 6)]:  # voice (or tone) in the first and last windows
+        assert np.sqrt(np.mean(audio[lo * RATE : hi * RATE] ** 2)) > 0.02
+
+
+# ------------------------------------------------------------------ policy vs the reference
+
+@settings(max_examples=400, deadline=None)
+@given(
+    total=st.integers(1, 50_000),
+    src_fps=st.sampled_from([1, 5, 10, 12.5, 23.976, 24, 25, 29.97, 30, 50, 59.94, 60, 120]),
+    fps=st.floats(0.1, 10),
+    min_frames=st.integers(1, 16),
+    extra=st.integers(0, 800),
+)
+def test_plan_frames_matches_smart_nframes(total, src_fps, fps, min_frames, extra):
+    lowest = math.ceil(min_frames / 2) * 2
+    policy = FramePolicy(fps=fps, min_frames=min_frames, max_frames=lowest + extra)
+    n = plan_frames(total, src_fps, policy)
+    if total >= lowest:
+        ele = {"fps": fps, "min_frames": min_frames, "max_frames": lowest + extra}
+        assert n == ref.smart_nframes(ele, total_frames=total, video_fps=src_fps)
+    else:  # shorter than the minimum: the reference would fail; we repeat frames
+        assert n == lowest
+    assert n % 2 == 0 and lowest <= n <= max(lowest, policy.max_frames)
+
+
+def test_plan_frames_examples():
+    p = FramePolicy()
+    assert plan_frames(150, 25, p) == 12  # 6 s -> 12
+    assert plan_frames(4, 10, p) == 4  # 0.4 s -> 0.8, raised to min 4
+    assert plan_frames(2, 10, p) == 4  # fewer frames than the minimum: repeats
+    assert plan_frames(3000, 25, p) == 128  # 120 s -> 240, capped
+    assert plan_frames(3000, 25, FramePolicy(max_frames=9)) == 8  # rounded down to even
+    assert plan_frames(101, 1, FramePolicy(fps=2)) == 100  # never more than the source frames
+
+
+@settings(max_examples=150, deadline=None)
+@given(total=st.integers(1, 5000), n=st.integers(1, 400))
+def test_frame_indices_match_reference_linspace(total, n):
+    got = frame_indices(total, n)
+    assert got == torch.linspace(0, total - 1, n).round().long().tolist()
+    assert got[0] == 0 and got == sorted(got) and (n == 1 or got[-1] == total - 1)
+
+
+def _ref_resize(h, w, n, p: FramePolicy):
+    """fetch_video's resize for a (T=n) video given min/max/total pixels (qwen-omni-utils)."""
+    frame_max = ref.VIDEO_MAX_TOKEN_NUM * 28 * 28
+    cap = max(min(frame_max, p.total_pixels / n * ref.FRAME_FACTOR), int(p.min_pixels * 1.05))
+    cap = min(p.max_pixels, cap)  # the caller's max_pixels can only lower it
+    return ref.smart_resize(h, w, factor=28, min_pixels=p.min_pixels, max_pixels=cap)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    h=st.integers(8, 4000),
+    w=st.integers(8, 4000),
+    n=st.integers(1, 1024).map(lambda k: 2 * k),
+    budget=st.sampled_from([24576, 16384, 8192, 2048]),
+    max_tokens=st.sampled_from([144, 256, 768]),
+)
+def test_plan_resize_matches_smart_resize(h, w, n, budget, max_tokens):
+    assume(max(h, w) / min(h, w) <= 200)  # beyond that both refuse
+    p = FramePolicy(max_pixels=max_tokens * 28 * 28, total_pixels=budget * 28 * 28)
+    got = plan_resize(h, w, n, p)
+    assert got == _ref_resize(h, w, n, p)
+    assert got[0] % 28 == 0 and got[1] % 28 == 0
+
+
+@pytest.mark.parametrize(
+    "hw, expected",
+    [((720, 1280), (252, 448)), ((252, 448), (252, 448)), ((1080, 1920), (252, 448)), ((180, 320), (252, 448)),
+     ((320, 180), (448, 252)), ((201, 333), (252, 420)), ((480, 640), (280, 364))],
+)
+def test_plan_resize_examples(hw, expected):
+    assert plan_resize(*hw, 12, FramePolicy()) == expected
+
+
+def test_pixel_cap_shrinks_with_many_frames():
+    p = FramePolicy(max_frames=768)
+    # 24576 tokens * 2 / 144 = 341 frames fit the full 144-token cap; 768 frames get 64 tokens each
+    # -> raised to the floor int(128 * 28^2 * 1.05)
+    assert media.frame_pixel_cap(340, p) == p.max_pixels
+    assert media.frame_pixel_cap(768, p) == int(p.min_pixels * 1.05)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [({"fps": 0}, "--fps must be > 0"), ({"fps": -1.0}, "--fps must be > 0"), ({"fps": float("nan")}, "--fps"),
+     ({"max_frames": 3}, "--max-frames must be at least 4"), ({"min_frames": 0}, "min_frames"),
+     ({"min_pixels": 10, "max_pixels": 5}, "max_pixels"), ({"max_audio_seconds": 0}, "max_audio_seconds")],
+)
+def test_policy_validation(kwargs, words):
+    with pytest.raises(MediaError) as e:
+        FramePolicy(**kwargs)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------ awkward but valid files
+
+CLIPS = {  # name: (factory kwargs, expected source frames, expected sampled frames)
+    "mono16k.mp4": ({}, 10, 4),
+    "stereo44k.mp4": ({"audio_rate": 44100, "audio_channels": 2}, 10, 4),
+    "mono8k.mov": ({"audio_rate": 8000}, 10, 4),
+    "stereo48k.mkv": ({"audio_rate": 48000, "audio_channels": 2, "seconds": 3}, 30, 6),
+    "vp9opus.webm": ({"audio_rate": 48000, "audio_channels": 2, "seconds": 2}, 20, 4),
+    "stereo44k.ts": ({"audio_rate": 44100, "audio_channels": 2, "seconds": 2}, 20, 4),  # pts start > 0
+    "silent.mp4": ({"audio_rate": None}, 10, 4),
+    "short4.mp4": ({"seconds": 0.4}, 4, 4),
+    "short2.mkv": ({"seconds": 0.2}, 2, 4),
+    "odd.mov": ({"width": 333, "height": 201}, 10, 4),
+    "portrait.mp4": ({"width": 180, "height": 320, "fps": 25, "seconds": 1}, 25, 4),
+    "vfr.mkv": ({"frame_durations": [0.05, 0.15] * 5}, 10, 4),
+    "vfr.mp4": ({"frame_durations": [0.05, 0.15] * 5}, 10, 4),
+}
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    return {name: make_clip(d / name, **kw) for name, (kw, _, _) in CLIPS.items()}
+
+
+@pytest.mark.parametrize("name", list(CLIPS))
+def test_decodes_awkward_clips(clips, name):
+    kw, total, n = CLIPS[name]
+    m = decode_video(clips[name])
+    assert m.source_frames == total and len(m.frame_indices) == n == m.frames.shape[0]
+    assert m.frame_indices == frame_indices(total, n)
+    width, height = kw.get("width", 64), kw.get("height", 48)
+    assert (m.source_width, m.source_height) == (width, height)
+    assert (m.height, m.width) == plan_resize(height, width, n, FramePolicy())
+    assert tuple(m.frames.shape[1:]) == (3, m.height, m.width) and m.frames.dtype == torch.uint8
+    # each sampled frame is the source frame it claims to be
+    assert levels(m) == pytest.approx([frame_level(i) for i in m.frame_indices], abs=3)
+    rate = kw.get("audio_rate", 16000)
+    if rate is None:
+        assert m.audio is None and m.audio_source_rate is None and "no audio track" in m.notes
+    else:
+        assert (m.audio_source_rate, m.audio_source_channels) == (rate, kw.get("audio_channels", 1))
+        frame_samples = int(RATE / (total / m.duration_s))
+        assert_audio_ok(m.audio, round(m.duration_s * RATE), tol=frame_samples)
+    json.dumps(m.to_dict())
+
+
+def test_variable_frame_rate_times_come_from_pts(clips):
+    m = decode_video(clips["vfr.mkv"])
+    starts = np.concatenate([[0], np.cumsum([0.05, 0.15] * 5)])  # frame i starts at starts[i]
+    assert m.frame_indices == [0, 3, 6, 9]
+    assert m.frame_times == pytest.approx([starts[i] for i in m.frame_indices])
+
+
+def test_short_clip_repeats_frames(clips):
+    m = decode_video(clips["short2.mkv"])  # 2 frames, policy minimum 4
+    assert m.frame_indices == [0, 0, 1, 1]
+    assert torch.equal(m.frames[0], m.frames[1]) and not torch.equal(m.frames[1], m.frames[2])
+    assert any("repeats" in note for note in m.notes)
+    assert m.audio is not None and abs(m.audio.shape[0] - 3200) <= 640  # 0.2 s of audio
+
+
+def test_max_frames_caps_and_notes(tmp_path):
+    path = make_clip(tmp_path / "long.mp4", seconds=10, fps=10)  # 100 frames, 20 wanted at 2 fps
+    calls = []
+    m = decode_video(path, FramePolicy(max_frames=8), progress=lambda i, total: calls.append((i, total)))
+    assert m.frame_indices == frame_indices(100, 8) and m.frames.shape[0] == 8
+    assert m.sample_fps == pytest.approx(8 / 100 * 10)
+    assert any("--max-frames" in note for note in m.notes)
+    assert calls[-1] == (100, 100)
+    assert m.audio.shape[0] == 10 * RATE
+
+
+def test_audio_cap(tmp_path):
+    m = decode_video(make_clip(tmp_path / "two.mkv", seconds=2), FramePolicy(max_audio_seconds=1.0))
+    assert m.audio.shape[0] == RATE
+    assert any("audio capped at 1 s" in note for note in m.notes)
+
+
+def test_late_audio_is_padded_to_stay_aligned(tmp_path):
+    m = decode_video(make_clip(tmp_path / "late.mkv", seconds=2, audio_offset=0.5))
+    assert m.audio.shape[0] == 2 * RATE
+    assert np.abs(m.audio[: int(0.49 * RATE)]).max() < 1e-3 < np.abs(m.audio[int(0.51 * RATE) :]).max()
+
+
+def test_non_ascii_path(tmp_path):
+    path = make_clip(tmp_path / "vidéo 日本.mp4")
+    m = decode_video(path)
+    assert m.path == str(path) and m.frames.shape[0] == 4 and m.audio is not None
+
+
+def test_only_sampled_frames_are_converted(tmp_path, monkeypatch):
+    path = make_clip(tmp_path / "many.mp4", seconds=6, fps=25)  # 150 frames, 12 kept
+    converted = []
+    real = media._resize
+    monkeypatch.setattr(media, "_resize", lambda rgb, size: converted.append(1) or real(rgb, size))
+    assert decode_video(path).frames.shape[0] == 12 and len(converted) == 12
+
+
+def test_counting_path_equals_header_path(clips):
+    # files whose header has no frame count are decoded by counting packets first; same result
+    path = clips["stereo44k.mp4"]
+    a = decode_video(path)
+    b = media._decode(Path(path), FramePolicy(), None, count_first=True)
+    assert a.frame_indices == b.frame_indices and torch.equal(a.frames, b.frames)
+    assert np.array_equal(a.audio, b.audio) and a.frame_times == b.frame_times
+
+
+# ------------------------------------------------------------------ bad input
+
+def _truncated(tmp_path):
+    data = make_clip(tmp_path / "whole.mp4").read_bytes()
+    return _write(tmp_path / "truncated.mp4", data[: len(data) // 2])
+
+
+def _corrupt(tmp_path):
+    data = bytearray(make_clip(tmp_path / "whole.mp4").read_bytes())
+    for i in range(2000, len(data) - 2000):  # keep the header, scramble the payload
+        data[i] = (i * 7) & 255
+    return _write(tmp_path / "corrupt.mp4", bytes(data))
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path
+
+
+BAD = {
+    "missing": (lambda d: d / "nope.mp4", "no such file"),
+    "directory": (lambda d: d, "is a directory"),
+    "empty": (lambda d: _write(d / "empty.mp4", b""), "is empty"),
+    "text": (lambda d: _write(d / "notes.txt", b"hello world\n" * 50), "not a media file"),
+    "text named mp4": (lambda d: _write(d / "fake.mp4", b"hello world\n" * 50), "not a readable media file"),
+    "binary junk": (lambda d: _write(d / "junk.bin", bytes(range(256)) * 40), "not a media file"),
+    "truncated": (_truncated, "truncated.mp4"),
+    "corrupt": (_corrupt, "cannot decode"),
+    "audio only": (lambda d: make_clip(d / "song.m4a", video=False), "has no video stream"),
+    "audio with cover art": (lambda d: make_clip(d / "song.mp3", video=False, cover_art=True), "has no video stream"),
+    "no video frames": (lambda d: make_video_without_frames(d / "novideo.mkv"), "no decodable frames"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_gives_one_clear_line(tmp_path, case):
+    build, words = BAD[case]
+    path = build(tmp_path)
+    with pytest.raises(MediaError) as e:
+        decode_video(path)
+    msg = str(e.value)
+    assert words in msg and "\n" not in msg and Path(path).name in msg
+    assert isinstance(e.value, ValueError)
