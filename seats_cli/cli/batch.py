@@ -1,1 +1,216 @@
 """`seats batch`: JSONL in, JSONL out, the model loaded once."""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import (
+    BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+)
+from rich.text import Text
+
+from seats_cli.cli.common import (
+    AttnOpt, AudioTrrOpt, ConfigOpt, DeviceOpt, DtypeOpt, FpsOpt, KvOpt, LocalOnlyOpt, MaxFramesOpt, MaxNewOpt,
+    MethodOpt, ModelOpt, QuietOpt, RevisionOpt, ScoreLayerOpt, SeedOpt, TrrOpt, UsageProblem, VideoTrrOpt, app,
+    fail, guarded, quiet_libraries, show_progress, status, stderr,
+)
+
+SIGPIPE_EXIT = 141  # what a shell reports for a process killed by SIGPIPE (`seats batch ... | head -1`)
+
+
+@app.command()
+@guarded
+def batch(
+    source: Optional[str] = typer.Argument(
+        None, metavar="FILE|-", show_default=False,
+        help="JSONL rows: {\"id\", \"video\", \"question\", ...per-row overrides}; '-' or none: stdin."),
+    out: str = typer.Option("-", "--out", "-o", help="Write the JSONL results to this file ('-': stdout)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="With --out FILE: skip rows whose id already has a successful line there; "
+                                "append the others (failed rows are retried; the last line for an id wins)."),
+    model: str = ModelOpt, config: Optional[str] = ConfigOpt, method: str = MethodOpt,
+    trr: Optional[float] = TrrOpt, video_trr: Optional[float] = VideoTrrOpt, audio_trr: Optional[float] = AudioTrrOpt,
+    device: str = DeviceOpt, dtype: str = DtypeOpt, attn_implementation: str = AttnOpt,
+    fps: Optional[float] = FpsOpt, max_frames: Optional[int] = MaxFramesOpt, max_new_tokens: int = MaxNewOpt,
+    seed: int = SeedOpt, kv_policy: Optional[str] = KvOpt, score_layer: Optional[str] = ScoreLayerOpt,
+    revision: Optional[str] = RevisionOpt, local_files_only: bool = LocalOnlyOpt, quiet: bool = QuietOpt,
+) -> None:
+    """Answer many questions about videos from JSONL rows, loading the model once.
+
+    Rows: {"id", "video", "question"} plus optional overrides of the options below (null: the default).
+
+    Per-row overrides: trr, method, max_new_tokens, video_trr, audio_trr, fps, max_frames, seed, kv_policy, score_layer.
+
+    Blank lines are skipped. Relative video paths resolve against the JSONL file's folder (stdin: the cwd).
+
+    Out: one line per row, in input order, as soon as it is done: {"id", ...`ask --json`} or {"id", "line", "error"}.
+
+    Exit 0: all answered; 1: some row failed; 2: bad input or options (duplicate ids ...: nothing is run).
+
+    Ctrl-C stops after the current row (twice: at once), keeps what is written, and exits 130.
+    """
+    from seats_cli import api
+    from seats_cli import batch as runner
+    from seats_cli.config import resolve_config
+
+    if source is None and _isatty(sys.stdin):
+        raise UsageProblem("no input: give a JSONL FILE, or pipe rows to stdin ('-')")
+    to_file = out != "-"
+    if resume and not to_file:
+        raise UsageProblem("--resume needs --out FILE (the results file of the earlier run)")
+    if to_file:
+        _check_writable(Path(out))
+    rows = runner.check_unique_ids(runner.read_jsonl(source or "-"))
+    todo = rows
+    if resume:
+        done = runner.completed_ids(out)
+        todo = [row for row in rows if row.key is None or row.key not in done]
+        if not quiet and len(todo) < len(rows):
+            _say(f"resuming: {len(rows) - len(todo)} of {len(rows)} rows already answered in {out}")
+
+    defaults = dict(method=method, trr=trr, video_trr=video_trr, audio_trr=audio_trr, fps=fps,
+                    max_frames=max_frames, max_new_tokens=max_new_tokens, seed=seed, kv_policy=kv_policy,
+                    score_layer=score_layer)
+    cfg = resolve_config(model, config)
+    _check_defaults(cfg, defaults)  # bad defaults fail every row: say so once, before loading anything
+    if not todo:
+        if to_file and not resume:
+            Path(out).write_text("", encoding="utf-8")
+        return
+
+    quiet_libraries()
+    bar = show_progress(quiet) and (to_file or not _isatty(sys.stdout))  # on a terminal, the lines are the progress
+    with status(f"loading {model}", bar):
+        seats = api.Seats(model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
+                          revision=revision, local_files_only=local_files_only)
+
+    if to_file:
+        note = runner.repair_tail(out) if resume else None
+        if note and not quiet:
+            _say(f"note: {note}")
+        sink = open(out, "a" if resume else "w", encoding="utf-8", newline="\n")
+        write = _file_writer(sink)
+    else:
+        sink, write = None, _stdout_writer()
+    try:
+        with _progress(len(todo), bar) as advance, runner.stop_after_current_row(_say) as should_stop:
+            summary = runner.run_batch(todo, seats.ask, write, defaults=defaults, should_stop=should_stop,
+                                       on_row_done=advance)
+    except BrokenPipeError:
+        if to_file:
+            raise
+        _silence_stdout()  # the reader went away (`| head`): stop quietly, like a SIGPIPE'd tool
+        raise typer.Exit(SIGPIPE_EXIT) from None
+    finally:
+        if sink is not None:
+            sink.close()
+
+    if summary.interrupted:
+        hint = f"; rerun with --resume --out {out} to continue" if to_file else ""
+        fail(f"interrupted after {summary.written} of {len(todo)} rows{hint}", 130)
+    if summary.failed:
+        fail(f"{summary.failed} of {len(todo)} rows failed (see the \"error\" field of their lines)", 1)
+
+
+def _check_defaults(cfg, d: dict) -> None:
+    from seats_cli.api import frame_policy
+    from seats_cli.methods import METHODS
+
+    frame_policy(cfg, d["fps"], d["max_frames"])
+    if d["method"] not in METHODS:
+        raise UsageProblem(f"unknown method {d['method']!r}; choose one of: {', '.join(METHODS)}")
+    for name in ("trr", "video_trr", "audio_trr"):
+        if d[name] is not None and not 0 < d[name] <= 1:
+            raise UsageProblem(f"--{name.replace('_', '-')} must be in (0, 1], got {d[name]}")
+    if d["max_new_tokens"] < 1:
+        raise UsageProblem("--max-new-tokens must be at least 1")
+    if d["kv_policy"] not in (None, "survivors", "per_layer"):
+        raise UsageProblem(f"--kv-policy must be survivors or per_layer, got {d['kv_policy']!r}")
+    if d["score_layer"] not in (None, "previous", "next"):
+        raise UsageProblem(f"--score-layer must be previous or next, got {d['score_layer']!r}")
+
+
+def _say(message: str) -> None:
+    """A plain line on stderr (above the progress bar when one is shown)."""
+    stderr.print(message, markup=False, highlight=False)
+
+
+def _check_writable(path: Path) -> None:
+    if path.is_dir():
+        raise UsageProblem(f"--out {path} is a directory")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageProblem(f"--out {path}: no such folder {parent}")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageProblem(f"--out {path} is not writable")
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _file_writer(fh):
+    def write(line: str) -> None:
+        fh.write(line + "\n")
+        fh.flush()
+
+    return write
+
+
+def _stdout_writer():
+    """Write UTF-8 lines to stdout whatever the locale, flushing each one (so `head`, `jq`, `tee` see it)."""
+    stream = sys.stdout
+    buf = getattr(stream, "buffer", None)
+
+    def write(line: str) -> None:
+        if buf is None:
+            stream.write(line + "\n")
+            stream.flush()
+            return
+        stream.flush()
+        buf.write((line + "\n").encode("utf-8"))
+        buf.flush()
+
+    return write
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("- rows/s" if speed is None else f"{speed:.2f} rows/s", style="progress.data.speed")
+
+
+@contextmanager
+def _progress(total: int, enabled: bool):
+    """Yield a per-row callback that advances a rich progress bar on stderr (a no-op when disabled)."""
+    if not enabled:
+        yield lambda record: None
+        return
+    failed = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=stderr,
+                  redirect_stdout=False, redirect_stderr=False) as progress:
+        task = progress.add_task("rows", total=total)
+
+        def advance(record: dict) -> None:
+            nonlocal failed
+            failed += "error" in record
+            progress.update(task, advance=1, description=f"rows ({failed} failed)" if failed else "rows")
+
+        yield advance

@@ -1,0 +1,331 @@
+"""Batch runner: JSONL rows in, one JSONL line out per row, in input order (no Typer in here).
+
+A row is one JSON object on one line: ``{"id", "video", "question"}`` plus optional per-row overrides of the
+request knobs (``ROW_OPTIONS``: ``trr``, ``method``, ``max_new_tokens``, ``video_trr``, ``audio_trr``,
+``fps``, ``max_frames``, ``seed``, ``kv_policy``, ``score_layer``; ``null`` means "use the default").
+Other keys are ignored, so rows may carry their own metadata (ground truth, tags ...).
+
+- Blank (whitespace-only) lines are skipped; line numbers in error lines count them.
+- ``id`` is a non-empty string or an integer and must be unique (checked before any work).
+- Relative ``video`` paths resolve against the JSONL file's folder (the current folder for stdin).
+- Each row gives ``{"id": ..., **AskResult.to_dict()}`` or ``{"id": ..., "line": n, "error": "..."}``;
+  a bad line whose id cannot be read gives ``"id": null``.
+
+>>> from seats_cli import Seats
+>>> from seats_cli.batch import read_jsonl, check_unique_ids, run_batch
+>>> rows = check_unique_ids(read_jsonl("rows.jsonl"))
+>>> s = Seats("tiny")
+>>> summary = run_batch(rows, s.ask, print, defaults={"max_new_tokens": 16})
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+_NUMBERS = ("trr", "video_trr", "audio_trr", "fps")
+_INTEGERS = ("max_frames", "max_new_tokens", "seed")
+_TEXTS = ("method", "kv_policy", "score_layer")
+ROW_OPTIONS = _NUMBERS + _INTEGERS + _TEXTS
+# keys that look like per-row knobs but are fixed for the whole run (one model is loaded once)
+_RUN_ONLY = ("model", "config", "device", "dtype", "attn_implementation", "revision")
+
+
+class BatchInputError(ValueError):
+    """The batch input as a whole is unusable (unreadable file, duplicate ids): nothing is run."""
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """One non-blank input line. ``error`` is set when the line itself is bad (it is reported, not run)."""
+
+    line: int
+    id: str | int | None
+    video: str | None = None
+    question: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def key(self) -> str | None:
+        """The id as a comparable key (1 and "1" differ), or None when the row has no usable id."""
+        return None if self.id is None else json.dumps(self.id, ensure_ascii=False)
+
+
+@dataclass
+class BatchSummary:
+    total: int  # rows given to the runner
+    written: int = 0  # output lines written (successes and errors)
+    failed: int = 0
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and not self.interrupted
+
+
+# ----------------------------------------------------------------------------- reading rows
+
+def read_jsonl(source: str | os.PathLike, stdin=None) -> list[BatchRow]:
+    """Rows of a JSONL file, or of stdin for ``"-"`` (relative videos then resolve against the cwd)."""
+    if str(source) == "-":
+        stream = stdin if stdin is not None else sys.stdin
+        data = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
+        return parse_rows(data, base_dir=None)
+    path = Path(os.fspath(source))
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BatchInputError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise BatchInputError(f"{path} is a directory, not a JSONL file") from None
+    except OSError as e:
+        raise BatchInputError(f"cannot read {path}: {e.strerror or e}") from None
+    return parse_rows(data, base_dir=path.parent)
+
+
+def parse_rows(data: bytes | str | Iterable[str], base_dir: str | os.PathLike | None = None) -> list[BatchRow]:
+    """Parse JSONL text; every non-blank line becomes a row (bad lines become rows with ``error`` set)."""
+    if isinstance(data, (bytes, str)):
+        lines = data.split(b"\n" if isinstance(data, bytes) else "\n")
+    else:
+        lines = list(data)
+    rows = []
+    for n, raw in enumerate(lines, start=1):
+        if isinstance(raw, bytes):
+            try:
+                raw = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                rows.append(BatchRow(n, None, error=f"line {n} is not valid UTF-8 (byte {e.start})"))
+                continue
+        if n == 1:
+            raw = raw.lstrip("\ufeff")
+        if raw.strip():
+            rows.append(parse_row(raw, n, base_dir))
+    return rows
+
+
+def parse_row(text: str, line: int, base_dir: str | os.PathLike | None = None) -> BatchRow:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        return BatchRow(line, None, error=f"line {line} is not valid JSON ({e.msg} at column {e.colno})")
+    if not isinstance(obj, dict):
+        return BatchRow(line, None, error=f"line {line} must be a JSON object, got {_json_type(obj)}")
+    if "id" not in obj:
+        return BatchRow(line, None, error=f"line {line} has no 'id' field")
+    rid = obj["id"]
+    if isinstance(rid, bool) or not isinstance(rid, (str, int)) or (isinstance(rid, str) and not rid.strip()):
+        return BatchRow(line, None, error=f"line {line}: 'id' must be a non-empty string or an integer, "
+                                          f"got {_short(rid)}")
+    problems = []
+    for name in ("video", "question"):
+        if name not in obj or obj[name] is None:
+            problems.append(f"missing field '{name}'")
+        elif not isinstance(obj[name], str):
+            problems.append(f"'{name}' must be a string, got {_json_type(obj[name])}")
+    options = {}
+    for name in ROW_OPTIONS:
+        value = obj.get(name)
+        if value is None:
+            continue
+        checked, problem = _check_option(name, value)
+        if problem:
+            problems.append(problem)
+        else:
+            options[name] = checked
+    for name in _RUN_ONLY:
+        if name in obj:
+            problems.append(f"'{name}' cannot change per row (pass --{name.replace('_', '-')} to the run)")
+    if problems:
+        return BatchRow(line, rid, error="; ".join(problems))
+    return BatchRow(line, rid, resolve_video(obj["video"], base_dir), obj["question"], options)
+
+
+def resolve_video(video: str, base_dir: str | os.PathLike | None) -> str:
+    """A relative path is taken relative to ``base_dir`` (the JSONL file's folder); ``~`` is expanded."""
+    p = Path(video).expanduser()
+    if base_dir is None or p.is_absolute() or not video:
+        return str(p) if video else video
+    return str(Path(base_dir) / p)
+
+
+def _check_option(name: str, value) -> tuple[Any, str | None]:
+    if name in _TEXTS:
+        return (value, None) if isinstance(value, str) else (None, f"'{name}' must be a string, got {_short(value)}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kind = "a number" if name in _NUMBERS else "a whole number"
+        return None, f"'{name}' must be {kind}, got {_short(value)}"
+    if name in _INTEGERS:
+        if isinstance(value, float) and not value.is_integer():
+            return None, f"'{name}' must be a whole number, got {_short(value)}"
+        return int(value), None
+    return value, None
+
+
+def _json_type(value) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _short(value, limit: int = 40) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_unique_ids(rows: list[BatchRow]) -> list[BatchRow]:
+    """The rows unchanged, or BatchInputError naming every duplicated id and its lines."""
+    lines: dict[str, list[int]] = {}
+    for row in rows:
+        if row.key is not None:
+            lines.setdefault(row.key, []).append(row.line)
+    dups = [(key, ns) for key, ns in lines.items() if len(ns) > 1]
+    if not dups:
+        return rows
+    if len(dups) == 1:
+        key, ns = dups[0]
+        raise BatchInputError(f"duplicate id {key} on lines {_join(ns)}")
+    raise BatchInputError("duplicate ids: " + ", ".join(f"{key} (lines {_join(ns)})" for key, ns in dups))
+
+
+def _join(ns: list[int]) -> str:
+    return ", ".join(map(str, ns[:-1])) + f" and {ns[-1]}"
+
+
+# ----------------------------------------------------------------------------- resuming
+
+def completed_ids(path: str | os.PathLike) -> set[str]:
+    """Keys (see ``BatchRow.key``) of the ids with a successful line (no "error" key) in an output file."""
+    done = set()
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return done
+    for line in text.splitlines():
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and "id" in obj and obj["id"] is not None and "error" not in obj:
+            done.add(json.dumps(obj["id"], ensure_ascii=False))
+    return done
+
+
+def repair_tail(path: str | os.PathLike) -> str | None:
+    """Before appending: drop a torn last line (a crash mid-write), or end a complete one with a newline.
+
+    Returns a note for the user when something was changed."""
+    p = Path(path)
+    if not p.is_file() or p.stat().st_size == 0:
+        return None
+    with open(p, "rb+") as f:
+        data = f.read()
+        if data.endswith(b"\n"):
+            return None
+        start = data.rfind(b"\n") + 1
+        try:
+            json.loads(data[start:].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            f.truncate(start)
+            lineno = data.count(b"\n") + 1
+            return f"{p}: dropped an incomplete last line (line {lineno})"
+        f.write(b"\n")
+    return None
+
+
+# ----------------------------------------------------------------------------- running
+
+def run_batch(rows: Iterable[BatchRow], answer_fn: Callable[..., Any], write_line: Callable[[str], None], *,
+              defaults: dict[str, Any] | None = None, should_stop: Callable[[], bool] | None = None,
+              on_row_done: Callable[[dict], None] | None = None) -> BatchSummary:
+    """Answer each row with ``answer_fn(video, question, **options)`` (``Seats.ask``-like) and hand one JSON line
+    per row, in order, to ``write_line`` as soon as the row is done.
+
+    A row's failure (any ``Exception`` from ``answer_fn``) becomes an error line and the run goes on; errors
+    raised by ``write_line`` (a closed pipe, a full disk) propagate. ``should_stop()`` is checked before each
+    row; a ``KeyboardInterrupt`` stops the run too (the row in progress is lost). Either way the summary
+    says ``interrupted``."""
+    rows = list(rows)
+    summary = BatchSummary(total=len(rows))
+    defaults = dict(defaults or {})
+    try:
+        for row in rows:
+            if should_stop is not None and should_stop():
+                summary.interrupted = True
+                break
+            record = answer_row(row, answer_fn, defaults)
+            write_line(to_json_line(record))
+            summary.written += 1
+            summary.failed += "error" in record
+            if on_row_done is not None:
+                on_row_done(record)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    return summary
+
+
+def answer_row(row: BatchRow, answer_fn: Callable[..., Any], defaults: dict[str, Any]) -> dict:
+    if row.error is not None:
+        return error_record(row, row.error)
+    try:
+        result = answer_fn(row.video, row.question, **{**defaults, **row.options})
+    except Exception as e:  # noqa: BLE001 - one bad row never stops the run
+        return error_record(row, str(e) or type(e).__name__)
+    data = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+    return {"id": row.id, **data}
+
+
+def error_record(row: BatchRow, message: str) -> dict:
+    return {"id": row.id, "line": row.line, "error": " ".join(str(message).split()) or "failed"}
+
+
+def to_json_line(record: dict) -> str:
+    """One line of JSON (UTF-8 text, no raw newlines); non-finite floats become null."""
+    try:
+        return json.dumps(record, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(record), ensure_ascii=False, allow_nan=False)
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+@contextmanager
+def stop_after_current_row(notify: Callable[[str], None] | None = None) -> Iterator[Callable[[], bool]]:
+    """Yield ``should_stop``: the first Ctrl-C (SIGINT) asks the run to stop after the row in progress; a second
+    one raises ``KeyboardInterrupt`` at once. Outside the main thread, Ctrl-C keeps its usual meaning."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    requested = threading.Event()
+
+    def handler(signum, frame):
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+        if notify is not None:
+            try:
+                notify("stopping after the current row (press Ctrl-C again to stop now)")
+            except Exception:  # noqa: BLE001 - never fail inside a signal handler
+                pass
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)

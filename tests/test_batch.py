@@ -1,0 +1,363 @@
+"""`seats batch` and its runner: order, per-row errors, resume, streaming, duplicate ids, Ctrl-C, non-ASCII.
+
+In-process CLI runs share the session's loaded tiny model (``seats_cli.api.Seats`` is patched to hand it out and
+count its calls); one subprocess run loads the model itself, as a user's run does."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import seats_cli.api
+from seats_cli.batch import (
+    BatchInputError, check_unique_ids, completed_ids, parse_rows, repair_tail, run_batch, stop_after_current_row,
+)
+from seats_cli.cli import app
+from seats_cli.media import MediaError
+
+FAST = ["--model", "tiny", "--device", "cpu", "--dtype", "float32", "--max-new-tokens", "2", "--max-frames", "4"]
+
+
+def jsonl(path: Path, rows) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows),
+                    encoding="utf-8")
+    return path
+
+
+def lines_of(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def batch(*args, input=None):
+    return CliRunner().invoke(app, ["batch", *args, *FAST], input=input)
+
+
+class Counting:
+    """Seats.ask-like: counts calls, delegates to the session's tiny model (or to ``fn``)."""
+
+    def __init__(self, inner=None, fn=None):
+        self.inner, self.fn, self.calls = inner, fn, []
+
+    def ask(self, video, question, **kw):
+        self.calls.append((str(video), question, kw))
+        if self.fn is not None:
+            return self.fn(len(self.calls), video, question, **kw)
+        return self.inner.ask(video, question, **kw)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: the tiny model is small, and on a busy 2-core runner two threads spin (3-4x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def model(monkeypatch, tiny_seats):
+    """Every `Seats(...)` made by the CLI is the session's tiny model, wrapped to count `ask` calls."""
+    counting = Counting(tiny_seats)
+    counting.loads = []
+
+    def load(*args, **kwargs):
+        counting.loads.append((args, kwargs))
+        return counting
+
+    monkeypatch.setattr(seats_cli.api, "Seats", load)
+    return counting
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    def load(*args, **kwargs):
+        raise AssertionError("the model must not be loaded")
+
+    monkeypatch.setattr(seats_cli.api, "Seats", load)
+
+
+@pytest.fixture
+def clips(tmp_path, sample_path) -> Path:
+    shutil.copy(sample_path, tmp_path / "clip.mp4")
+    data = sample_path.read_bytes()
+    (tmp_path / "corrupt.mp4").write_bytes(data[: int(len(data) * 0.3)])
+    return tmp_path
+
+
+# ----------------------------------------------------------------------------- CLI, tiny model
+
+def test_mixed_rows_one_line_each_in_order_and_same_answers_as_ask(clips, model):
+    src = jsonl(clips / "rows.jsonl", [
+        {"id": "good-1", "video": "clip.mp4", "question": "What is moving?"},
+        {"id": "missing", "video": "nope.mp4", "question": "Anything?"},
+        {"id": "corrupt", "video": "corrupt.mp4", "question": "Anything?"},
+        '{"id": "torn", "video": "clip.mp4", "question": ',
+        {"id": "empty-q", "video": "clip.mp4", "question": "   "},
+        {"id": "no-q", "video": "clip.mp4"},
+        {"id": "bad-method", "video": "clip.mp4", "question": "x", "method": "bogus"},
+        {"id": "bad-trr", "video": "clip.mp4", "question": "x", "trr": 1.5},
+        {"id": "text-trr", "video": "clip.mp4", "question": "x", "trr": "half"},
+        {"id": 2, "video": "clip.mp4", "question": "And the sound?", "trr": 0.5, "max_new_tokens": 3},
+    ])
+    res = batch(str(src))
+    assert res.exit_code == 1, res.output
+    out = lines_of(res.stdout)
+    assert [o["id"] for o in out] == ["good-1", "missing", "corrupt", None, "empty-q", "no-q", "bad-method",
+                                     "bad-trr", "text-trr", 2]
+    errors = {o["id"]: o["error"] for o in out if "error" in o}
+    assert set(errors) == {"missing", "corrupt", None, "empty-q", "no-q", "bad-method", "bad-trr", "text-trr"}
+    assert "no such file" in errors["missing"] and "nope.mp4" in errors["missing"]
+    assert "corrupt.mp4" in errors["corrupt"]
+    assert "not valid JSON" in errors[None] and out[3]["line"] == 4
+    assert errors["empty-q"] == "the question is empty"
+    assert "question" in errors["no-q"]
+    assert "unknown method 'bogus'" in errors["bad-method"]
+    assert "trr" in errors["bad-trr"] and "1.5" in errors["bad-trr"]
+    assert "trr" in errors["text-trr"]
+    assert all("\n" not in e for e in errors.values())
+    assert res.stderr.strip().splitlines() == ['error: 8 of 10 rows failed (see the "error" field of their lines)']
+    assert len(model.loads) == 1  # loaded once
+
+    for row, extra in ((out[0], []), (out[9], ["--trr", "0.5", "--max-new-tokens", "3"])):
+        question = {"good-1": "What is moving?", 2: "And the sound?"}[row["id"]]
+        a = CliRunner().invoke(app, ["ask", str(clips / "clip.mp4"), question, "--json", *FAST, *extra])
+        assert a.exit_code == 0, a.output
+        ref = json.loads(a.stdout)
+        for key in ("answer", "layers", "tokens", "trr", "method", "generated_tokens"):
+            assert row[key] == ref[key], key
+
+
+def fake_answer(n, video, question, **kw):
+    """A fast stand-in for Seats.ask: decodes nothing, but fails like it on a missing file."""
+    if not Path(video).is_file():
+        raise MediaError(f"no such file: {video}")
+    return {"answer": f"answer {n}", "video": str(video)}
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    counting = Counting(fn=fake_answer)
+    monkeypatch.setattr(seats_cli.api, "Seats", lambda *a, **k: counting)
+    return counting
+
+
+def test_resume_skips_answered_rows_and_appends_the_rest(clips, fake_model):
+    src = jsonl(clips / "rows.jsonl", [
+        {"id": "a", "video": "clip.mp4", "question": "one"},
+        {"id": "b", "video": "later.mp4", "question": "two"},
+    ])
+    out = clips / "out.jsonl"
+    first = batch(str(src), "--out", str(out))
+    assert first.exit_code == 1 and first.stdout == ""
+    assert [("error" in o) for o in lines_of(out.read_text("utf-8"))] == [False, True]
+
+    shutil.copy(clips / "clip.mp4", clips / "later.mp4")  # b can now succeed; c is new
+    jsonl(src, [{"id": "a", "video": "clip.mp4", "question": "one"},
+                {"id": "b", "video": "later.mp4", "question": "two"},
+                {"id": "c", "video": "clip.mp4", "question": "three"}])
+    fake_model.calls.clear()
+    second = batch(str(src), "--out", str(out), "--resume")
+    assert second.exit_code == 0, second.output
+    assert [q for _, q, _ in fake_model.calls] == ["two", "three"]  # a was not asked again
+    lines = lines_of(out.read_text("utf-8"))
+    assert [(o["id"], "error" in o) for o in lines] == [("a", False), ("b", True), ("b", False), ("c", False)]
+
+    fake_model.calls.clear()
+    assert batch(str(src), "--out", str(out), "--resume").exit_code == 0
+    assert fake_model.calls == [] and len(out.read_text("utf-8").splitlines()) == 4
+
+
+def test_ctrl_c_after_first_row_keeps_it_and_exits_130(clips, monkeypatch):
+    def answer(n, video, question, **kw):
+        if n == 2:
+            raise KeyboardInterrupt
+        return fake_answer(n, video, question, **kw)
+
+    counting = Counting(fn=answer)
+    monkeypatch.setattr(seats_cli.api, "Seats", lambda *a, **k: counting)
+    src = jsonl(clips / "rows.jsonl", [{"id": i, "video": "clip.mp4", "question": f"q{i}"} for i in (1, 2, 3)])
+    out = clips / "out.jsonl"
+    res = batch(str(src), "-o", str(out))
+    assert res.exit_code == 130
+    assert [o["id"] for o in lines_of(out.read_text("utf-8"))] == [1]
+    assert res.stderr.strip().splitlines()[-1].startswith("error: interrupted after 1 of 3 rows")
+    assert len(counting.calls) == 2  # row 3 never started
+
+
+def test_non_ascii_ids_questions_and_paths(tmp_path, sample_path, model, monkeypatch):
+    folder = tmp_path / "vidéos 日本"
+    folder.mkdir()
+    shutil.copy(sample_path, folder / "клип ü.mp4")
+    src = jsonl(tmp_path / "données.jsonl", [
+        {"id": "ид-1 ✓", "video": "vidéos 日本/клип ü.mp4", "question": "Что движется? 何が動いている?"}])
+    monkeypatch.chdir(folder)  # relative videos resolve against the JSONL's folder, not the cwd
+    out = tmp_path / "résultats.jsonl"
+    res = batch(str(src), "--out", str(out))
+    assert res.exit_code == 0, res.output
+    (line,) = lines_of(out.read_bytes().decode("utf-8"))
+    assert line["id"] == "ид-1 ✓" and "error" not in line
+    assert model.calls[0][1] == "Что движется? 何が動いている?"
+    assert line["media"]["path"].endswith("vidéos 日本/клип ü.mp4")
+
+    monkeypatch.chdir(tmp_path)  # stdin: relative to the cwd
+    monkeypatch.setattr(seats_cli.api, "Seats", lambda *a, **k: Counting(fn=fake_answer))
+    res = batch("-", input=(src.read_text("utf-8")).encode("utf-8"))
+    assert res.exit_code == 0, res.output
+    (line,) = lines_of(res.stdout)
+    assert line["id"] == "ид-1 ✓" and line["video"] == "vidéos 日本/клип ü.mp4"
+
+
+def test_duplicate_ids_fail_before_any_work(tmp_path, no_model):
+    src = jsonl(tmp_path / "rows.jsonl", [{"id": "a", "video": "x.mp4", "question": "q"},
+                                          {"id": "b", "video": "x.mp4", "question": "q"},
+                                          {"id": "a", "video": "y.mp4", "question": "q"}])
+    out = tmp_path / "out.jsonl"
+    t0 = time.perf_counter()
+    res = batch(str(src), "--out", str(out))
+    assert time.perf_counter() - t0 < 5
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr.strip().splitlines() == ['error: duplicate id "a" on lines 1 and 3']
+    assert not out.exists()
+
+
+def test_usage_errors_exit_2_without_loading(tmp_path, no_model):
+    src = jsonl(tmp_path / "rows.jsonl", [{"id": "a", "video": "x.mp4", "question": "q"}])
+    for args in ([str(tmp_path / "missing.jsonl")], [str(src), "--resume"], [str(src), "--trr", "2"],
+                 [str(src), "--method", "bogus"], [str(src), "--out", str(tmp_path / "no" / "out.jsonl")]):
+        res = batch(*args)
+        assert res.exit_code == 2, (args, res.output)
+        assert len(res.stderr.splitlines()) == 1 and res.stderr.startswith("error: "), res.stderr
+
+
+def test_progress_bar_goes_to_stderr_only(tmp_path, monkeypatch):
+    import seats_cli.cli.batch as cli_batch
+
+    counting = Counting(fn=lambda n, video, question, **kw: {"answer": f"a{n}"})
+    monkeypatch.setattr(seats_cli.api, "Seats", lambda *a, **k: counting)
+    monkeypatch.setattr(cli_batch, "show_progress", lambda quiet: not quiet)
+    src = jsonl(tmp_path / "rows.jsonl", [{"id": i, "video": "x.mp4", "question": "q"} for i in range(3)])
+    res = batch(str(src))
+    assert res.exit_code == 0, res.output
+    assert lines_of(res.stdout) == [{"id": i, "answer": f"a{i + 1}"} for i in range(3)]
+    assert "3/3" in res.stderr and "rows/s" in res.stderr
+    quiet = batch(str(src), "--quiet")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uses select() on a pipe")
+def test_lines_stream_out_as_rows_finish(tmp_path, sample_path, tiny_seats):
+    shutil.copy(sample_path, tmp_path / "clip.mp4")
+    rows = [{"id": "é-1", "video": "clip.mp4", "question": "first?"}]
+    rows += [{"id": n, "video": "clip.mp4", "question": "later?", "max_frames": 8, "max_new_tokens": 4}
+             for n in (2, 3)]
+    src = jsonl(tmp_path / "rows.jsonl", rows)
+    ref = tiny_seats.ask(tmp_path / "clip.mp4", "first?", max_new_tokens=2, max_frames=4)  # before: no CPU race
+    exe = shutil.which("seats")
+    cmd = [exe] if exe else [sys.executable, "-c", "from seats_cli.cli import main; main()"]
+    proc = subprocess.Popen([*cmd, "batch", str(src), *FAST], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            bufsize=0, env={**os.environ, "OMP_NUM_THREADS": "1"})  # as `ref`: one thread
+    try:
+        first = proc.stdout.readline()  # unbuffered: reads exactly one line
+        assert proc.poll() is None, "the first line arrived only when the whole run was over"
+        assert select.select([proc.stdout], [], [], 0)[0] == [], "row 2 was already written"
+        row = json.loads(first.decode("utf-8"))
+        assert row["id"] == "é-1" and row["answer"] == ref.answer and row["layers"] == ref.to_dict()["layers"]
+        proc.stdout.close()  # the reader goes away, like `| head -1`: the run stops quietly
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 141
+    assert b"Traceback" not in err and b"error" not in err, err
+
+
+# ----------------------------------------------------------------------------- the runner, no model
+
+def test_parse_rows_skips_blank_lines_and_reports_bad_ones(tmp_path):
+    data = ("\ufeff" + "\n".join([
+        '{"id": "a", "video": "v.mp4", "question": "q", "trr": null, "max_new_tokens": 4.0, "tag": "kept out"}',
+        "",
+        "   ",
+        "[1, 2]",
+        '{"video": "v.mp4", "question": "q"}',
+        '{"id": true, "video": "v.mp4", "question": "q"}',
+        '{"id": "m", "video": "v.mp4", "question": "q", "model": "other"}',
+        '{"id": 5, "video": "/abs/v.mp4", "question": 3, "seed": 1.5}',
+    ])).encode("utf-8") + b"\n\xff\xfe\n"
+    rows = parse_rows(data, base_dir=tmp_path)
+    assert [r.line for r in rows] == [1, 4, 5, 6, 7, 8, 9]
+    a = rows[0]
+    assert a.error is None and a.video == str(tmp_path / "v.mp4") and a.options == {"max_new_tokens": 4}
+    assert "JSON object" in rows[1].error and "'id'" in rows[2].error and rows[2].id is None
+    assert rows[3].id is None and "'id' must be" in rows[3].error
+    assert rows[4].id == "m" and "--model" in rows[4].error
+    assert rows[5].id == 5 and "'question' must be a string" in rows[5].error and "'seed'" in rows[5].error
+    assert "UTF-8" in rows[6].error
+    assert parse_rows('{"id": 1, "video": "v.mp4", "question": "q"}')[0].video == "v.mp4"  # stdin: cwd
+
+
+def test_check_unique_ids_names_every_duplicate():
+    rows = parse_rows("\n".join(json.dumps({"id": i, "video": "v", "question": "q"}) for i in ("x", 1, "x", "1", 1)))
+    with pytest.raises(BatchInputError, match=r'duplicate ids: "x" \(lines 1 and 3\), 1 \(lines 2 and 5\)'):
+        check_unique_ids(rows)
+    assert check_unique_ids(rows[1:4]) == rows[1:4]  # 1 and "1" are different ids
+
+
+def test_run_batch_order_errors_and_stop():
+    rows = parse_rows("\n".join(json.dumps({"id": i, "video": "v", "question": f"q{i}"}) for i in range(4)))
+    written, seen = [], []
+
+    def answer(video, question, **kw):
+        seen.append((question, kw))
+        if question == "q1":
+            raise ValueError("bad\nrow")
+        return {"answer": question}
+
+    s = run_batch(rows, answer, written.append, defaults={"trr": 0.3}, should_stop=lambda: len(written) == 3)
+    assert [json.loads(w) for w in written] == [
+        {"id": 0, "answer": "q0"}, {"id": 1, "line": 2, "error": "bad row"}, {"id": 2, "answer": "q2"}]
+    assert (s.total, s.written, s.failed, s.interrupted) == (4, 3, 1, True)
+    assert seen[0] == ("q0", {"trr": 0.3})
+
+    def broken(line):
+        raise BrokenPipeError
+
+    with pytest.raises(BrokenPipeError):  # a failing sink is not a row error
+        run_batch(rows, answer, broken)
+
+
+def test_completed_ids_and_torn_last_line(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b'{"id": "a", "answer": "x"}\n{"id": 2, "line": 3, "error": "e"}\n{"id": 3, "answer": "y"}\n'
+                    b'{"id": "c", "answ')
+    assert completed_ids(out) == {'"a"', "3"}
+    assert "incomplete" in repair_tail(out)
+    assert out.read_bytes().endswith(b'"y"}\n')
+    assert completed_ids(tmp_path / "none.jsonl") == set()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_first_ctrl_c_stops_after_the_row_second_stops_now():
+    notes = []
+    before = signal.getsignal(signal.SIGINT)
+    with stop_after_current_row(notes.append) as should_stop:
+        assert not should_stop()
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert should_stop() and "current row" in notes[0]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGINT) is before
