@@ -18,7 +18,7 @@ from seats_cli.config import ConfigError, ModelConfig, resolve_config
 from seats_cli.engine import decode, prefill
 from seats_cli.flops import TextModelDims, prefill_flops
 from seats_cli.media import FramePolicy, decode_video
-from seats_cli.methods import build_pruner
+from seats_cli.methods import METHODS, build_pruner
 from seats_cli.models import load_model
 from seats_cli.report import AskResult, layer_rows, window_reports
 
@@ -63,8 +63,11 @@ class Seats:
         question = check_question(question)
         if max_new_tokens < 1:
             raise ValueError("--max-new-tokens must be at least 1")
-        if trr is not None and not 0 < trr <= 1:
-            raise ConfigError(f"--trr must be in (0, 1], got {trr}")
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+        for name, value in (("trr", trr), ("video_trr", video_trr), ("audio_trr", audio_trr)):
+            if value is not None and not 0 < value <= 1:
+                raise ConfigError(f"{name} must be in (0, 1], got {value}")
         kv_policy = kv_policy or self.config.seats.kv_policy
         if kv_policy not in ("survivors", "per_layer"):
             raise ConfigError(f"--kv-policy must be survivors or per_layer, got {kv_policy!r}")
