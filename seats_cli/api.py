@@ -18,7 +18,7 @@ from seats_cli.config import ConfigError, ModelConfig, resolve_config
 from seats_cli.engine import decode, prefill
 from seats_cli.flops import TextModelDims, prefill_flops
 from seats_cli.media import FramePolicy, decode_video
-from seats_cli.methods import METHODS, build_pruner
+from seats_cli.methods import METHODS, SeatsPlan, build_pruner
 from seats_cli.models import load_model
 from seats_cli.report import AskResult, layer_rows, window_reports
 
@@ -77,8 +77,8 @@ class Seats:
         request = ad.prepare(media, question, system_prompt)
         layout = request.layout
         pruner, plan = build_pruner(method, self.config, layout, trr=trr, video_trr=video_trr, audio_trr=audio_trr,
-                                    score_layer=score_layer)
-        needs_saliency = plan is not None and (plan.video.rho < 1 or plan.audio.rho < 1)
+                                    score_layer=score_layer, seed=seed)
+        needs_saliency = isinstance(plan, SeatsPlan) and (plan.video.rho < 1 or plan.audio.rho < 1)
 
         ad.synchronize()
         import time

@@ -115,7 +115,7 @@ def read_question(question: str) -> str:
 ModelOpt = typer.Option(DEFAULT_MODEL, "--model", "-m", envvar="SEATS_MODEL",
                         help="Hub id, local folder, or 'tiny' (offline random-weight model).")
 ConfigOpt = typer.Option(None, "--config", help="Preset name or YAML file (default: chosen from --model).")
-MethodOpt = typer.Option("seats", "--method", help="seats or full.")
+MethodOpt = typer.Option("seats", "--method", help="seats (default), full, or a baseline: random, divprune, fastv, fastv-om.")
 TrrOpt = typer.Option(None, "--trr", help="Overall token retention ratio, 0 < trr <= 1 (default: config, 0.35).")
 VideoTrrOpt = typer.Option(None, "--video-trr", help="Override the video retention ratio.")
 AudioTrrOpt = typer.Option(None, "--audio-trr", help="Override the audio retention ratio.")

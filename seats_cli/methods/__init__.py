@@ -5,21 +5,35 @@ from __future__ import annotations
 from seats_cli.config import ModelConfig
 from seats_cli.engine import NoPruning
 from seats_cli.layout import TokenLayout
+from seats_cli.methods.baselines import BaselinePlan, DivPrunePruner, FastVPruner, RandomPruner
 from seats_cli.methods.seats import SeatsPlan, SeatsPruner
+from seats_cli.schedule import resolve_modality_ratios
 
-METHODS = ("seats", "full")
+METHODS = ("seats", "full", "random", "divprune", "fastv", "fastv-om")
 
 
 def build_pruner(method: str, config: ModelConfig, layout: TokenLayout, *, trr: float | None = None,
-                 video_trr: float | None = None, audio_trr: float | None = None, score_layer: str | None = None):
+                 video_trr: float | None = None, audio_trr: float | None = None, score_layer: str | None = None,
+                 seed: int = 0):
     """The pruner for one request, and its plan (None for ``full``)."""
     if method == "full":
         return NoPruning(), None
+    trr = config.seats.default_trr if trr is None else trr
     if method == "seats":
-        plan = SeatsPlan.build(config, config.seats.default_trr if trr is None else trr, layout.n_video,
-                               layout.n_audio, video_trr, audio_trr)
+        plan = SeatsPlan.build(config, trr, layout.n_video, layout.n_audio, video_trr, audio_trr)
         return SeatsPruner(config, plan, score_layer=score_layer), plan
+    if method in METHODS:
+        ratios = resolve_modality_ratios(trr, layout.n_video, layout.n_audio, config.seats.ratio_table,
+                                         video_trr, audio_trr)
+        if method == "fastv" and video_trr is None:
+            ratios = type(ratios)(video=trr, audio=1.0)  # FastV prunes the visual tokens only, at R
+        plan = BaselinePlan(method, trr, ratios, seed)
+        if method == "random":
+            return RandomPruner(plan), plan
+        if method == "divprune":
+            return DivPrunePruner(plan), plan
+        return FastVPruner(plan, config.architecture.num_layers, omni=method == "fastv-om"), plan
     raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
 
 
-__all__ = ["METHODS", "SeatsPlan", "SeatsPruner", "build_pruner"]
+__all__ = ["METHODS", "BaselinePlan", "SeatsPlan", "SeatsPruner", "build_pruner"]
