@@ -1,0 +1,225 @@
+"""A plain masked reference for the pruned prefill/decode of ``seats_cli.engine`` (SEATS_SPEC §6).
+
+The engine drops tokens (gathers hidden states, rotary cos/sin and KV). The reference never drops anything:
+it runs the *stock* decoder layers over the FULL prompt and hides every dropped token with an explicit
+additive attention mask from its drop layer on. At layer ``l`` row ``i`` may attend column ``j`` iff
+``j <= i`` and (``j`` in ``layer_live[l]`` or ``j == i``). A dropped row still computes something (it sees
+the live tokens and itself) but no live row ever reads it, so the live rows, and the last (query) position in
+particular, must come out as the engine's.
+
+Decoding is re-run from scratch (no cache) for every new token: generated token ``k`` has position id
+``encoded.next_position + k`` on all 3 M-RoPE axes; at layer ``l`` a generated row attends to the prompt
+columns in ``kv_visible[l]`` and to every generated column up to itself.
+
+Everything here is deliberately simple (dense masks, one full forward per token); it is meant for the tiny
+model on the CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+KV_POLICIES = ("survivors", "per_layer")
+
+
+def _column_mask(live: torch.Tensor, n: int, device) -> torch.Tensor:
+    cols = torch.zeros(n, dtype=torch.bool, device=device)
+    cols[torch.as_tensor(live, dtype=torch.long).to(device)] = True
+    return cols
+
+
+def allowed_matrix(n_prompt: int, n_generated: int, prompt_live: torch.Tensor, kv_visible: torch.Tensor,
+                   device=None) -> torch.Tensor:
+    """Bool (S, S), S = n_prompt + n_generated: which column each row may attend at one layer."""
+    s = n_prompt + n_generated
+    causal = torch.ones(s, s, dtype=torch.bool, device=device).tril()
+    eye = torch.eye(s, dtype=torch.bool, device=device)
+    cols = torch.zeros(s, s, dtype=torch.bool, device=device)
+    # prompt rows: live prompt columns (and themselves)
+    cols[:n_prompt, :n_prompt] = _column_mask(prompt_live, n_prompt, device)[None, :]
+    # generated rows: the prompt KV this layer keeps, and every generated column
+    cols[n_prompt:, :n_prompt] = _column_mask(kv_visible, n_prompt, device)[None, :]
+    cols[n_prompt:, n_prompt:] = True
+    return causal & (cols | eye)
+
+
+def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(1, 1, S, S) additive mask: 0 where allowed, the dtype's minimum elsewhere."""
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[None, None]
+
+
+@torch.no_grad()
+def _masked_forward(adapter, embeds: torch.Tensor, position_ids: torch.Tensor, n_prompt: int,
+                    layer_live: Sequence[torch.Tensor], kv_visible: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Normed final hidden states (1, S, D) of the full sequence under the per-layer masks."""
+    layers = adapter.layers
+    if len(layer_live) != len(layers) or len(kv_visible) != len(layers):
+        raise ValueError(f"need one live set per layer ({len(layers)})")
+    n_generated = embeds.shape[1] - n_prompt
+    hidden = embeds
+    cos, sin = adapter.rotary(hidden, position_ids)
+    mask, prev = None, None
+    for idx, layer in enumerate(layers):
+        live, kv = torch.as_tensor(layer_live[idx]).cpu(), torch.as_tensor(kv_visible[idx]).cpu()
+        if prev is None or not (torch.equal(live, prev[0]) and torch.equal(kv, prev[1])):  # build once per set
+            allowed = allowed_matrix(n_prompt, n_generated, live, kv, device=hidden.device)
+            mask, prev = additive_mask(allowed, hidden.dtype), (live, kv)
+        hidden = layer(hidden, attention_mask=mask, position_embeddings=(cos, sin))
+    return adapter.text_model.norm(hidden)
+
+
+@torch.no_grad()
+def masked_reference_logits(adapter, encoded, layer_live: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Float32 (V,) logits of the last prompt position of the masked full-sequence forward."""
+    n = encoded.embeds.shape[1]
+    hidden = _masked_forward(adapter, encoded.embeds, encoded.position_ids, n, layer_live, layer_live)
+    return adapter.model.lm_head(hidden[:, -1]).float().reshape(-1)
+
+
+def kv_visible_for(policy: str, layer_live: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Prompt KV each layer holds after prefill: its own live set (per_layer) or the final survivors."""
+    if policy == "per_layer":
+        return list(layer_live)
+    if policy == "survivors":
+        return [layer_live[-1]] * len(layer_live)
+    raise ValueError(f"unknown KV policy {policy!r}")
+
+
+@torch.no_grad()
+def masked_reference_generate(adapter, encoded, layer_live: Sequence[torch.Tensor],
+                              kv_visible: Sequence[torch.Tensor], n_tokens: int) -> list[int]:
+    """Greedy tokens, re-running the whole (prompt + generated) sequence without any cache for each one."""
+    n_prompt = encoded.embeds.shape[1]
+    dev = encoded.embeds.device
+    embed = adapter.text_model.embed_tokens
+    tokens: list[int] = []
+    for k in range(n_tokens):
+        if tokens:
+            gen = embed(torch.tensor([tokens], device=dev)).to(encoded.embeds.dtype)
+            embeds = torch.cat([encoded.embeds, gen], dim=1)
+            gen_pos = (encoded.next_position + torch.arange(len(tokens), device=dev)).view(1, 1, -1).expand(3, 1, -1)
+            position_ids = torch.cat([encoded.position_ids, gen_pos.to(encoded.position_ids.dtype)], dim=2)
+        else:
+            embeds, position_ids = encoded.embeds, encoded.position_ids
+        hidden = _masked_forward(adapter, embeds, position_ids, n_prompt, layer_live, kv_visible)
+        logits = adapter.model.lm_head(hidden[:, -1]).float().reshape(-1)
+        tokens.append(int(logits.argmax()))
+    return tokens
+
+
+@torch.no_grad()
+def masked_reference_greedy_given(adapter, encoded, layer_live: Sequence[torch.Tensor],
+                                  kv_visible: Sequence[torch.Tensor], tokens: Sequence[int]) -> list[int]:
+    """The reference's greedy choice after each prefix of ``tokens``, from ONE masked forward.
+
+    Row ``n_prompt - 1 + k`` of a forward over prompt + ``tokens[:-1]`` sees exactly what the k-th step of
+    :func:`masked_reference_generate` sees when the first k tokens are ``tokens[:k]`` (causal mask, no cache).
+    So ``masked_reference_greedy_given(..., t) == t`` holds iff ``masked_reference_generate(..., len(t)) == t``
+    (induction on k; the first k where they differ is reported by both). A cheaper way to run the same check.
+    """
+    tokens = [int(t) for t in tokens]
+    n_prompt = encoded.embeds.shape[1]
+    dev = encoded.embeds.device
+    prefix = tokens[:-1]
+    if prefix:
+        gen = adapter.text_model.embed_tokens(torch.tensor([prefix], device=dev)).to(encoded.embeds.dtype)
+        embeds = torch.cat([encoded.embeds, gen], dim=1)
+        gen_pos = (encoded.next_position + torch.arange(len(prefix), device=dev)).view(1, 1, -1).expand(3, 1, -1)
+        position_ids = torch.cat([encoded.position_ids, gen_pos.to(encoded.position_ids.dtype)], dim=2)
+    else:
+        embeds, position_ids = encoded.embeds, encoded.position_ids
+    hidden = _masked_forward(adapter, embeds, position_ids, n_prompt, layer_live, kv_visible)
+    logits = adapter.model.lm_head(hidden[0, n_prompt - 1:]).float()
+    return [int(i) for i in logits.argmax(dim=-1)]
+
+
+def full_live(encoded, num_layers: int) -> list[torch.Tensor]:
+    """Nothing dropped: every layer sees every prompt position."""
+    return [torch.arange(encoded.embeds.shape[1])] * num_layers
+
+
+# ---- shared, cached test inputs (one decode/prepare/encode per adapter, clip and question) ----------------
+_CASES: dict = {}
+
+
+def prepared_case(adapter, path, question: str = "What is moving?"):
+    """(media, request, encoded) for a clip, decoded with the adapter's own frame policy; encoded with
+    ``saliency=True`` (the hooks only read, so the embeddings are those of a plain encode). Cached."""
+    from seats_cli.api import frame_policy
+    from seats_cli.media import decode_video
+
+    key = (id(adapter), str(path), question)
+    if key not in _CASES:
+        media = decode_video(path, frame_policy(adapter.config))
+        request = adapter.prepare(media, question)
+        encoded = adapter.encode(request, saliency=True)
+        _CASES[key] = (adapter, media, request, encoded)  # the adapter is kept so that its id stays unique
+    return _CASES[key][1:]
+
+
+_ADAPTERS: dict = {}
+
+
+def load_tiny(tiny_dir, attn_implementation: str = "sdpa"):
+    """The tiny model from the session's cache folder on the CPU in fp32, loaded once per attention kind."""
+    from seats_cli.models import load_model
+
+    key = (str(tiny_dir), attn_implementation)
+    if key not in _ADAPTERS:
+        _ADAPTERS[key] = load_model("tiny", device="cpu", dtype="float32", attn_implementation=attn_implementation,
+                                    cache_dir=tiny_dir.parent)
+    return _ADAPTERS[key]
+
+
+def write_clip(path, *, seconds: float = 4.0, fps: int = 10, width: int = 64, height: int = 48,
+               audio: bool = False):
+    """A small .mp4 clip (H.264, plus a 16 kHz AAC tone when ``audio``), written with PyAV.
+
+    Uses tests/media_factory.make_clip when it is there, else the few lines below."""
+    try:
+        from media_factory import make_clip
+    except ImportError:
+        make_clip = None
+    if make_clip is not None:
+        return make_clip(path, width=width, height=height, fps=fps, seconds=seconds,
+                         audio_rate=16000 if audio else None)
+    import math
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        as_ = out.add_stream("aac", rate=16000) if audio else None
+        if as_ is not None:
+            as_.layout = "mono"
+        for i in range(int(round(seconds * fps))):
+            rgb = np.full((height, width, 3), 40, dtype=np.uint8)
+            rgb[:, (i * 3) % width: (i * 3) % width + 8] = (250, 200, 30)  # a moving bar
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            for packet in vs.encode(frame):
+                out.mux(packet)
+        for packet in vs.encode(None):
+            out.mux(packet)
+        if as_ is not None:
+            n = int(round(seconds * 16000))
+            tone = (0.3 * np.sin(2 * math.pi * 440 * np.arange(n) / 16000)).astype(np.float32)
+            fmt = as_.codec_context.format.name  # fltp for aac
+            chunk = as_.codec_context.frame_size or 1024
+            for start in range(0, n, chunk):
+                part = tone[None, start:start + chunk]
+                frame = av.AudioFrame.from_ndarray(part if fmt.endswith("p") else part.reshape(1, -1),
+                                                   format=fmt, layout="mono")
+                frame.sample_rate, frame.pts, frame.time_base = 16000, start, Fraction(1, 16000)
+                for packet in as_.encode(frame):
+                    out.mux(packet)
+            for packet in as_.encode(None):
+                out.mux(packet)
+    return path

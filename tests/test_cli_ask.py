@@ -1,0 +1,268 @@
+"""`seats ask` end to end through the real Typer app (in process with CliRunner, and the installed console
+script in subprocesses): the JSON contract, the per-layer counts and FLOPs of a SEATS run, the human output,
+and one `error:` line with the right exit status for every bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from seats_cli.cli import app
+
+QUESTION = "What is moving?"
+# tiny thinker text model (configs/tiny.yaml, seats_cli/models/tiny.py)
+D, I, H, H_KV, V, L = 64, 128, 4, 2, 272, 28
+HEAD_DIM = D // H
+D_KV = H_KV * HEAD_DIM  # 32
+# the committed sample: 864 video, 150 audio, 209 text tokens (derived by hand in test_engine.py)
+N_V, N_A, N_T = 864, 150, 209
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+def _runner() -> CliRunner:
+    return CliRunner()
+
+
+def invoke(*args: str, input: str | None = None):
+    return _runner().invoke(app, ["ask", *map(str, args)], input=input)
+
+
+def console_script() -> list[str]:
+    """The installed `seats` entry point (next to this interpreter first, so the right environment is used)."""
+    here = Path(sys.executable).parent / "seats"
+    if here.is_file():
+        return [str(here)]
+    found = shutil.which("seats")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from seats_cli.cli import main; main()"]
+
+
+def assert_one_error_line(stderr: str, *, mentions: str | None = None) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected exactly one stderr line, got: {stderr!r}"
+    assert lines[0].startswith("error:"), lines[0]
+    assert "Traceback" not in stderr
+    if mentions is not None:
+        assert mentions.lower() in lines[0].lower(), lines[0]
+    return lines[0]
+
+
+def layer_flops(s: int) -> int:
+    """The paper's per-layer prefill FLOPs with the tiny dims: 2SD^2 + 2SD*D_kv + 2S^2*D + 3SDI."""
+    return 2 * s * D * D + 2 * s * D * D_KV + 2 * s * s * D + 3 * s * D * I
+
+
+def prefill_flops_by_hand(layer_tokens: list[int]) -> int:
+    assert len(layer_tokens) == L
+    return sum(layer_flops(s) for s in layer_tokens) + layer_tokens[-1] * D * V
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def runs(sample_path, tiny_dir):
+    """JSON results of successful in-process runs, computed once per argument list."""
+    cache: dict = {}
+
+    def get(*extra: str) -> dict:
+        if extra not in cache:
+            res = invoke(sample_path, QUESTION, "--model", "tiny", "--json", "--max-new-tokens", "4", *extra)
+            assert res.exit_code == 0, (res.stdout, res.stderr, res.exception)
+            assert "Traceback" not in res.stderr
+            cache[extra] = (json.loads(res.stdout), res)  # the whole stdout is ONE JSON object
+        return cache[extra][0]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory, sample_path):
+    d = tmp_path_factory.mktemp("bad")
+    (d / "empty.mp4").write_bytes(b"")
+    (d / "x.mp4").write_text("this is a text file, not a video\n" * 10)
+    data = sample_path.read_bytes()
+    (d / "truncated.mp4").write_bytes(data[: int(len(data) * 0.3)])
+    with wave.open(str(d / "tone.wav"), "wb") as w:  # audio only
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\x10\x00\xf0\xff" * 8000)
+    return d
+
+
+# ------------------------------------------------------------------------------------------- JSON contract
+def test_json_is_one_object_with_the_contract_keys(runs):
+    out = runs()
+    assert {"answer", "model", "method", "trr", "tokens", "flops", "latency_ms", "layers", "windows"} <= set(out)
+    assert isinstance(out["answer"], str)
+    assert out["model"] == "tiny" and out["method"] == "seats" and out["trr"] == pytest.approx(0.35)
+    assert out["tokens"] == {"video": N_V, "audio": N_A, "text": N_T}
+    assert set(out["flops"]) >= {"full", "pruned", "reduction"}
+    assert set(out["latency_ms"]) >= {"encode", "prefill", "decode"}
+    assert all(out["latency_ms"][k] >= 0 for k in ("encode", "prefill", "decode"))
+    assert len(out["layers"]) == L
+    assert [row["layer"] for row in out["layers"]] == list(range(L))
+    assert all(set(row) >= {"layer", "video", "audio", "text"} for row in out["layers"])
+    assert len(out["windows"]) == 3
+    for i, w in enumerate(out["windows"]):
+        assert set(w) >= {"index", "start_s", "end_s", "video_total", "audio_total", "kept"}
+        assert (w["index"], w["start_s"], w["end_s"]) == (i, 2.0 * i, 2.0 * i + 2)
+        assert (w["video_total"], w["audio_total"]) == (288, 50)
+        assert w["kept"] and all(set(k) >= {"layer", "video", "audio"} for k in w["kept"])
+    assert out["flops"]["reduction"] > 1
+    assert any("meaningless" in note for note in out.get("notes", []))
+
+
+def test_json_method_full(runs):
+    out = runs("--method", "full")
+    assert out["method"] == "full"
+    assert all((r["video"], r["audio"], r["text"]) == (N_V, N_A, N_T) for r in out["layers"])
+    assert out["flops"]["pruned"] == out["flops"]["full"] == prefill_flops_by_hand([N_V + N_A + N_T] * L)
+    assert out["flops"]["reduction"] == 1
+    for w in out["windows"]:
+        assert all((k["video"], k["audio"]) == (w["video_total"], w["audio_total"]) for k in w["kept"])
+
+
+def test_json_trr_0_1_follows_schedule_and_flops(runs):
+    from seats_cli.config import ModelConfig
+    from seats_cli.schedule import modality_schedule, resolve_modality_ratios, stage1_window_keep, step_keep
+
+    out = runs("--trr", "0.1")
+    assert out["trr"] == pytest.approx(0.1)
+    layers = out["layers"]
+    cfg = ModelConfig.from_name("tiny")
+    s = cfg.seats
+    ratios = resolve_modality_ratios(0.1, N_V, N_A, s.ratio_table)
+    common = dict(num_layers=L, prune_before=s.prune_before, text_only_from=s.text_only_from,
+                  encoder_ratio_scale=s.encoder_ratio_scale)
+    sv, sa = modality_schedule(ratios.video, **common), modality_schedule(ratios.audio, **common)
+    # Stage I: per window of 288 video / 50 audio tokens
+    assert layers[0]["video"] == 3 * stage1_window_keep(288, sv.rho)
+    assert layers[0]["audio"] == 3 * stage1_window_keep(50, sa.rho)
+    for layer in range(L):
+        row = layers[layer]
+        assert row["text"] == N_T
+        if layer >= s.text_only_from:  # 23
+            assert row["video"] == row["audio"] == 0
+        elif layer in s.prune_before:
+            i = s.prune_before.index(layer)
+            prev = layers[layer - 1]
+            want = step_keep(prev["video"], sv.keep_ratios[i]) + step_keep(prev["audio"], sa.keep_ratios[i])
+            assert row["video"] + row["audio"] == want, (layer, row, want)
+        elif layer > 0:
+            assert (row["video"], row["audio"]) == (layers[layer - 1]["video"], layers[layer - 1]["audio"])
+    # per stage layer, the windows' kept counts add up to that layer's counts
+    stage_layers = [k["layer"] for k in out["windows"][0]["kept"]]
+    assert stage_layers == [0, *s.prune_before, s.text_only_from]
+    for j, layer in enumerate(stage_layers):
+        assert all(w["kept"][j]["layer"] == layer for w in out["windows"])
+        assert sum(w["kept"][j]["video"] for w in out["windows"]) == layers[layer]["video"]
+        assert sum(w["kept"][j]["audio"] for w in out["windows"]) == layers[layer]["audio"]
+    # FLOPs by hand from the layer counts
+    tokens = [r["video"] + r["audio"] + r["text"] for r in layers]
+    assert out["flops"]["full"] == prefill_flops_by_hand([N_V + N_A + N_T] * L)
+    assert out["flops"]["pruned"] == prefill_flops_by_hand(tokens)
+    assert out["flops"]["reduction"] == pytest.approx(out["flops"]["full"] / out["flops"]["pruned"])
+    assert out["flops"]["reduction"] > 1
+    # a smaller TRR costs less than the default 0.35
+    assert out["flops"]["pruned"] < runs()["flops"]["pruned"]
+
+
+def test_question_from_stdin(runs, sample_path):
+    res = invoke(sample_path, "-", "--model", "tiny", "--json", "--max-new-tokens", "4", input=QUESTION + "\n")
+    assert res.exit_code == 0, (res.stdout, res.stderr)
+    out = json.loads(res.stdout)
+    direct = runs()
+    assert out["answer"] == direct["answer"] and out["layers"] == direct["layers"]
+
+
+# -------------------------------------------------------------------------------------------- human output
+def test_human_output(sample_path):
+    res = invoke(sample_path, QUESTION, "--model", "tiny", "--max-new-tokens", "2")
+    assert res.exit_code == 0, (res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("Answer:")
+    flat = " ".join(res.stdout.split())  # rich may wrap long titles
+    for title in ("tiny · seats · TRR 0.35", "LLM prefill cost", "Per-window tokens kept"):
+        assert title in flat
+    assert "answers are meaningless" in flat
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(res.stdout)
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+BAD = {
+    "missing file": (lambda d, s: [d / "missing.mp4", QUESTION], "missing.mp4"),
+    "empty file": (lambda d, s: [d / "empty.mp4", QUESTION], "empty.mp4"),
+    "text file named .mp4": (lambda d, s: [d / "x.mp4", QUESTION], "x.mp4"),
+    "truncated mp4": (lambda d, s: [d / "truncated.mp4", QUESTION], "truncated.mp4"),
+    "audio only": (lambda d, s: [d / "tone.wav", QUESTION], "video"),
+    "empty question": (lambda d, s: [s, ""], "question"),
+    "blank question": (lambda d, s: [s, "   "], "question"),
+    "fps 0": (lambda d, s: [s, QUESTION, "--fps", "0"], "fps"),
+    "fps -1": (lambda d, s: [s, QUESTION, "--fps", "-1"], "fps"),
+    "max-frames 2": (lambda d, s: [s, QUESTION, "--max-frames", "2"], "max-frames"),
+    "trr 0": (lambda d, s: [s, QUESTION, "--trr", "0"], "trr"),
+    "trr 1.5": (lambda d, s: [s, QUESTION, "--trr", "1.5"], "trr"),
+    "method nope": (lambda d, s: [s, QUESTION, "--method", "nope"], "nope"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_input_in_process(name, bad_files, sample_path):
+    make_args, mention = BAD[name]
+    res = invoke(*make_args(bad_files, sample_path), "--model", "tiny")
+    assert res.exit_code == 2, (name, res.exit_code, res.stdout, res.stderr, res.exception)
+    assert res.stdout == ""
+    assert_one_error_line(res.stderr, mentions=mention)
+
+
+# ------------------------------------------------------------------------------- the real console script
+SUBPROCESS_CASES = {
+    "missing file": (["ask", "{bad}/missing.mp4", QUESTION, "--model", "tiny"], None, 2, "missing.mp4"),
+    "fps -1": (["ask", "{sample}", QUESTION, "--model", "tiny", "--fps", "-1"], None, 2, "fps"),
+    "empty question on stdin": (["ask", "{sample}", "-", "--model", "tiny"], "  \n", 2, "question"),
+    # the default model (Qwen/Qwen2.5-Omni-7B) is not in an empty HF cache and the hub is off
+    "default model without cache": (["ask", "{sample}", QUESTION], None, 1, "--model tiny"),
+}
+
+
+@pytest.fixture(scope="module")
+def subprocess_results(bad_files, sample_path, tmp_path_factory):
+    """Start every console-script case at once (each pays the import of torch/transformers), then collect."""
+    empty_hf = tmp_path_factory.mktemp("empty-hf-home")
+    procs = {}
+    for name, (args, stdin, _, _) in SUBPROCESS_CASES.items():
+        env = dict(os.environ)
+        env["HF_HUB_OFFLINE"] = "1"
+        env.pop("SEATS_MODEL", None)
+        if name == "default model without cache":
+            for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "HF_HOME"):
+                env.pop(var, None)
+            env["HF_HOME"] = str(empty_hf)
+        argv = console_script() + [a.format(bad=bad_files, sample=sample_path) for a in args]
+        procs[name] = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True, env=env)
+    results = {}
+    for name, proc in procs.items():  # they all run meanwhile; outputs are a few lines (no pipe can fill up)
+        out, err = proc.communicate(input=SUBPROCESS_CASES[name][1] or "", timeout=300)
+        results[name] = (proc.returncode, out, err)
+    return results
+
+
+@pytest.mark.parametrize("name", list(SUBPROCESS_CASES))
+def test_console_script_errors(name, subprocess_results):
+    code, out, err = subprocess_results[name]
+    _, _, want_code, mention = SUBPROCESS_CASES[name]
+    assert code == want_code, (name, code, out, err)
+    assert out == ""
+    assert_one_error_line(err, mentions=mention)
