@@ -85,10 +85,12 @@ def window_relevance(scores: torch.Tensor, windows: Sequence[Window],
     s = scores.reshape(-1).double().cpu()
     csum = torch.cat([torch.zeros(1, dtype=torch.float64), s.cumsum(0)])
     out = torch.zeros(len(windows), dtype=torch.float64)
-    for i, w in enumerate(windows):
-        run = w.video if modality == "video" else w.audio
-        if run is not None and run[1] > run[0]:
-            out[i] = (csum[run[1]] - csum[run[0]]) / (run[1] - run[0])
+    runs = [(i, w.video if modality == "video" else w.audio) for i, w in enumerate(windows)]
+    runs = [(i, run) for i, run in runs if run is not None and run[1] > run[0]]
+    if runs:  # one vectorised gather instead of a tensor op per window (same float64 arithmetic)
+        index, bounds = torch.tensor([i for i, _ in runs]), torch.tensor([run for _, run in runs])
+        start, end = bounds[:, 0], bounds[:, 1]
+        out[index] = (csum[end] - csum[start]) / (end - start).double()
     return out
 
 

@@ -67,30 +67,27 @@ def diversity_select_batched(
     if k >= w:
         return torch.arange(w, device=device).unsqueeze(0).expand(B, w).clone()
     dist = cosine_distance_matrix(features)  # [B, w, w]
-    if saliency is None:
-        sal = torch.ones(B, w, dtype=torch.float32, device=device)
-    else:
-        if tuple(saliency.shape) != (B, w):
-            raise ValueError(f"saliency must be [B, w] = {(B, w)}, got {tuple(saliency.shape)}")
-        sal = saliency.float()
+    if saliency is not None and tuple(saliency.shape) != (B, w):
+        raise ValueError(f"saliency must be [B, w] = {(B, w)}, got {tuple(saliency.shape)}")
 
+    # The scores are kept weighted: a_j * min_{s in S} D_sj as min_{s in S} (a_j * D_sj), the same float for
+    # a_j >= 0 (rounding is monotone). The diagonal of the weighted matrix is +inf for the first pick (the
+    # minimum over i != j) and then -inf: taking the minimum with a picked token's row also marks that token
+    # as taken, so each pick costs three small kernels (argmax, row gather, minimum) and no host sync.
+    weighted = dist if saliency is None else dist.mul_(saliency.float().unsqueeze(1))  # [B, w, w]: a_j * D_sj
+    diagonal = weighted.diagonal(dim1=1, dim2=2)
+    diagonal.fill_(float("inf"))
+    first = torch.argmax(weighted.amin(dim=1), dim=-1)  # argmax_j a_j * min_{i != j} D_ij
+    diagonal.fill_(float("-inf"))
     rows = torch.arange(B, device=device)
-    eye = torch.eye(w, dtype=torch.bool, device=device)
-    off_diag_min = dist.masked_fill(eye, float("inf")).amin(dim=1)  # [B, w]: min_{i != j} D_ij
-    first = torch.argmax(sal * off_diag_min, dim=-1)
-
-    keep = torch.empty(B, k, dtype=torch.long, device=device)
-    keep[:, 0] = first
-    selected = torch.zeros(B, w, dtype=torch.bool, device=device)
-    selected[rows, first] = True
-    running_min = dist[rows, first, :].clone()  # min over S of D_sj, [B, w]
+    score = weighted[rows, first]  # [B, w]
+    picks = [first]
     for step in range(1, k):
-        score = (sal * running_min).masked_fill(selected, float("-inf"))
         nxt = torch.argmax(score, dim=-1)
-        keep[:, step] = nxt
-        selected[rows, nxt] = True
-        running_min = torch.minimum(running_min, dist[rows, nxt, :])
-    return keep.sort(dim=-1).values
+        picks.append(nxt)
+        if step + 1 < k:
+            score = torch.minimum(score, weighted[rows, nxt])
+    return torch.stack(picks, dim=1).sort(dim=-1).values
 
 
 def diversity_select(
@@ -156,9 +153,14 @@ def winDivPrune(
         if k >= w:
             kept.append((starts_t.unsqueeze(1) + torch.arange(w, device=device)).reshape(-1))
             continue
-        idx = starts_t.unsqueeze(1) + torch.arange(w, device=device)  # [B, w] global indices
-        sal = None if saliency is None else saliency[idx]
-        local = diversity_select_batched(features[idx], k, sal)
+        if all(b - a == w for a, b in zip(starts, starts[1:])):  # back-to-back windows: a view, no gather
+            span = slice(starts[0], starts[0] + len(starts) * w)
+            feats = features[span].reshape(len(starts), w, -1)
+            sal = None if saliency is None else saliency[span].reshape(len(starts), w)
+        else:
+            idx = starts_t.unsqueeze(1) + torch.arange(w, device=device)  # [B, w] global indices
+            feats, sal = features[idx], None if saliency is None else saliency[idx]
+        local = diversity_select_batched(feats, k, sal)
         kept.append((starts_t.unsqueeze(1) + local).reshape(-1))
     if not kept:
         return torch.zeros(0, dtype=torch.long, device=device)

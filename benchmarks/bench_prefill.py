@@ -1,0 +1,212 @@
+"""Full vs SEATS prefill, side by side: analytic FLOPs ratio, measured prefill speedup, their quotient,
+decode speedup and peak memory at R in {0.35, 0.25, 0.15, 0.10}.
+
+    python benchmarks/bench_prefill.py --cpu            # 28-layer, 512-wide random model, 32 frames + 16 s
+    python benchmarks/bench_prefill.py --gpu            # Qwen2.5-Omni-7B text architecture, bf16, 128 frames + 64 s
+
+No checkpoint and no video are needed: a Qwen2_5OmniThinkerForConditionalGeneration is built in memory with
+random weights (latency does not depend on weight values) and wrapped in the project's adapter; the request
+is synthetic (random embeddings and saliency) with the processor's interleaved layout and the model's own
+M-RoPE position ids. Timing follows STYLE.md item 5 (seats_cli.measure.measure): full and every TRR are run
+in the same process, alternating, warm-up rounds left out, device-synchronised, medians over repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+from seats_cli.api import frame_policy
+from seats_cli.config import ModelConfig
+from seats_cli.flops import TextModelDims, layer_flops
+from seats_cli.report import layer_rows
+from seats_cli.measure import machine_info, measure, paired_speedup, synthetic_request
+from seats_cli.profile import flops_of, shape_from_frames
+
+TRRS = (0.35, 0.25, 0.15, 0.10)
+
+# text-model sizes: the 7B's own, and a CPU-sized one with the 7B's depth and proportions: intermediate/hidden
+# 5.25 (7B: 5.29), GQA, head_dim 64 instead of 128, and the vocabulary scaled with the width (152064 * 512/3584)
+# so that the LM head weighs in the §9 FLOPs as much as in the 7B (with the full 152064 words the LM-head term
+# would be 27% of the full prefill's analytic FLOPs instead of the 7B's 5.9%; --vocab 152064 reproduces that)
+TEXT_7B = dict(hidden_size=3584, intermediate_size=18944, num_attention_heads=28, num_key_value_heads=4,
+               head_dim=128, vocab_size=152064, mrope_section=[16, 24, 24])
+TEXT_CPU = dict(hidden_size=512, intermediate_size=2688, num_attention_heads=8, num_key_value_heads=2,
+                head_dim=64, vocab_size=21760, mrope_section=[8, 12, 12])
+LAYOUTS = {"cpu": dict(frames=32, audio_seconds=16.0), "gpu": dict(frames=128, audio_seconds=64.0)}
+
+
+def build_thinker(text: dict, attn: str, dtype: torch.dtype, device: torch.device):
+    """A random-weight thinker with the wanted 28-layer text model and the tiny model's encoders."""
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+    from seats_cli.models.tiny import tiny_thinker_config
+
+    cfg = tiny_thinker_config(attn)
+    tc = cfg.text_config
+    for key in ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
+                "vocab_size"):
+        setattr(tc, key, text[key])
+    tc.num_hidden_layers = 28
+    tc.rope_parameters = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": text["mrope_section"]}
+    cfg.vision_config.out_hidden_size = text["hidden_size"]
+    cfg.audio_config.output_dim = text["hidden_size"]
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(cfg, dtype=dtype)
+    return model.eval()
+
+
+def run(mode: str, attn: str, args) -> dict:
+    from seats_cli.models.qwen2_5_omni import Qwen25OmniAdapter
+    from seats_cli.models.tiny import build_tiny_processor
+
+    device = torch.device("cuda" if mode == "gpu" else "cpu")
+    dtype = torch.bfloat16 if mode == "gpu" else torch.float32
+    text = dict(TEXT_7B if mode == "gpu" else TEXT_CPU)
+    if args.vocab:
+        text["vocab_size"] = args.vocab
+    config = ModelConfig.from_name("qwen2.5-omni-7b")  # SEATS boundaries, ratio table and media policy of the 7B
+    t0 = time.perf_counter()
+    model = build_thinker(text, attn, dtype, device)
+    adapter = Qwen25OmniAdapter(model, build_tiny_processor(), config, model_id=f"random-{mode}", device=device)
+    layout_kw = LAYOUTS[mode]
+    shape = shape_from_frames(config, frame_policy(config), frames=args.frames or layout_kw["frames"],
+                              aspect="16:9", audio_seconds=layout_kw["audio_seconds"] if args.audio_seconds is None
+                              else args.audio_seconds, n_text=100)
+    encoded, layout = synthetic_request(adapter, shape, config, seed=0)
+    print(f"[{mode}/{attn}] model built and request prepared in {time.perf_counter() - t0:.1f} s; "
+          f"S = {layout.seq_len} (video {layout.n_video}, audio {layout.n_audio}, text {layout.n_text}), "
+          f"{len(layout.windows)} windows", file=sys.stderr, flush=True)
+
+    def progress(done, total):
+        print(f"\r  run {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    full, seats = measure(adapter, encoded, layout, config, list(TRRS), repeats=args.repeats, warmup=args.warmup,
+                          decode_tokens=args.decode_tokens, progress=progress)
+    print(file=sys.stderr)
+    dims = TextModelDims.from_hf_text_config(adapter.text_config)
+    rows = []
+    for trr, m in zip(TRRS, seats):
+        layers = layer_rows(layout, m["layer_live"])
+        per_layer = [r["video"] + r["audio"] + r["text"] for r in layers]
+        f = flops_of(layers, layout.seq_len, dims)
+        executed = _executed_flops([layout.seq_len] * dims.num_layers, dims) / _executed_flops(per_layer, dims)
+        speedup = full["prefill_ms"]["median"] / m["prefill_ms"]["median"]
+        dec = (full["decode_ms_per_token"]["median"] / m["decode_ms_per_token"]["median"]
+               if m["decode_ms_per_token"] else None)
+        rows.append({
+            "trr": trr, "stage_tokens": _stages(per_layer), "flops_ratio": f["reduction"],
+            "flops_ratio_executed": executed,
+            "prefill_ms_full": full["prefill_ms"], "prefill_ms_seats": m["prefill_ms"],
+            "prefill_speedup": speedup, "speedup_over_flops": speedup / f["reduction"],
+            "prefill_speedup_paired": paired_speedup(full["prefill_ms"], m["prefill_ms"]), "decode_speedup": dec,
+            "prefill_process_cpu_ms_full": full["prefill_process_cpu_ms"],
+            "prefill_process_cpu_ms_seats": m["prefill_process_cpu_ms"],
+            "process_cpu_speedup": (full["prefill_process_cpu_ms"]["median"] / m["prefill_process_cpu_ms"]["median"]
+                                    if full["prefill_process_cpu_ms"] else None),
+            "decode_ms_per_token_full": full["decode_ms_per_token"],
+            "decode_ms_per_token_seats": m["decode_ms_per_token"],
+            "peak_memory_full": full["peak_memory"], "peak_memory_seats": m["peak_memory"],
+            "kv_cache_mib_full": full["kv_cache_mib"], "kv_cache_mib_seats": m["kv_cache_mib"],
+        })
+    out = {"mode": mode, "attn_implementation": attn, "dtype": str(dtype).replace("torch.", ""),
+           "text_model": text | {"num_layers": 28},
+           "layout": {"frames": shape.frames, "height": shape.height, "width": shape.width,
+                      "video": layout.n_video, "audio": layout.n_audio, "text": layout.n_text,
+                      "windows": len(layout.windows)},
+           "repeats": args.repeats, "warmup": args.warmup, "machine": machine_info(device), "rows": rows}
+    del adapter, model, encoded
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return out
+
+
+def _executed_flops(tokens, dims: TextModelDims) -> int:
+    """What the engine actually computes, in the §9 units: causal attention (the lower triangle, S^2/2 per
+    q·k and attn·v instead of the convention's full square) and the LM head on the last position only. Not
+    a replacement for the paper's convention — it says how much of the analytic ratio is reachable at all."""
+    body = sum(layer_flops(s, dims) - s * s * dims.q_width for s in tokens)
+    return body + dims.hidden_size * dims.vocab_size
+
+
+def _stages(per_layer: list[int]) -> str:
+    out = [per_layer[0]]
+    for s in per_layer[1:]:
+        if s != out[-1]:
+            out.append(s)
+    return "→".join(str(x) for x in out)
+
+
+def print_table(res: dict) -> None:
+    lay, m = res["layout"], res["machine"]
+    where = m.get("gpu") or f"{m['cpu']} ({m['cpu_count']} cores, {m['threads']} threads)"
+    print(f"\n{res['mode'].upper()} · {res['attn_implementation']} · {res['dtype']} · torch {m['torch']} · {where}")
+    print(f"text model {res['text_model']}; layout {lay['frames']} frames {lay['width']}x{lay['height']}: "
+          f"video {lay['video']}, audio {lay['audio']}, text {lay['text']}, {lay['windows']} windows; "
+          f"medians of {res['repeats']} repeats ({res['warmup']} warm-up left out)")
+    head = ("R", "tokens per stage", "FLOPs ratio (§9)", "executed-FLOPs ratio", "full ms median (min)",
+            "SEATS ms median (min)", "prefill speedup", "speedup/FLOPs", "(paired)", "CPU-time speedup/FLOPs",
+            "decode speedup", "peak mem full/SEATS", "KV after prefill full/SEATS")
+    print(" | ".join(head))
+    for r in res["rows"]:
+        pf, ps = r["peak_memory_full"], r["peak_memory_seats"]
+        print(" | ".join([
+            f"{r['trr']:.2f}", r["stage_tokens"], f"{r['flops_ratio']:.2f}x", f"{r['flops_ratio_executed']:.2f}x",
+            f"{r['prefill_ms_full']['median']:.1f} ({r['prefill_ms_full']['min']:.1f})",
+            f"{r['prefill_ms_seats']['median']:.1f} ({r['prefill_ms_seats']['min']:.1f})",
+            f"{r['prefill_speedup']:.2f}x", f"{r['speedup_over_flops']:.2f}",
+            f"{r['prefill_speedup_paired'] / r['flops_ratio']:.2f}",
+            f"{r['process_cpu_speedup'] / r['flops_ratio']:.2f}" if r["process_cpu_speedup"] else "-",
+            f"{r['decode_speedup']:.2f}x" if r["decode_speedup"] else "-",
+            f"{pf['mib']:.0f}/{ps['mib']:.0f} MiB", f"{r['kv_cache_mib_full']:.1f}/{r['kv_cache_mib_seats']:.1f} MiB",
+        ]))
+    print(f"peak memory: {res['rows'][0]['peak_memory_seats']['kind']}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    g = ap.add_mutually_exclusive_group(required=True)
+    g.add_argument("--cpu", action="store_true", help="reduced-width 28-layer model on the CPU, fp32, sdpa")
+    g.add_argument("--gpu", action="store_true", help="Qwen2.5-Omni-7B text architecture on CUDA, bf16")
+    ap.add_argument("--repeats", type=int, default=None, help="timed rounds (default 7 on CPU, 10 on GPU)")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads on CPU (default 2)")
+    ap.add_argument("--decode-tokens", type=int, default=16)
+    ap.add_argument("--frames", type=int, default=None, help="override the layout's frame count")
+    ap.add_argument("--audio-seconds", type=float, default=None, help="override the layout's audio seconds")
+    ap.add_argument("--vocab", type=int, default=None, help="override the text model's vocabulary size")
+    ap.add_argument("--attn", default=None,
+                    help="comma-separated attention implementations (default: sdpa; GPU adds flash_attention_2 "
+                         "when flash-attn is installed)")
+    ap.add_argument("--json", action="store_true", help="also print all results as one JSON object")
+    args = ap.parse_args()
+    mode = "gpu" if args.gpu else "cpu"
+    if mode == "gpu" and not torch.cuda.is_available():
+        sys.exit("error: --gpu needs a CUDA device")
+    if mode == "cpu":
+        torch.set_num_threads(args.threads)
+    args.repeats = args.repeats or (10 if mode == "gpu" else 7)
+    attns = args.attn.split(",") if args.attn else ["sdpa"]
+    if not args.attn and mode == "gpu":
+        try:
+            import flash_attn  # noqa: F401
+
+            attns.append("flash_attention_2")
+        except ImportError:
+            print("flash-attn not installed: sdpa only", file=sys.stderr)
+    results = []
+    with torch.no_grad():
+        for attn in attns:
+            results.append(run(mode, attn, args))
+            print_table(results[-1])
+    if args.json:
+        print(json.dumps({"command": " ".join(sys.argv), "results": results}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""Measured prefill latency of full vs SEATS on one encoded request, and synthetic requests for benchmarks.
+
+Timing discipline (STYLE.md item 5): the same encoded input is prefilled by the engine, full and each TRR
+alternating, a warm-up left out, device-synchronised (the engine's own timer), medians over repeats; decode
+speed and peak memory are reported apart from the analytic FLOPs. A synthetic request (random embeddings, real
+position ids, the processor's interleaving) has the layout of a real one: latency does not depend on values.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import time
+from dataclasses import asdict
+
+import torch
+
+from seats_cli.config import ModelConfig
+from seats_cli.engine import NoPruning, decode, prefill
+from seats_cli.flops import TextModelDims
+from seats_cli.layout import TokenLayout, build_layout
+from seats_cli.methods import build_pruner
+from seats_cli.profile import ProfileResult, ProfileRun, RequestShape, seats_plan, flops_of, resolve_trr
+
+# ----------------------------------------------------------------------------------- synthetic input
+def synthetic_input_ids(shape: RequestShape, model_config) -> torch.Tensor:
+    """Input ids laid out like the Qwen2.5-Omni processor with audio in video:
+    text, ``<|vision_bos|><|audio_bos|> V0 A0 V1 A1 … <|audio_eos|><|vision_eos|>``, text (query last)."""
+    c = model_config
+    has_audio = shape.n_audio > 0
+    specials = 4 if has_audio else 2
+    if shape.n_text < specials + 1:
+        raise ValueError(f"need at least {specials + 1} text tokens, got {shape.n_text}")
+    plain = shape.n_text - specials
+    pre, post = plain // 2, plain - plain // 2
+    ids = [(32 + i % 64) for i in range(pre)] + [c.vision_start_token_id]
+    if has_audio:
+        ids.append(c.audio_start_token_id)
+    for v, a in zip(shape.video_windows, shape.audio_windows):
+        ids += [c.video_token_id] * v + [c.audio_token_id] * a
+    if has_audio:
+        ids.append(c.audio_end_token_id)
+    ids.append(c.vision_end_token_id)
+    ids += [(32 + i % 64) for i in range(post)]
+    return torch.tensor([ids], dtype=torch.long)
+
+
+def synthetic_request(adapter, shape: RequestShape, config: ModelConfig, *, seed: int = 0):
+    """(EncodedRequest, TokenLayout) for ``shape``: random embeddings and saliency, real M-RoPE ids from the
+    model's own ``get_rope_index``, the layout from ``layout.build_layout`` on the synthetic ids."""
+    from seats_cli.models.base import EncodedRequest
+
+    mc = adapter.model.config
+    ids = synthetic_input_ids(shape, mc)
+    merge = mc.vision_config.spatial_merge_size
+    patch = config.media.image_factor // merge
+    grid = torch.tensor([[shape.grids, shape.height // patch, shape.width // patch]])
+    spg = torch.tensor([shape.seconds_per_grid])
+    has_audio = shape.n_audio > 0
+    pos, _ = adapter.model.model.get_rope_index(
+        ids, None, grid, torch.ones_like(ids), has_audio,
+        torch.tensor([shape.mel_frames]) if has_audio else None, spg)
+    layout = build_layout(ids, video_token_id=mc.video_token_id, audio_token_id=mc.audio_token_id,
+                          video_grid_thw=grid, seconds_per_grid=shape.seconds_per_grid, merge_size=merge,
+                          audio_tokens_per_second=config.media.audio_tokens_per_second,
+                          seconds_per_window=config.media.seconds_per_window)
+    gen = torch.Generator().manual_seed(seed)
+    d = adapter.text_config.hidden_size
+    embeds = torch.randn(1, ids.shape[1], d, generator=gen).to(adapter.device, adapter.dtype)
+    sal_v = torch.rand(layout.n_video, generator=gen).to(adapter.device) if layout.n_video else None
+    sal_a = torch.rand(layout.n_audio, generator=gen).to(adapter.device) if layout.n_audio else None
+    enc = EncodedRequest(embeds=embeds, position_ids=pos.to(adapter.device), next_position=int(pos.max()) + 1,
+                         video_saliency=sal_v, audio_saliency=sal_a)
+    return enc, layout
+
+
+# ----------------------------------------------------------------------------------- measurement
+def _stats(xs: list[float]) -> dict:
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs), "values": list(xs)}
+
+
+def paired_speedup(full: dict, seats: dict) -> float:
+    """Median over rounds of full/SEATS from the same round (robust to slow drifts of a shared machine)."""
+    return statistics.median(f / s for f, s in zip(full["values"], seats["values"]))
+
+
+def machine_info(device: torch.device) -> dict:
+    info = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return info | {"cpu": cpu, "cpu_count": os.cpu_count()}
+
+
+def peak_memory(device: torch.device) -> dict:
+    if device.type == "cuda":
+        return {"kind": "torch.cuda.max_memory_allocated", "mib": torch.cuda.max_memory_allocated(device) / 2**20}
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"kind": "process peak RSS (CPU, whole process: model + all runs so far)", "mib": kib / 1024}
+
+
+def _cache_mib(cache) -> float:
+    """Bytes held by a prefill's KV cache (all layers), in MiB."""
+    total = 0
+    for lay in getattr(cache, "layers", []):
+        for t in (getattr(lay, "keys", None), getattr(lay, "values", None)):
+            if torch.is_tensor(t):
+                total += t.numel() * t.element_size()
+    return total / 2**20
+
+
+def measure(adapter, encoded, layout: TokenLayout, config: ModelConfig, trrs, *, repeats: int = 5,
+            warmup: int = 1, decode_tokens: int = 16, kv_policy: str | None = None, video_trr=None,
+            audio_trr=None, progress=None) -> tuple[dict, list[dict]]:
+    """Time ``engine.prefill`` (and greedy decode) of full and SEATS at each TRR on the same encoded input.
+
+    Rounds alternate full, TRR₁, TRR₂, …; the first ``warmup`` rounds are left out; each SEATS run gets a
+    fresh pruner. Returns (full, [per TRR]) with prefill ms stats, decode ms/token, peak memory, the KV cache
+    size right after prefill and the layer counts the engine used.
+    """
+    if repeats < 1:
+        raise ValueError("--repeats must be at least 1")
+    kv_policy = kv_policy or config.seats.kv_policy
+    dev = adapter.device
+    kinds = [None, *trrs]
+    rec = {k: {"prefill": [], "cpu": [], "decode": [], "steps": 0, "peak": None, "live": None, "kv": 0.0}
+           for k in range(len(kinds))}
+    total = warmup + repeats
+    for rnd in range(total):
+        for k, trr in enumerate(kinds):
+            if trr is None:
+                pruner = NoPruning()
+            else:
+                pruner, _ = build_pruner("seats", config, layout, trr=trr, video_trr=video_trr, audio_trr=audio_trr)
+            if dev.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(dev)
+            cpu0 = time.process_time()
+            res = prefill(adapter, encoded, layout, pruner, kv_policy=kv_policy)
+            cpu_ms = (time.process_time() - cpu0) * 1000
+            kv_mib = _cache_mib(res.cache)
+            toks, dec_ms = ([], 0.0)
+            if decode_tokens > 1:
+                toks, dec_ms = decode(adapter, res, encoded.next_position, max_new_tokens=decode_tokens,
+                                      eos_token_ids=[])
+            r = rec[k]
+            if rnd >= warmup:
+                r["prefill"].append(res.prefill_ms)
+                r["cpu"].append(cpu_ms)
+                if len(toks) > 1:
+                    r["decode"].append(dec_ms / (len(toks) - 1))
+                    r["steps"] = len(toks) - 1
+                if dev.type == "cuda":
+                    m = peak_memory(dev)
+                    r["peak"] = m if r["peak"] is None or m["mib"] > r["peak"]["mib"] else r["peak"]
+            r["live"], r["kv"] = res.layer_live, kv_mib
+            del res
+            if progress is not None:
+                progress(rnd * len(kinds) + k + 1, total * len(kinds))
+    out = []
+    for k in range(len(kinds)):
+        r = rec[k]
+        dec = _stats(r["decode"]) if r["decode"] else None
+        out.append({
+            "prefill_ms": _stats(r["prefill"]),
+            # process CPU time of the prefill call: on a shared CPU machine with one torch thread it does not
+            # count the time the process waits for a core (wall time does); not meaningful on GPU
+            "prefill_process_cpu_ms": _stats(r["cpu"]) if dev.type == "cpu" else None,
+            "decode_ms_per_token": dec,
+            "decode_tokens_per_s": 1000.0 / dec["median"] if dec else None,
+            "decode_steps": r["steps"],
+            "peak_memory": r["peak"] or peak_memory(dev),
+            "kv_cache_mib": r["kv"],
+            "layer_live": r["live"],
+        })
+    return out[0], out[1:]
+
+
+def profile_measured(adapter, encoded, layout: TokenLayout, shape: RequestShape, config: ModelConfig, trrs, *,
+                     model: str, repeats: int = 5, warmup: int = 1, decode_tokens: int = 16,
+                     kv_policy: str | None = None, video_trr=None, audio_trr=None, progress=None,
+                     notes: list[str] | None = None) -> ProfileResult:
+    from seats_cli.report import layer_rows
+
+    dims = TextModelDims.from_hf_text_config(adapter.text_config)
+    trrs = [resolve_trr(config, layout.n_video, layout.n_audio, t, video_trr, audio_trr) for t in trrs]
+    full, seats = measure(adapter, encoded, layout, config, trrs, repeats=repeats, warmup=warmup,
+                          decode_tokens=decode_tokens, kv_policy=kv_policy, video_trr=video_trr,
+                          audio_trr=audio_trr, progress=progress)
+    runs = []
+    clean = lambda m: {k: v for k, v in m.items() if k != "layer_live"}  # noqa: E731
+    for trr, m in zip(trrs, seats):
+        layers = [r | {"total": r["video"] + r["audio"] + r["text"]} for r in layer_rows(layout, m["layer_live"])]
+        flops = flops_of(layers, layout.seq_len, dims)
+        speedup = full["prefill_ms"]["median"] / m["prefill_ms"]["median"]
+        latency = {
+            "full": clean(full), "seats": clean(m), "prefill_speedup": speedup,
+            "prefill_speedup_paired": paired_speedup(full["prefill_ms"], m["prefill_ms"]),
+            "speedup_over_flops_reduction": speedup / flops["reduction"],
+            "decode_speedup": (full["decode_ms_per_token"]["median"] / m["decode_ms_per_token"]["median"]
+                               if full["decode_ms_per_token"] and m["decode_ms_per_token"] else None),
+            "repeats": repeats, "warmup": warmup, "kv_policy": kv_policy or config.seats.kv_policy,
+            "timer": "engine.prefill wall time, device-synchronised; Stage I/II selection included",
+        }
+        plan = seats_plan(config, layout, trr, video_trr, audio_trr)
+        runs.append(ProfileRun(trr, layers, flops, plan.to_dict(), latency))
+    info = machine_info(adapter.device) | {"dtype": str(adapter.dtype).replace("torch.", ""),
+                                           "attn_implementation": adapter.attn_implementation}
+    all_notes = list(shape.notes) + list(notes or [])
+    if config.tiny:
+        all_notes.insert(0, "tiny random-weight model: latency of a 64-wide model says little about real ones")
+    return ProfileResult(config.name, model, "measured", shape.to_dict(), asdict(dims), runs, machine=info,
+                         notes=all_notes)
+
+
+def layout_matches(shape: RequestShape, layout: TokenLayout) -> bool:
+    """Whether the analytic layout equals the processor's (token counts and windows)."""
+    return (shape.n_text == layout.n_text
+            and list(shape.video_windows) == [w.video_total for w in layout.windows]
+            and list(shape.audio_windows) == [w.audio_total for w in layout.windows])
+
+
+__all__ = ["layout_matches", "machine_info", "measure", "paired_speedup", "profile_measured",
+           "synthetic_input_ids", "synthetic_request"]

@@ -1,0 +1,376 @@
+"""What a TRR buys: per-layer token counts, the SEATS schedule, analytic FLOPs and measured latency.
+
+Two halves, kept apart as STYLE.md item 5 asks:
+* analytic (no weights): the request's token layout is computed the way the processor lays it out —
+  frames and resize from ``media.plan_resize``, ``(H/factor)·(W/factor)`` tokens per temporal grid of 2 frames,
+  audio tokens from the sample count with the feature extractor's arithmetic — then the per-layer counts of
+  the schedule (each modality keeps exactly K_m, the §9 convention) and the engine's own selection replayed
+  with uniform window relevance (Stage I per window, Stage II budgets, Stage III); FLOPs per SEATS_SPEC §9;
+* measured (a loaded model): ``seats_cli.measure`` times the engine on the same layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from seats_cli.config import ModelConfig
+from seats_cli.flops import TextModelDims, prefill_flops
+from seats_cli.media import FramePolicy, plan_resize
+from seats_cli.methods import SeatsPlan
+from seats_cli.schedule import stage1_window_keep, step_keep
+from seats_cli.selection import allocate_budgets
+
+TEXT_ESTIMATE = 100
+DEFAULT_QUESTION = "Describe this video."
+FLOPS_CONVENTION = ("analytic LLM prefill FLOPs, SEATS_SPEC §9 (paper convention: one multiply-add = 1 FLOP, "
+                    "attention counted as the full S×S square, LM head on the tokens entering the last layer)")
+
+
+# ----------------------------------------------------------------------------------- request layout
+@dataclass(frozen=True)
+class RequestShape:
+    """Token layout of one request as the processor builds it; windows are the engine's (V_j, A_j) pairs."""
+
+    source: str
+    frames: int
+    height: int
+    width: int
+    fps: float  # the sample fps handed to the processor
+    seconds_per_grid: float
+    tokens_per_grid: int
+    audio_samples: int
+    mel_frames: int
+    n_text: int
+    text_source: str  # "given", "tokenizer", "processor" or "estimate"
+    video_windows: tuple[int, ...]
+    audio_windows: tuple[int, ...]
+    audio_exact: bool = True
+    notes: tuple[str, ...] = ()
+    sample_rate: int = 16000
+
+    @property
+    def grids(self) -> int:
+        return self.frames // 2
+
+    @property
+    def n_video(self) -> int:
+        return sum(self.video_windows)
+
+    @property
+    def n_audio(self) -> int:
+        return sum(self.audio_windows)
+
+    @property
+    def seq_len(self) -> int:
+        return self.n_video + self.n_audio + self.n_text
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source, "frames": self.frames, "height": self.height, "width": self.width,
+            "fps": self.fps, "seconds_per_grid": self.seconds_per_grid, "grids": self.grids,
+            "tokens_per_grid": self.tokens_per_grid, "audio_samples": self.audio_samples,
+            "audio_seconds": self.audio_samples / self.sample_rate, "mel_frames": self.mel_frames,
+            "tokens": {"video": self.n_video, "audio": self.n_audio, "text": self.n_text, "total": self.seq_len},
+            "text_source": self.text_source, "audio_formula_exact": self.audio_exact,
+            "windows": [{"index": j, "video": v, "audio": a}
+                        for j, (v, a) in enumerate(zip(self.video_windows, self.audio_windows))],
+            "notes": list(self.notes),
+        }
+
+
+def audio_token_count(samples: int, config: ModelConfig) -> tuple[int, int, bool]:
+    """(mel frames, LLM audio tokens, formula verified) for ``samples`` at the config's sample rate.
+
+    Qwen2.5-Omni: WhisperFeatureExtractor padded to 300 s (a multiple of the 160-sample hop), so the frame
+    mask has ceil(samples/160) ones; then the processor's ``_get_feat_extract_output_lengths``:
+    (x-1)//2+1, then (x-2)//2+1 → 25 tokens/s. Qwen3-Omni (approximate, no checkpoint to check against):
+    padding=True gives samples//160 frames; 13 tokens per 100 frames plus the remainder's conv arithmetic.
+    """
+    if samples <= 0:
+        return 0, 0, True
+    hop = config.media.audio_sample_rate // 100
+    if config.family == "qwen3_omni":
+        mel = samples // hop
+        leave = mel % 100
+        feat = (leave - 1) // 2 + 1
+        return mel, ((feat - 1) // 2 + 1 - 1) // 2 + 1 + (mel // 100) * 13, False
+    mel = min(-(-samples // hop), 300 * 100)  # the extractor's chunk_length: 300 s of 100 frames/s
+    x = (mel - 1) // 2 + 1
+    return mel, (x - 2) // 2 + 1, True
+
+
+def window_sizes(grids: int, tokens_per_grid: int, seconds_per_grid: float, n_audio: int,
+                 config: ModelConfig) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Video and audio tokens of each window: grid g goes to window floor(g·s_grid/2 s) (the processor's
+    chunking by start time, computed as ``layout.build_layout`` does), audio token i to i // (2 s of tokens)."""
+    spw = config.media.seconds_per_window
+    g = torch.arange(grids)
+    v_win = torch.floor(g * float(seconds_per_grid) / spw + 1e-6).long().tolist() if grids else []
+    a_per = int(round(config.media.audio_tokens_per_second * spw))
+    n_win = max(v_win[-1] + 1 if v_win else 0, -(-n_audio // a_per))
+    video = [0] * n_win
+    for j in v_win:
+        video[j] += tokens_per_grid
+    audio = [max(0, min(a_per, n_audio - j * a_per)) for j in range(n_win)]
+    return tuple(video), tuple(audio)
+
+
+def text_token_count(config: ModelConfig, question: str | None, has_audio: bool) -> int | None:
+    """Exact text tokens (everything but video/audio placeholders) when a tokenizer is available offline:
+    the tiny config's own, or a real checkpoint's already in the local Hugging Face cache; else None."""
+    tok = None
+    try:
+        if config.tiny:
+            from seats_cli.models.tiny import build_tiny_tokenizer
+
+            tok = build_tiny_tokenizer()
+        else:
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(config.hub_id, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached / not loadable: the caller estimates
+        return None
+    if not getattr(tok, "chat_template", None):
+        return None
+    conversation = [
+        {"role": "system", "content": [{"type": "text", "text": config.system_prompt}]},
+        {"role": "user", "content": [{"type": "video", "video": "video.mp4"},
+                                     {"type": "text", "text": question or DEFAULT_QUESTION}]},
+    ]
+    text = tok.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+    ids = tok(text)["input_ids"]
+    n_video_placeholders = ids.count(tok.convert_tokens_to_ids("<|VIDEO|>"))
+    # the processor replaces <|VIDEO|> by <|audio_bos|> V0 A0 ... <|audio_eos|> when the video has audio
+    return len(ids) - n_video_placeholders + (2 if has_audio else 0)
+
+
+def _shape(config: ModelConfig, *, source: str, frames: int, height: int, width: int, fps: float,
+           samples: int, n_text: int | None, question: str | None, notes: list[str]) -> RequestShape:
+    factor = config.media.image_factor
+    spg = config.media.frame_factor / fps
+    tpg = (height // factor) * (width // factor)
+    mel, n_audio, exact = audio_token_count(samples, config)
+    if not exact:
+        notes.append(f"{config.name}: audio token formula is approximate (13 tokens/s, not checked against "
+                     "a checkpoint's processor)")
+    vw, aw = window_sizes(frames // config.media.frame_factor, tpg, spg, n_audio, config)
+    if n_text is not None:
+        text_source = "given"
+    else:
+        n_text = text_token_count(config, question, n_audio > 0)
+        text_source = "tokenizer" if n_text is not None else "estimate"
+        if n_text is None:
+            n_text = TEXT_ESTIMATE
+            notes.append(f"text tokens estimated at {TEXT_ESTIMATE} (no tokenizer available offline; "
+                         "pass --text-tokens)")
+    return RequestShape(source, frames, height, width, fps, spg, tpg, samples, mel, n_text, text_source, vw, aw,
+                        exact, tuple(notes), config.media.audio_sample_rate)
+
+
+def shape_from_media(media, config: ModelConfig, *, n_text: int | None = None, question: str | None = None,
+                     text_source: str | None = None) -> RequestShape:
+    """The layout of a decoded video (``media.decode_video`` with ``api.frame_policy(config)``)."""
+    samples = 0 if media.audio is None else int(media.audio.shape[0])
+    shape = _shape(config, source=media.path, frames=len(media.frame_indices), height=media.height,
+                   width=media.width, fps=float(media.sample_fps), samples=samples, n_text=n_text,
+                   question=question, notes=list(media.notes))
+    if text_source:
+        shape = dataclasses.replace(shape, text_source=text_source)
+    return shape
+
+
+def parse_aspect(aspect: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in aspect.replace("x", ":").split(":"))
+        if w <= 0 or h <= 0:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"--aspect must look like 16:9, got {aspect!r}") from None
+    return w, h
+
+
+def shape_from_frames(config: ModelConfig, policy: FramePolicy, *, frames: int, aspect: str = "16:9",
+                      source_height: int = 1080, audio_seconds: float = 0.0, n_text: int | None = None,
+                      question: str | None = None) -> RequestShape:
+    """The layout of ``frames`` sampled frames of a ``source_height``-line video of ``aspect`` sampled at the
+    policy's fps, with ``audio_seconds`` of sound (0: no audio track)."""
+    if frames < policy.frame_factor or frames % policy.frame_factor:
+        raise ValueError(f"--frames must be a positive multiple of {policy.frame_factor}, got {frames}")
+    if audio_seconds < 0:
+        raise ValueError(f"--audio-seconds must be >= 0, got {audio_seconds}")
+    aw, ah = parse_aspect(aspect)
+    src_w = max(1, round(source_height * aw / ah))
+    height, width = plan_resize(source_height, src_w, frames, policy)
+    notes = []
+    if frames > policy.max_frames:
+        notes.append(f"{frames} frames is more than the config's max_frames ({policy.max_frames})")
+    seconds = min(audio_seconds, policy.max_audio_seconds)
+    if seconds < audio_seconds:
+        notes.append(f"audio capped at {policy.max_audio_seconds:g} s")
+    samples = int(round(seconds * policy.audio_sample_rate))
+    return _shape(config, source=f"{frames} frames {aspect} ({src_w}x{source_height} source)"
+                  + (f" + {audio_seconds:g} s audio" if samples else ", no audio"),
+                  frames=frames, height=height, width=width, fps=policy.fps, samples=samples, n_text=n_text,
+                  question=question, notes=notes)
+
+
+# ----------------------------------------------------------------------------------- analytic counts
+def engine_counts(plan: SeatsPlan, video_windows, audio_windows, n_text: int, tau: float) -> list[dict]:
+    """Tokens entering each layer as the engine's SEATS pruner produces them when the window relevances are
+    uniform (the faithful τ-softmax over ~1e-4 query scores is close to uniform, SEATS_SPEC §4 note).
+
+    Stage I keeps ``stage1_window_keep`` per window and modality; at each ``prune_before`` layer K_v, K_a come
+    from ``step_keep`` and are split over the Stage II windows (runs of consecutive video/audio tokens, paired
+    in order) by ``allocate_budgets``; Stage III keeps text only. Per-layer totals never depend on the scores;
+    the video/audio split can differ by a few tokens when real relevances are far from uniform.
+    """
+    runs: list[list] = []  # [modality, count] in sequence order, adjacent same-modality blocks merged
+    for v, a in zip(video_windows, audio_windows):
+        for mod, n, rho in (("v", v, plan.video.rho), ("a", a, plan.audio.rho)):
+            if n:
+                k = stage1_window_keep(n, rho)
+                if runs and runs[-1][0] == mod:
+                    runs[-1][1] += k
+                else:
+                    runs.append([mod, k])
+    vruns = [r for r in runs if r[0] == "v"]
+    aruns = [r for r in runs if r[0] == "a"]
+    paired = min(len(vruns), len(aruns))
+    windows = [(vruns[i], aruns[i]) for i in range(paired)]
+    windows += [(r, None) for r in vruns[paired:]] + [(None, r) for r in aruns[paired:]]
+
+    rows = []
+    for layer in range(plan.num_layers):
+        n_v, n_a = sum(r[1] for r in vruns), sum(r[1] for r in aruns)
+        if plan.text_only_from is not None and layer >= plan.text_only_from:
+            n_v = n_a = 0
+        elif layer in plan.prune_before and n_v + n_a > 0:
+            i = plan.prune_before.index(layer)
+            k_v, k_a = step_keep(n_v, plan.video.keep_ratios[i]), step_keep(n_a, plan.audio.keep_ratios[i])
+            if (k_v, k_a) != (n_v, n_a):
+                if len(windows) > 1 and n_v > 0 and n_a > 0:
+                    zeros = torch.zeros(len(windows), dtype=torch.float64)
+                    vb, ab = allocate_budgets(zeros, zeros, [w[0][1] if w[0] else 0 for w in windows],
+                                              [w[1][1] if w[1] else 0 for w in windows], k_v, k_a, tau)
+                    for (vr, ar), bv, ba in zip(windows, vb, ab):
+                        if vr:
+                            vr[1] = bv
+                        if ar:
+                            ar[1] = ba
+                else:  # one window or one modality: global top-K per modality
+                    for rs, k in ((vruns, k_v), (aruns, k_a)):
+                        for r in rs:
+                            r[1] = 0
+                        if rs:
+                            rs[0][1] = k
+                n_v, n_a = sum(r[1] for r in vruns), sum(r[1] for r in aruns)
+        rows.append({"layer": layer, "video": n_v, "audio": n_a, "text": n_text, "total": n_v + n_a + n_text})
+    return rows
+
+
+def config_dims(config: ModelConfig) -> TextModelDims:
+    """FLOPs dimensions from a preset's architecture (MoE: active experts' width)."""
+    a = config.architecture
+    inter = a.intermediate_size
+    if a.num_experts_per_tok and a.moe_intermediate_size:
+        inter = a.num_experts_per_tok * a.moe_intermediate_size
+    return TextModelDims(num_layers=a.num_layers, hidden_size=a.hidden_size, intermediate_size=inter,
+                         num_attention_heads=a.num_attention_heads, num_key_value_heads=a.num_key_value_heads,
+                         vocab_size=a.vocab_size, head_dim=a.head_dim)
+
+
+def flops_of(layers: list[dict], seq_len: int, dims: TextModelDims) -> dict:
+    full = prefill_flops([seq_len] * dims.num_layers, dims)
+    pruned = prefill_flops([r["video"] + r["audio"] + r["text"] for r in layers], dims)
+    return {"full": float(full), "pruned": float(pruned), "reduction": full / pruned if pruned else float("inf")}
+
+
+@dataclass
+class ProfileRun:
+    """One TRR. ``layers``/``flops``: analytic mode — the schedule's counts, each modality keeping exactly
+    K_m at every step (SEATS_SPEC §3/§9, ``SeatsPlan.counts``); measured mode — the counts the engine used.
+    ``engine_layers``/``engine_flops`` (analytic, Qwen2.5): the engine's own Stage II replayed with uniform
+    window relevance (per-window rounding moves a few tokens between modalities)."""
+
+    trr: float
+    layers: list[dict]
+    flops: dict
+    schedule: dict
+    latency: dict | None = None
+    engine_layers: list[dict] | None = None
+    engine_flops: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class ProfileResult:
+    """``to_dict``: the input, dims and ``runs`` (one per TRR); with one TRR its keys are also at the top."""
+
+    config: str
+    model: str | None
+    mode: str  # "analytic" or "measured"
+    input: dict
+    dims: dict
+    runs: list[ProfileRun]
+    flops_convention: str = FLOPS_CONVENTION
+    machine: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = {"config": self.config, "model": self.model, "mode": self.mode, "input": self.input, "dims": self.dims,
+             "flops_convention": self.flops_convention, "runs": [r.to_dict() for r in self.runs]}
+        if self.machine is not None:
+            d["machine"] = self.machine
+        d["notes"] = list(self.notes)
+        if len(self.runs) == 1:
+            d.update(self.runs[0].to_dict())
+        return d
+
+
+def resolve_trr(config: ModelConfig, n_video: int, n_audio: int, trr: float | None, video_trr=None,
+                audio_trr=None) -> float:
+    """``trr`` as given; else, with both per-modality ratios given, the overall ratio they achieve on this
+    request (R·(N_v+N_a) = R_v·N_v + R_a·N_a); else the config's default."""
+    if trr is not None:
+        return trr
+    if video_trr is not None and audio_trr is not None and n_video + n_audio > 0:
+        return min(1.0, (video_trr * n_video + audio_trr * n_audio) / (n_video + n_audio))
+    return config.seats.default_trr
+
+
+def seats_plan(config, shape_or_layout, trr, video_trr, audio_trr) -> SeatsPlan:
+    return SeatsPlan.build(config, trr, shape_or_layout.n_video, shape_or_layout.n_audio, video_trr, audio_trr)
+
+
+def analytic_runs(config: ModelConfig, shape: RequestShape, trrs, *, video_trr=None, audio_trr=None,
+                  dims: TextModelDims | None = None) -> list[ProfileRun]:
+    dims = dims or config_dims(config)
+    runs = []
+    for trr in trrs:
+        trr = resolve_trr(config, shape.n_video, shape.n_audio, trr, video_trr, audio_trr)
+        plan = seats_plan(config, shape, trr, video_trr, audio_trr)
+        layers = [r | {"total": r["video"] + r["audio"] + r["text"]}
+                  for r in plan.counts(list(shape.video_windows), list(shape.audio_windows), shape.n_text)]
+        run = ProfileRun(trr, layers, flops_of(layers, shape.seq_len, dims), plan.to_dict())
+        if config.family == "qwen2_5_omni":  # Qwen3 interleaves per grid: its Stage II windows differ
+            run.engine_layers = engine_counts(plan, shape.video_windows, shape.audio_windows, shape.n_text,
+                                              config.seats.temperature)
+            run.engine_flops = flops_of(run.engine_layers, shape.seq_len, dims)
+        runs.append(run)
+    return runs
+
+
+def profile_analytic(config: ModelConfig, shape: RequestShape, trrs, *, video_trr=None,
+                     audio_trr=None) -> ProfileResult:
+    dims = config_dims(config)
+    notes = list(shape.notes)
+    if not config.calibrated:
+        notes.append(f"{config.name}: SEATS layer boundaries are uncalibrated")
+    return ProfileResult(config.name, None, "analytic", shape.to_dict(), asdict(dims),
+                         analytic_runs(config, shape, trrs, video_trr=video_trr, audio_trr=audio_trr, dims=dims),
+                         notes=notes)

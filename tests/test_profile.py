@@ -1,0 +1,198 @@
+"""`seats profile`: the analytic layout, counts and FLOPs against SEATS_SPEC §9 and against what the engine
+really does on the tiny model; measured mode prints its latency fields (values are not asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from seats_cli.api import frame_policy
+from seats_cli.cli import app
+from seats_cli.config import ModelConfig
+from seats_cli.layout import build_layout
+from seats_cli.measure import synthetic_input_ids
+from seats_cli.profile import audio_token_count, shape_from_frames, window_sizes
+
+Q = "What is moving?"
+FAST = ["--device", "cpu", "--dtype", "float32"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The tiny model is small; on a busy 2-core machine two torch threads spin."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def run_json(*args) -> dict:
+    res = CliRunner().invoke(app, list(args))
+    assert res.exit_code == 0, (res.stdout, res.stderr)
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 1  # exactly one JSON object on stdout
+    return json.loads(lines[0])
+
+
+def stage_totals(layers) -> list[int]:
+    out = [layers[0]["total"]]
+    for r in layers[1:]:
+        if r["total"] != out[-1]:
+            out.append(r["total"])
+    return out
+
+
+def test_spec_section9_example():
+    d = run_json("profile", "--config", "qwen2.5-omni-7b", "--analytic", "--json", "--frames", "128", "--aspect",
+                 "16:9", "--audio-seconds", "64", "--text-tokens", "100", "--video-trr", "0.06", "--audio-trr", "0.35")
+    assert d["input"]["tokens"] == {"video": 9216, "audio": 1600, "text": 100, "total": 10916}
+    assert (d["input"]["height"], d["input"]["width"], d["input"]["tokens_per_grid"]) == (252, 448, 144)
+    assert [(w["video"], w["audio"]) for w in d["input"]["windows"]] == [(288, 50)] * 32
+    assert len(d["layers"]) == 28 and len(d["runs"]) == 1 and d["runs"][0]["flops"] == d["flops"]
+    assert stage_totals(d["layers"]) == [1636, 1528, 1236, 440, 100]
+    assert [r["total"] for r in d["layers"]] == [1636] * 16 + [1528] * 2 + [1236] * 2 + [440] * 3 + [100] * 5
+    assert round(d["flops"]["full"] / 1e12, 2) == 101.09
+    assert round(d["flops"]["pruned"] / 1e12, 2) == 8.23
+    assert round(d["flops"]["reduction"], 1) == 12.3
+    s = d["schedule"]
+    assert (s["video_trr"], s["audio_trr"], s["prune_before"], s["text_only_from"]) == (0.06, 0.35, [16, 18, 20], 23)
+    assert s["video"]["rho"] == pytest.approx(0.084) and s["audio"]["rho"] == pytest.approx(0.49)
+    assert s["video"]["keep_ratios"] == pytest.approx([0.9298, 0.7949, 0.2986], abs=1e-4)
+    assert d["trr"] == pytest.approx((0.06 * 9216 + 0.35 * 1600) / 10816)  # what the two ratios achieve
+    assert d["input"]["text_source"] == "given"
+
+
+def test_several_trrs_give_runs_and_human_output():
+    args = ["profile", "--config", "qwen2.5-omni-7b", "--analytic", "--frames", "32", "--audio-seconds", "16",
+            "--trr", "0.35", "--trr", "0.1"]
+    d = run_json(*args, "--json")
+    assert [r["trr"] for r in d["runs"]] == [0.35, 0.1] and "layers" not in d
+    assert d["runs"][0]["flops"]["reduction"] < d["runs"][1]["flops"]["reduction"]
+    assert d["input"]["text_source"] in ("estimate", "tokenizer")
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0 and "reduction" in res.stdout and "TRR 0.1" in res.stdout
+    q3 = run_json("profile", "--config", "qwen3-omni-30b-a3b", "--analytic", "--json", "--frames", "128",
+                  "--audio-seconds", "64", "--text-tokens", "100", "--trr", "0.1")
+    assert q3["input"]["tokens"]["video"] == 64 * 144 and q3["input"]["tokens"]["audio"] == 64 * 13
+    assert not q3["input"]["audio_formula_exact"] and any("approximate" in n for n in q3["notes"])
+
+
+def test_usage_errors():
+    for args in (["profile", "--analytic"], ["profile", "--analytic", "--frames", "7"],
+                 ["profile", "--analytic", "--frames", "8", "--trr", "1.5"]):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 2 and res.stderr.startswith("error:"), args
+
+
+@pytest.mark.parametrize("samples", [16000, 16001, 12345, 96000, 1024000])
+def test_audio_tokens_match_the_processor_arithmetic(samples):
+    import numpy as np
+    from transformers import WhisperFeatureExtractor
+    from transformers.models.qwen2_5_omni.processing_qwen2_5_omni import _get_feat_extract_output_lengths
+
+    fe = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, hop_length=160, chunk_length=300,
+                                 n_fft=400, return_attention_mask=True)
+    mask = fe([np.zeros(samples, np.float32)], sampling_rate=16000, padding="max_length",
+              return_attention_mask=True)["attention_mask"]
+    mel, tokens, exact = audio_token_count(samples, ModelConfig.from_name("qwen2.5-omni-7b"))
+    assert exact and mel == int(mask.sum()) and tokens == int(_get_feat_extract_output_lengths(mask.sum(-1))[0])
+
+
+@pytest.mark.parametrize("frames,audio_seconds", [(32, 16.0), (12, 6.0), (16, 3.0), (8, 12.5), (10, 0.0)])
+def test_synthetic_sequence_layout_equals_window_formula(frames, audio_seconds):
+    from seats_cli.models.tiny import tiny_thinker_config
+
+    cfg = ModelConfig.from_name("qwen2.5-omni-7b")
+    shape = shape_from_frames(cfg, frame_policy(cfg), frames=frames, audio_seconds=audio_seconds, n_text=50)
+    mc = tiny_thinker_config()
+    ids = synthetic_input_ids(shape, mc)
+    grid = torch.tensor([[shape.grids, shape.height // 14, shape.width // 14]])
+    layout = build_layout(ids, video_token_id=mc.video_token_id, audio_token_id=mc.audio_token_id,
+                          video_grid_thw=grid, seconds_per_grid=shape.seconds_per_grid)
+    assert (layout.n_video, layout.n_audio, layout.n_text) == (shape.n_video, shape.n_audio, shape.n_text)
+    assert [w.video_total for w in layout.windows] == list(shape.video_windows)
+    assert [w.audio_total for w in layout.windows] == list(shape.audio_windows)
+    assert window_sizes(shape.grids, shape.tokens_per_grid, shape.seconds_per_grid, shape.n_audio, cfg) == (
+        shape.video_windows, shape.audio_windows)
+
+
+def test_analytic_counts_against_the_engine_on_the_sample(sample_path, tiny_dir):
+    """Stage I counts and the first Stage II total are exact; later Stage II steps split K between video and
+    audio by per-window rounding of the real query scores, so they may differ by a token or two."""
+    d = run_json("profile", str(sample_path), "--config", "tiny", "--analytic", "--json", "--trr", "0.35",
+                 "--trr", "0.1", "--question", Q)
+    assert d["input"]["text_source"] == "tokenizer"
+    for run in d["runs"]:
+        ask = run_json("ask", str(sample_path), Q, "--model", "tiny", "--trr", str(run["trr"]), "--json",
+                       "--max-new-tokens", "1", *FAST)
+        assert ask["tokens"] == {k: d["input"]["tokens"][k] for k in ("video", "audio", "text")}
+        assert run["flops"]["full"] == ask["flops"]["full"]
+        for view in (run["layers"], run["engine_layers"]):
+            got = [{k: r[k] for k in ("layer", "video", "audio", "text")} for r in view]
+            assert got[:16] == ask["layers"][:16]  # Stage I, per window and modality
+            assert view[16]["total"] == sum(ask["layers"][16][k] for k in ("video", "audio", "text"))
+            for r, a in zip(got[17:], ask["layers"][17:]):
+                assert abs(r["video"] - a["video"]) <= 2 and abs(r["audio"] - a["audio"]) <= 2, (r, a)
+        assert run["engine_flops"]["reduction"] == pytest.approx(ask["flops"]["reduction"], rel=0.01)
+
+
+def test_engine_replay_equals_the_pruner_with_uniform_scores():
+    """``engine_counts`` replays the real SeatsPruner (Stage I per window, Stage II budgets, Stage III) exactly
+    when every live token gets the same query score."""
+    from seats_cli.engine import PruneState
+    from seats_cli.methods import build_pruner
+    from seats_cli.models.base import EncodedRequest
+    from seats_cli.models.tiny import tiny_thinker_config
+    from seats_cli.profile import engine_counts
+
+    class UniformScores:
+        def query_scores(self, layer_idx, hidden, cos, sin, query_row):
+            return torch.full((hidden.shape[1],), 1.0 / hidden.shape[1])
+
+    cfg, mc = ModelConfig.from_name("qwen2.5-omni-7b"), tiny_thinker_config()
+    g = torch.Generator().manual_seed(0)
+    for frames, audio_seconds, trr in [(32, 16.0, 0.1), (32, 16.0, 0.35), (12, 6.0, 0.25), (16, 3.0, 0.15),
+                                       (8, 12.5, 0.1), (10, 0.0, 0.2), (40, 20.0, 0.6)]:
+        shape = shape_from_frames(cfg, frame_policy(cfg), frames=frames, audio_seconds=audio_seconds, n_text=40)
+        ids = synthetic_input_ids(shape, mc)
+        layout = build_layout(ids, video_token_id=mc.video_token_id, audio_token_id=mc.audio_token_id,
+                              video_grid_thw=torch.tensor([[shape.grids, 18, 32]]), seconds_per_grid=1.0)
+        pruner, plan = build_pruner("seats", cfg, layout, trr=trr)
+        s = layout.seq_len
+        encoded = EncodedRequest(torch.randn(1, s, 8, generator=g), torch.zeros(3, 1, s, dtype=torch.long), s,
+                                 torch.rand(layout.n_video, generator=g), torch.rand(layout.n_audio, generator=g))
+        keep = pruner.before_llm(None, encoded, layout)
+        live = torch.arange(s) if keep is None else keep
+        rows = []
+        for layer in range(plan.num_layers):
+            if layer in pruner.drop_layers:
+                state = PruneState(layer, torch.zeros(1, live.numel(), 1), None, None, live, layout.modality[live])
+                kept = pruner.at_layer(UniformScores(), state)
+                if kept is not None and kept.numel() < live.numel():
+                    live = live[kept]
+            rows.append({"layer": layer, **layout.counts(live)})
+        replay = engine_counts(plan, shape.video_windows, shape.audio_windows, shape.n_text, cfg.seats.temperature)
+        assert [{k: r[k] for k in ("layer", "video", "audio", "text")} for r in replay] == rows, (frames, trr)
+
+
+def test_measured_mode_on_tiny(sample_path, tiny_dir):
+    d = run_json("profile", str(sample_path), "--model", "tiny", "--trr", "0.1", "--json", "--repeats", "2",
+                 "--warmup", "1", "--decode-tokens", "3", "--question", Q, *FAST)
+    assert d["mode"] == "measured" and d["input"]["text_source"] == "processor"
+    lat = d["latency"]
+    for side in ("full", "seats"):
+        p = lat[side]["prefill_ms"]
+        assert p["n"] == 2 and 0 < p["min"] <= p["median"] <= p["max"]
+        assert lat[side]["decode_tokens_per_s"] > 0 and lat[side]["decode_steps"] == 2
+        assert "RSS" in lat[side]["peak_memory"]["kind"] and lat[side]["peak_memory"]["mib"] > 0
+    assert lat["prefill_speedup"] > 0 and lat["speedup_over_flops_reduction"] > 0 and lat["decode_speedup"] > 0
+    assert d["machine"]["device"] == "cpu" and d["flops"]["reduction"] > 1
+    assert [r["total"] for r in d["layers"]][-1] == d["input"]["tokens"]["text"]
+    syn = run_json("profile", "--frames", "8", "--audio-seconds", "4", "--model", "tiny", "--json", "--repeats", "1",
+                   "--warmup", "0", "--decode-tokens", "2", *FAST)
+    assert syn["input"]["tokens"]["video"] == 4 * 144 and syn["input"]["tokens"]["audio"] == 100
+    assert syn["latency"]["seats"]["prefill_ms"]["n"] == 1
+    assert any("synthetic" in n for n in syn["notes"])
