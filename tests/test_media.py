@@ -131,8 +131,14 @@ def test_plan_resize_matches_smart_resize(h, w, n, budget, max_tokens):
     assume(max(h, w) / min(h, w) <= 200)  # beyond that both refuse
     p = FramePolicy(max_pixels=max_tokens * 28 * 28, total_pixels=budget * 28 * 28)
     got = plan_resize(h, w, n, p)
-    assert got == _ref_resize(h, w, n, p)
-    assert got[0] % 28 == 0 and got[1] % 28 == 0
+    ref = _ref_resize(h, w, n, p)
+    if min(ref) == 0:
+        # extreme aspect ratios: the reference floors the short side to 0 (an unusable frame); we keep one
+        # factor's worth instead and agree on the long side
+        assert (min(got), max(got)) == (28, max(ref))
+    else:
+        assert got == ref
+    assert got[0] % 28 == 0 and got[1] % 28 == 0 and min(got) >= 28
 
 
 @pytest.mark.parametrize(
