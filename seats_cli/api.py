@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 
@@ -26,13 +27,9 @@ TINY_NOTE = "tiny random-weight model: answers are meaningless (use a real check
 
 
 def frame_policy(config: ModelConfig, fps: float | None = None, max_frames: int | None = None) -> FramePolicy:
-    m = config.media
-    return FramePolicy(
-        fps=m.fps if fps is None else fps, min_frames=m.min_frames,
-        max_frames=m.max_frames if max_frames is None else max_frames, frame_factor=m.frame_factor,
-        image_factor=m.image_factor, min_pixels=m.min_pixels, max_pixels=m.max_pixels,
-        total_pixels=m.total_pixels, audio_sample_rate=m.audio_sample_rate, max_audio_seconds=m.max_audio_seconds,
-    )
+    """The preset's media policy with the request's --fps / --max-frames (validated on construction)."""
+    base = {f.name: getattr(config.media, f.name) for f in dataclasses.fields(FramePolicy)}
+    return FramePolicy(**(base | {k: v for k, v in (("fps", fps), ("max_frames", max_frames)) if v is not None}))
 
 
 def check_question(question: str) -> str:

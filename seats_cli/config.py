@@ -16,6 +16,9 @@ from pathlib import Path
 
 import yaml
 
+from seats_cli.flops import TextModelDims
+from seats_cli.media import FramePolicy
+
 
 class ConfigError(ValueError):
     """A configuration or option value is invalid; the message is one line for the user."""
@@ -29,32 +32,28 @@ def configs_dir() -> Path:
 
 
 @dataclass(frozen=True)
-class Architecture:
-    num_layers: int
-    hidden_size: int
-    intermediate_size: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    vocab_size: int
-    head_dim: int | None = None
+class Architecture(TextModelDims):
+    """The thinker text model's dimensions (``intermediate_size`` = the FFN width one token passes through:
+    for MoE the active experts' total), plus the MoE facts when there are experts."""
+
     num_experts: int | None = None
     num_experts_per_tok: int | None = None
     moe_intermediate_size: int | None = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_experts_per_tok and self.moe_intermediate_size:
+            active = self.num_experts_per_tok * self.moe_intermediate_size
+            if self.intermediate_size != active:
+                raise ConfigError(f"intermediate_size must be the active FFN width {active} "
+                                  f"(experts per token x expert width), got {self.intermediate_size}")
+
 
 @dataclass(frozen=True)
-class MediaSettings:
-    fps: float = 2.0
-    min_frames: int = 4
-    max_frames: int = 128
-    frame_factor: int = 2
-    image_factor: int = 28
-    min_pixels: int = 128 * 28 * 28
-    max_pixels: int = 144 * 28 * 28
-    total_pixels: int = 24576 * 28 * 28
-    audio_sample_rate: int = 16000
+class MediaSettings(FramePolicy):
+    """Frame sampling, resize and audio policy (``FramePolicy``) plus the model's token rates."""
+
     audio_tokens_per_second: int = 25
-    max_audio_seconds: float = 300.0
     seconds_per_window: float = 2.0
 
 

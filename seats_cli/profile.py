@@ -272,14 +272,8 @@ def engine_counts(plan: SeatsPlan, video_windows, audio_windows, n_text: int, ta
 
 
 def config_dims(config: ModelConfig) -> TextModelDims:
-    """FLOPs dimensions from a preset's architecture (MoE: active experts' width)."""
-    a = config.architecture
-    inter = a.intermediate_size
-    if a.num_experts_per_tok and a.moe_intermediate_size:
-        inter = a.num_experts_per_tok * a.moe_intermediate_size
-    return TextModelDims(num_layers=a.num_layers, hidden_size=a.hidden_size, intermediate_size=inter,
-                         num_attention_heads=a.num_attention_heads, num_key_value_heads=a.num_key_value_heads,
-                         vocab_size=a.vocab_size, head_dim=a.head_dim)
+    """FLOPs dimensions from a preset's architecture (MoE: the active experts' width)."""
+    return config.architecture
 
 
 def flops_of(layers: list[dict], seq_len: int, dims: TextModelDims) -> dict:
