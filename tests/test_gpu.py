@@ -13,7 +13,7 @@ from seats_cli.engine import decode, prefill
 from seats_cli.media import decode_video
 from seats_cli.methods import build_pruner
 from seats_cli.models import load_model
-from tests.reference import masked_reference_logits
+from reference import masked_reference_logits
 
 pytestmark = pytest.mark.gpu
 
