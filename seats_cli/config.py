@@ -54,6 +54,7 @@ class MediaSettings(FramePolicy):
     """Frame sampling, resize and audio policy (``FramePolicy``) plus the model's token rates."""
 
     audio_tokens_per_second: int = 25
+    position_ids_per_second: int = 25  # M-RoPE temporal ids per second; the processor chunks by these
     seconds_per_window: float = 2.0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 TEXT, VIDEO, AUDIO = 0, 1, 2
@@ -73,6 +74,38 @@ class TokenLayout:
         return out
 
 
+def chunk_ranges(values, per_chunk: int) -> list[tuple[int, int]]:
+    """Split monotone token time indices into 2-s chunks exactly as the Qwen-Omni processor does when it
+    interleaves video and audio (``get_chunked_index``): a new chunk starts at the first value reaching the next
+    multiple of ``per_chunk``, and the cut moves on by one chunk per token, so a grid longer than a chunk
+    (sampling below 1 fps) shifts the later chunks rather than leaving empty ones. Ranges index ``values``."""
+    out, start, current = [], 0, 1
+    for i, v in enumerate(values):
+        if v >= current * per_chunk:
+            out.append((start, i))
+            start, current = i, current + 1
+    out.append((start, len(values)))
+    return out
+
+
+def window_token_ranges(n_video: int, tokens_per_grid: int, seconds_per_grid: float, n_audio: int, *,
+                        position_ids_per_second: float = 25, seconds_per_window: float = 2.0):
+    """Per window, the [start, end) ranges into the video tokens and into the audio tokens (in token order),
+    with the window's first token time in seconds. Windows are the processor's chunks (SEATS_SPEC §1)."""
+    per_chunk = int(position_ids_per_second * seconds_per_window)
+    grid = np.arange(n_video) // max(tokens_per_grid, 1)
+    v_times = grid * seconds_per_grid * position_ids_per_second  # float64, the processor's arithmetic
+    v_chunks = chunk_ranges(v_times, per_chunk) if n_video else []
+    a_chunks = chunk_ranges(np.arange(n_audio), per_chunk) if n_audio else []
+    windows = []
+    for j in range(max(len(v_chunks), len(a_chunks))):
+        v = v_chunks[j] if j < len(v_chunks) and v_chunks[j][1] > v_chunks[j][0] else None
+        a = a_chunks[j] if j < len(a_chunks) and a_chunks[j][1] > a_chunks[j][0] else None
+        starts = ([v_times[v[0]]] if v else []) + ([a[0]] if a else [])
+        windows.append((v, a, float(min(starts)) / position_ids_per_second if starts else j * seconds_per_window))
+    return windows
+
+
 def _runs(positions: torch.Tensor) -> list[tuple[int, int]]:
     if positions.numel() == 0:
         return []
@@ -90,7 +123,7 @@ def build_layout(
     video_grid_thw: torch.Tensor | None,
     seconds_per_grid: float | None,
     merge_size: int = 2,
-    audio_tokens_per_second: float = 25.0,
+    position_ids_per_second: float = 25.0,
     seconds_per_window: float = 2.0,
     duration_s: float | None = None,
 ) -> TokenLayout:
@@ -100,27 +133,25 @@ def build_layout(
     modality[ids == audio_token_id] = AUDIO
     vpos = torch.nonzero(modality == VIDEO).flatten()
     apos = torch.nonzero(modality == AUDIO).flatten()
-
-    # window index of every video token from its temporal grid's time, of every audio token from its rank
-    v_win = torch.empty(0, dtype=torch.long)
+    per_grid = 0
     if vpos.numel():
-        t, h, w = (int(x) for x in video_grid_thw.reshape(-1, 3)[0])
+        _, h, w = (int(x) for x in video_grid_thw.reshape(-1, 3)[0])
         per_grid = (h // merge_size) * (w // merge_size)
-        grid = torch.arange(vpos.numel()) // per_grid
-        v_win = torch.floor(grid * float(seconds_per_grid) / seconds_per_window + 1e-6).long()
-    a_per_window = int(round(audio_tokens_per_second * seconds_per_window))
-    a_win = torch.arange(apos.numel()) // a_per_window
-
-    n_win = int(max(v_win.max().item() + 1 if v_win.numel() else 0, a_win.max().item() + 1 if a_win.numel() else 0))
+    ranges = window_token_ranges(
+        vpos.numel(), per_grid, float(seconds_per_grid or 0.0), apos.numel(),
+        position_ids_per_second=position_ids_per_second, seconds_per_window=seconds_per_window,
+    )
     windows = []
-    for j in range(n_win):
-        vr = _runs(vpos[v_win == j])
-        ar = _runs(apos[a_win == j])
-        if len(vr) > 1 or len(ar) > 1:
-            raise ValueError(f"window {j} is not contiguous in the sequence: video runs {vr}, audio runs {ar}")
-        start = j * seconds_per_window
-        end = (j + 1) * seconds_per_window
-        if duration_s is not None:
-            end = max(start, min(end, duration_s))
-        windows.append(Window(j, round(start, 3), round(end, 3), vr[0] if vr else None, ar[0] if ar else None))
+    for j, (vr, ar, start) in enumerate(ranges):
+        spans = []
+        for pos, r in ((vpos, vr), (apos, ar)):
+            if r is None:
+                spans.append(None)
+                continue
+            first, last = int(pos[r[0]]), int(pos[r[1] - 1])
+            if last - first != r[1] - r[0] - 1:
+                raise RuntimeError(f"window {j} is not contiguous in the token sequence (processor layout changed?)")
+            spans.append((first, last + 1))
+        end = ranges[j + 1][2] if j + 1 < len(ranges) else (duration_s if duration_s is not None else start + seconds_per_window)
+        windows.append(Window(j, round(start, 3), round(max(start, end), 3), spans[0], spans[1]))
     return TokenLayout(modality=modality, windows=tuple(windows))

@@ -64,7 +64,7 @@ def synthetic_request(adapter, shape: RequestShape, config: ModelConfig, *, seed
         torch.tensor([shape.mel_frames]) if has_audio else None, spg)
     layout = build_layout(ids, video_token_id=mc.video_token_id, audio_token_id=mc.audio_token_id,
                           video_grid_thw=grid, seconds_per_grid=shape.seconds_per_grid, merge_size=merge,
-                          audio_tokens_per_second=config.media.audio_tokens_per_second,
+                          position_ids_per_second=config.media.position_ids_per_second,
                           seconds_per_window=config.media.seconds_per_window)
     gen = torch.Generator().manual_seed(seed)
     d = adapter.text_config.hidden_size

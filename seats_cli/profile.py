@@ -18,6 +18,7 @@ import torch
 
 from seats_cli.config import ModelConfig
 from seats_cli.flops import TextModelDims, prefill_flops
+from seats_cli.layout import window_token_ranges
 from seats_cli.media import FramePolicy, plan_resize
 from seats_cli.methods import SeatsPlan
 from seats_cli.schedule import stage1_window_keep, step_keep
@@ -104,18 +105,14 @@ def audio_token_count(samples: int, config: ModelConfig) -> tuple[int, int, bool
 
 def window_sizes(grids: int, tokens_per_grid: int, seconds_per_grid: float, n_audio: int,
                  config: ModelConfig) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Video and audio tokens of each window: grid g goes to window floor(g·s_grid/2 s) (the processor's
-    chunking by start time, computed as ``layout.build_layout`` does), audio token i to i // (2 s of tokens)."""
-    spw = config.media.seconds_per_window
-    g = torch.arange(grids)
-    v_win = torch.floor(g * float(seconds_per_grid) / spw + 1e-6).long().tolist() if grids else []
-    a_per = int(round(config.media.audio_tokens_per_second * spw))
-    n_win = max(v_win[-1] + 1 if v_win else 0, -(-n_audio // a_per))
-    video = [0] * n_win
-    for j in v_win:
-        video[j] += tokens_per_grid
-    audio = [max(0, min(a_per, n_audio - j * a_per)) for j in range(n_win)]
-    return tuple(video), tuple(audio)
+    """Video and audio tokens of each window, chunked exactly as the processor interleaves them
+    (``layout.window_token_ranges``, shared with ``build_layout``)."""
+    ranges = window_token_ranges(grids * tokens_per_grid, tokens_per_grid, seconds_per_grid, n_audio,
+                                 position_ids_per_second=config.media.position_ids_per_second,
+                                 seconds_per_window=config.media.seconds_per_window)
+    video = tuple(0 if v is None else v[1] - v[0] for v, _, _ in ranges)
+    audio = tuple(0 if a is None else a[1] - a[0] for _, a, _ in ranges)
+    return video, audio
 
 
 def text_token_count(config: ModelConfig, question: str | None, has_audio: bool) -> int | None:

@@ -71,9 +71,10 @@ class Qwen25OmniAdapter(OmniAdapter):
         layout = build_layout(
             inputs["input_ids"], video_token_id=cfg.video_token_id, audio_token_id=cfg.audio_token_id,
             video_grid_thw=inputs.get("video_grid_thw"),
-            seconds_per_grid=float(inputs["video_second_per_grid"].reshape(-1)[0]),
+            # the processor's own expression (a python float), so chunk boundaries match it bit for bit
+            seconds_per_grid=self.processor.video_processor.temporal_patch_size / float(media.sample_fps),
             merge_size=cfg.vision_config.spatial_merge_size,
-            audio_tokens_per_second=self.config.media.audio_tokens_per_second,
+            position_ids_per_second=cfg.position_id_per_seconds,
             seconds_per_window=self.config.media.seconds_per_window, duration_s=media.duration_s,
         )
         return PreparedRequest(inputs=inputs, layout=layout, use_audio_in_video=with_audio)

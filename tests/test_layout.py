@@ -1,0 +1,54 @@
+"""Windows follow the processor's own interleaving, including its chunking quirk below 1 fps."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from seats_cli.layout import AUDIO, VIDEO, chunk_ranges
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_chunk_ranges_equal_the_processors(tiny_seats, seed):
+    proc = tiny_seats.adapter.processor
+    rng = np.random.default_rng(seed)
+    spg = float(rng.choice([0.5, 1.0, 2 / 1.9, 4.0, 7.0]))
+    grids, per_grid = int(rng.integers(1, 30)), int(rng.integers(1, 9))
+    values = np.repeat(np.arange(grids), per_grid) * spg * 25
+    assert chunk_ranges(values, 50) == proc.get_chunked_index(values, 50)
+    audio = np.arange(int(rng.integers(1, 400)))
+    assert chunk_ranges(audio, 50) == proc.get_chunked_index(audio, 50)
+
+
+@pytest.mark.parametrize("fps, frames, seconds", [(2.0, 12, 6.0), (0.5, 20, 40.0), (0.25, 8, 32.0), (1.9, 10, 5.26)])
+def test_layout_windows_are_the_processors_chunks(tiny_seats, fps, frames, seconds):
+    """Below 1 fps a 2-frame grid spans more than a 2-s chunk; the processor then moves its cut by one chunk
+    per token, so some windows hold a single video token. The layout must mirror that exactly."""
+    ad = tiny_seats.adapter
+    media = SimpleNamespace(path="synthetic.mp4", frames=torch.zeros(frames, 3, 56, 56, dtype=torch.uint8),
+                            audio=np.zeros(int(seconds * 16000), dtype=np.float32), sample_fps=fps,
+                            duration_s=seconds)
+    req = ad.prepare(media, "q")
+    layout = req.layout
+    ids = req.inputs["input_ids"][0]
+    # expected windows straight from the processor's own chunking of this request
+    spg = 2 / fps
+    n_audio = int((ids == ad.model.config.audio_token_id).sum())
+    t, h, w = (int(x) for x in req.inputs["video_grid_thw"][0])
+    v_chunks = ad.processor.get_chunked_index(np.repeat(np.arange(t), (h // 2) * (w // 2)) * spg * 25, 50)
+    a_chunks = ad.processor.get_chunked_index(np.arange(n_audio), 50)
+    n = max(len(v_chunks), len(a_chunks))
+    want = [((v_chunks[j][1] - v_chunks[j][0]) if j < len(v_chunks) else 0,
+             (a_chunks[j][1] - a_chunks[j][0]) if j < len(a_chunks) else 0) for j in range(n)]
+    assert [(w.video_total, w.audio_total) for w in layout.windows] == want
+    # and each window's runs are the interleaved runs of the sequence, in order
+    for w in layout.windows:
+        if w.video:
+            assert bool((layout.modality[w.video[0]:w.video[1]] == VIDEO).all())
+        if w.audio:
+            assert bool((layout.modality[w.audio[0]:w.audio[1]] == AUDIO).all())
+    assert sum(w.video_total for w in layout.windows) == layout.n_video
+    assert sum(w.audio_total for w in layout.windows) == layout.n_audio
