@@ -161,10 +161,25 @@ def load_model(
         source = str(tiny_model_dir(cache_dir))
     elif Path(model).exists() and not Path(model).is_dir():
         raise ModelLoadError(f"--model {model}: not a folder or hub id")
-    return _FAMILIES[cfg.family].from_pretrained(
+    adapter = _FAMILIES[cfg.family].from_pretrained(
         source, cfg, model_id=model, device=dev, dtype=torch_dtype, attn_implementation=attn_implementation,
         revision=revision, local_files_only=local_files_only,
     )
+    check_preset(cfg, adapter.text_config)
+    return adapter
+
+
+def check_preset(cfg: ModelConfig, text_config) -> None:
+    """The preset's layer boundaries only make sense for the model it describes: refuse a mismatch."""
+    from seats_cli.config import ConfigError
+
+    a = cfg.architecture
+    have = (text_config.num_hidden_layers, text_config.hidden_size, text_config.num_attention_heads,
+            text_config.num_key_value_heads)
+    want = (a.num_layers, a.hidden_size, a.num_attention_heads, a.num_key_value_heads)
+    if have != want:
+        raise ConfigError(f"config {cfg.name} describes layers/hidden/heads/kv-heads {want} but the checkpoint "
+                          f"has {have}; pass the matching --config")
 
 
 def describe_load_failure(model: str, err: Exception) -> str:
