@@ -94,6 +94,11 @@ class Seats:
         notes = list(media.notes)
         if self.config.tiny:
             notes.insert(0, TINY_NOTE)
+        if isinstance(plan, SeatsPlan):
+            achieved = plan.achieved_trr(layout.n_video, layout.n_audio)
+            if abs(achieved - plan.trr) > 1e-3:
+                notes.append(f"TRR {plan.trr:g} is not reachable with Stage III at layer {plan.text_only_from} of "
+                             f"{plan.num_layers}; the schedule achieves {achieved:.3f}")
         if not self.config.calibrated and not self.config.tiny and method == "seats":
             notes.append(f"{self.config.name}: SEATS layer boundaries are uncalibrated (scaled from the 7B)")
         return AskResult(

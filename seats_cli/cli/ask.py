@@ -10,7 +10,7 @@ import typer
 from seats_cli.cli.common import (
     AttnOpt, AudioTrrOpt, ConfigOpt, DeviceOpt, DtypeOpt, FpsOpt, JsonOpt, KvOpt, LocalOnlyOpt, MaxFramesOpt,
     MaxNewOpt, MethodOpt, ModelOpt, QuietOpt, RevisionOpt, ScoreLayerOpt, SeedOpt, TrrOpt, VideoTrrOpt, app,
-    guarded, print_json, quiet_libraries, read_question, show_progress, status, stdout,
+    check_request_options, guarded, print_json, quiet_libraries, read_question, show_progress, status, stdout,
 )
 
 @app.command()
@@ -27,13 +27,15 @@ def ask(
     json_out: bool = JsonOpt, quiet: bool = QuietOpt,
 ) -> None:
     """Answer QUESTION about VIDEO and report what it cost (tokens, FLOPs, latency, per-window budgets)."""
-    from seats_cli.api import Seats, frame_policy
+    from seats_cli.api import Seats
     from seats_cli.config import resolve_config
     from seats_cli.media import decode_video
 
     question = read_question(question)
     cfg = resolve_config(model, config)
-    frame_policy(cfg, fps, max_frames)  # validate --fps / --max-frames before loading anything
+    check_request_options(cfg, dict(fps=fps, max_frames=max_frames, method=method, trr=trr, video_trr=video_trr,
+                                    audio_trr=audio_trr, max_new_tokens=max_new_tokens, kv_policy=kv_policy,
+                                    score_layer=score_layer))  # before loading anything
     if not video.exists():
         decode_video(video)  # raises the media error for a missing file
     quiet_libraries()

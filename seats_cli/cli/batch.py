@@ -17,7 +17,7 @@ from rich.text import Text
 from seats_cli.cli.common import (
     AttnOpt, AudioTrrOpt, ConfigOpt, DeviceOpt, DtypeOpt, FpsOpt, KvOpt, LocalOnlyOpt, MaxFramesOpt, MaxNewOpt,
     MethodOpt, ModelOpt, QuietOpt, RevisionOpt, ScoreLayerOpt, SeedOpt, TrrOpt, UsageProblem, VideoTrrOpt, app,
-    fail, guarded, quiet_libraries, show_progress, status, stderr,
+    check_request_options, fail, guarded, quiet_libraries, show_progress, status, stderr,
 )
 
 SIGPIPE_EXIT = 141  # what a shell reports for a process killed by SIGPIPE (`seats batch ... | head -1`)
@@ -77,7 +77,7 @@ def batch(
                     max_frames=max_frames, max_new_tokens=max_new_tokens, seed=seed, kv_policy=kv_policy,
                     score_layer=score_layer)
     cfg = resolve_config(model, config)
-    _check_defaults(cfg, defaults)  # bad defaults fail every row: say so once, before loading anything
+    check_request_options(cfg, defaults)  # bad defaults fail every row: say so once, before loading anything
     if not todo:
         if to_file and not resume:
             Path(out).write_text("", encoding="utf-8")
@@ -115,24 +115,6 @@ def batch(
         fail(f"interrupted after {summary.written} of {len(todo)} rows{hint}", 130)
     if summary.failed:
         fail(f"{summary.failed} of {len(todo)} rows failed (see the \"error\" field of their lines)", 1)
-
-
-def _check_defaults(cfg, d: dict) -> None:
-    from seats_cli.api import frame_policy
-    from seats_cli.methods import METHODS
-
-    frame_policy(cfg, d["fps"], d["max_frames"])
-    if d["method"] not in METHODS:
-        raise UsageProblem(f"unknown method {d['method']!r}; choose one of: {', '.join(METHODS)}")
-    for name in ("trr", "video_trr", "audio_trr"):
-        if d[name] is not None and not 0 < d[name] <= 1:
-            raise UsageProblem(f"--{name.replace('_', '-')} must be in (0, 1], got {d[name]}")
-    if d["max_new_tokens"] < 1:
-        raise UsageProblem("--max-new-tokens must be at least 1")
-    if d["kv_policy"] not in (None, "survivors", "per_layer"):
-        raise UsageProblem(f"--kv-policy must be survivors or per_layer, got {d['kv_policy']!r}")
-    if d["score_layer"] not in (None, "previous", "next"):
-        raise UsageProblem(f"--score-layer must be previous or next, got {d['score_layer']!r}")
 
 
 def _say(message: str) -> None:

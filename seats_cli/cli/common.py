@@ -132,3 +132,22 @@ RevisionOpt = typer.Option(None, "--revision", help="Hub revision.")
 LocalOnlyOpt = typer.Option(False, "--local-files-only", help="Never contact the hub.")
 JsonOpt = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress display on stderr.")
+
+
+def check_request_options(cfg, d: dict) -> None:
+    """Per-request options of ask/batch, checked before any model is loaded."""
+    from seats_cli.api import frame_policy
+    from seats_cli.methods import METHODS
+
+    frame_policy(cfg, d["fps"], d["max_frames"])
+    if d["method"] not in METHODS:
+        raise UsageProblem(f"unknown method {d['method']!r}; choose one of: {', '.join(METHODS)}")
+    for name in ("trr", "video_trr", "audio_trr"):
+        if d[name] is not None and not 0 < d[name] <= 1:
+            raise UsageProblem(f"--{name.replace('_', '-')} must be in (0, 1], got {d[name]}")
+    if d["max_new_tokens"] < 1:
+        raise UsageProblem("--max-new-tokens must be at least 1")
+    if d["kv_policy"] not in (None, "survivors", "per_layer"):
+        raise UsageProblem(f"--kv-policy must be survivors or per_layer, got {d['kv_policy']!r}")
+    if d["score_layer"] not in (None, "previous", "next"):
+        raise UsageProblem(f"--score-layer must be previous or next, got {d['score_layer']!r}")

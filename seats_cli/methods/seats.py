@@ -59,6 +59,13 @@ class SeatsPlan:
             rows.append({"layer": layer, "video": v, "audio": a, "text": n_text})
         return rows
 
+    def achieved_trr(self, n_video: int, n_audio: int) -> float:
+        """Token-weighted layer-mean retention the schedule actually reaches (< trr when unreachable)."""
+        total = n_video + n_audio
+        if total == 0:
+            return self.trr
+        return (self.video.mean_retention * n_video + self.audio.mean_retention * n_audio) / total
+
     def to_dict(self) -> dict:
         def sched(m: ModalitySchedule) -> dict:
             return {"target": m.target, "rho": m.rho, "delta": m.delta, "levels": list(m.levels),
