@@ -113,6 +113,7 @@ def prefill(
 
     cache = DynamicCache(config=adapter.text_config)
     layer_live: list[torch.Tensor] = []
+    mask = None  # eager attention only: one causal mask per live length, rebuilt after a drop
     for idx, layer in enumerate(adapter.layers):
         if idx in pruner.drop_layers:
             state = PruneState(idx, hidden, cos, sin, live, modality[live])
@@ -124,9 +125,11 @@ def prefill(
                     _cut_cache(cache, idx, keep)
                 stage_live.append((idx, live))
         layer_live.append(live)
+        if eager and (mask is None or mask.shape[-1] != hidden.shape[1]):
+            mask = _causal_mask(hidden.shape[1], hidden)
         hidden = layer(
             hidden,
-            attention_mask=_causal_mask(hidden.shape[1], hidden) if eager else None,
+            attention_mask=mask,
             position_embeddings=(cos, sin),
             cache=cache,
             use_cache=True,
