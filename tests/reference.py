@@ -177,49 +177,7 @@ def load_tiny(tiny_dir, attn_implementation: str = "sdpa"):
 
 def write_clip(path, *, seconds: float = 4.0, fps: int = 10, width: int = 64, height: int = 48,
                audio: bool = False):
-    """A small .mp4 clip (H.264, plus a 16 kHz AAC tone when ``audio``), written with PyAV.
+    """A small .mp4 clip (H.264, plus a 16 kHz tone when ``audio``), written by tests/media_factory."""
+    from media_factory import make_clip
 
-    Uses tests/media_factory.make_clip when it is there, else the few lines below."""
-    try:
-        from media_factory import make_clip
-    except ImportError:
-        make_clip = None
-    if make_clip is not None:
-        return make_clip(path, width=width, height=height, fps=fps, seconds=seconds,
-                         audio_rate=16000 if audio else None)
-    import math
-    from fractions import Fraction
-
-    import av
-    import numpy as np
-
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
-        as_ = out.add_stream("aac", rate=16000) if audio else None
-        if as_ is not None:
-            as_.layout = "mono"
-        for i in range(int(round(seconds * fps))):
-            rgb = np.full((height, width, 3), 40, dtype=np.uint8)
-            rgb[:, (i * 3) % width: (i * 3) % width + 8] = (250, 200, 30)  # a moving bar
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            for packet in vs.encode(frame):
-                out.mux(packet)
-        for packet in vs.encode(None):
-            out.mux(packet)
-        if as_ is not None:
-            n = int(round(seconds * 16000))
-            tone = (0.3 * np.sin(2 * math.pi * 440 * np.arange(n) / 16000)).astype(np.float32)
-            fmt = as_.codec_context.format.name  # fltp for aac
-            chunk = as_.codec_context.frame_size or 1024
-            for start in range(0, n, chunk):
-                part = tone[None, start:start + chunk]
-                frame = av.AudioFrame.from_ndarray(part if fmt.endswith("p") else part.reshape(1, -1),
-                                                   format=fmt, layout="mono")
-                frame.sample_rate, frame.pts, frame.time_base = 16000, start, Fraction(1, 16000)
-                for packet in as_.encode(frame):
-                    out.mux(packet)
-            for packet in as_.encode(None):
-                out.mux(packet)
-    return path
+    return make_clip(path, width=width, height=height, fps=fps, seconds=seconds, audio_rate=16000 if audio else None)
