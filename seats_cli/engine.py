@@ -2,8 +2,9 @@
 
 The stock ``generate()`` cannot continue from caches whose layers differ in length, so SEATS drives the
 layers itself: a pruning method may drop tokens before the LLM and before chosen layers; every drop gathers
-hidden states, rotary cos/sin and the position bookkeeping once, and (KV policy ``survivors``) cuts the KV
-of all earlier layers to the same survivors. Without drops the loop equals the stock forward exactly.
+hidden states, rotary cos/sin and the position bookkeeping once; with KV policy ``survivors`` the KV of every
+layer is cut to the final survivors once, at the end of prefill. Without drops the loop equals the stock
+forward exactly.
 """
 
 from __future__ import annotations
@@ -70,11 +71,13 @@ def _causal_mask(n: int, like: torch.Tensor) -> torch.Tensor:
     return mask[None, None]
 
 
-def _cut_cache(cache, upto_layer: int, keep: torch.Tensor) -> None:
-    for i in range(upto_layer):
-        lay = cache.layers[i]
-        if getattr(lay, "keys", None) is None or lay.keys.numel() == 0:
+def _keep_survivors(cache, layer_live: list[torch.Tensor], survivors: torch.Tensor) -> None:
+    """KV policy ``survivors``: every layer keeps the KV of the final survivors only. Earlier layers' caches are
+    not read again during prefill, so one cut per layer at the end equals cutting them at every drop."""
+    for lay, seen in zip(cache.layers, layer_live):
+        if seen.numel() == survivors.numel() or getattr(lay, "keys", None) is None:
             continue
+        keep = torch.searchsorted(seen, survivors)  # both ascending; survivors is a subset of what the layer saw
         lay.keys = lay.keys.index_select(2, keep)
         lay.values = lay.values.index_select(2, keep)
 
@@ -121,8 +124,6 @@ def prefill(
             if keep is not None and keep.numel() < live.numel():
                 keep = keep.to(dev)
                 hidden, cos, sin, live = hidden[:, keep], cos[:, keep], sin[:, keep], live[keep]
-                if kv_policy == "survivors":
-                    _cut_cache(cache, idx, keep)
                 stage_live.append((idx, live))
         layer_live.append(live)
         if eager and (mask is None or mask.shape[-1] != hidden.shape[1]):
@@ -134,6 +135,8 @@ def prefill(
             cache=cache,
             use_cache=True,
         )
+    if kv_policy == "survivors":
+        _keep_survivors(cache, layer_live, live)
     final = adapter.text_model.norm(hidden if return_hidden else hidden[:, -1:])
     logits = adapter.model.lm_head(final[:, -1]).float().reshape(-1)
     adapter.synchronize()
