@@ -44,3 +44,14 @@ def tiny_seats(tiny_dir):
     from seats_cli import Seats
 
     return Seats("tiny", device="cpu", dtype="float32", cache_dir=tiny_dir.parent)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for tiny-model tests: the model is small, and on a busy 2-core runner two threads spin."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -89,22 +89,25 @@ def kv_visible_for(policy: str, layer_live: Sequence[torch.Tensor]) -> list[torc
     raise ValueError(f"unknown KV policy {policy!r}")
 
 
+def _with_generated(adapter, encoded, tokens: Sequence[int]):
+    """Prompt embeddings/positions followed by generated ``tokens`` (positions next_position + k on all 3 axes)."""
+    if not tokens:
+        return encoded.embeds, encoded.position_ids
+    dev = encoded.embeds.device
+    gen = adapter.text_model.embed_tokens(torch.tensor([list(tokens)], device=dev)).to(encoded.embeds.dtype)
+    gen_pos = (encoded.next_position + torch.arange(len(tokens), device=dev)).view(1, 1, -1).expand(3, 1, -1)
+    return (torch.cat([encoded.embeds, gen], dim=1),
+            torch.cat([encoded.position_ids, gen_pos.to(encoded.position_ids.dtype)], dim=2))
+
+
 @torch.no_grad()
 def masked_reference_generate(adapter, encoded, layer_live: Sequence[torch.Tensor],
                               kv_visible: Sequence[torch.Tensor], n_tokens: int) -> list[int]:
     """Greedy tokens, re-running the whole (prompt + generated) sequence without any cache for each one."""
     n_prompt = encoded.embeds.shape[1]
-    dev = encoded.embeds.device
-    embed = adapter.text_model.embed_tokens
     tokens: list[int] = []
-    for k in range(n_tokens):
-        if tokens:
-            gen = embed(torch.tensor([tokens], device=dev)).to(encoded.embeds.dtype)
-            embeds = torch.cat([encoded.embeds, gen], dim=1)
-            gen_pos = (encoded.next_position + torch.arange(len(tokens), device=dev)).view(1, 1, -1).expand(3, 1, -1)
-            position_ids = torch.cat([encoded.position_ids, gen_pos.to(encoded.position_ids.dtype)], dim=2)
-        else:
-            embeds, position_ids = encoded.embeds, encoded.position_ids
+    for _ in range(n_tokens):
+        embeds, position_ids = _with_generated(adapter, encoded, tokens)
         hidden = _masked_forward(adapter, embeds, position_ids, n_prompt, layer_live, kv_visible)
         logits = adapter.model.lm_head(hidden[:, -1]).float().reshape(-1)
         tokens.append(int(logits.argmax()))
@@ -123,15 +126,7 @@ def masked_reference_greedy_given(adapter, encoded, layer_live: Sequence[torch.T
     """
     tokens = [int(t) for t in tokens]
     n_prompt = encoded.embeds.shape[1]
-    dev = encoded.embeds.device
-    prefix = tokens[:-1]
-    if prefix:
-        gen = adapter.text_model.embed_tokens(torch.tensor([prefix], device=dev)).to(encoded.embeds.dtype)
-        embeds = torch.cat([encoded.embeds, gen], dim=1)
-        gen_pos = (encoded.next_position + torch.arange(len(prefix), device=dev)).view(1, 1, -1).expand(3, 1, -1)
-        position_ids = torch.cat([encoded.position_ids, gen_pos.to(encoded.position_ids.dtype)], dim=2)
-    else:
-        embeds, position_ids = encoded.embeds, encoded.position_ids
+    embeds, position_ids = _with_generated(adapter, encoded, tokens[:-1])
     hidden = _masked_forward(adapter, embeds, position_ids, n_prompt, layer_live, kv_visible)
     logits = adapter.model.lm_head(hidden[0, n_prompt - 1:]).float()
     return [int(i) for i in logits.argmax(dim=-1)]

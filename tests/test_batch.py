@@ -55,15 +55,7 @@ class Counting:
         return self.inner.ask(video, question, **kw)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the tiny model is small, and on a busy 2-core runner two threads spin (3-4x slower)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -20,13 +20,7 @@ Q = "What is moving?"
 FAST = ["--device", "cpu", "--dtype", "float32"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tiny model is small; on a busy 2-core machine two torch threads spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_json(*args) -> dict:
