@@ -15,21 +15,36 @@ import random
 import numpy as np
 import torch
 
-from seats_cli.config import ConfigError, ModelConfig, resolve_config
+from seats_cli.config import SALIENCY_SPANS, ConfigError, ModelConfig, resolve_config
 from seats_cli.engine import decode, prefill
 from seats_cli.flops import TextModelDims, prefill_flops
 from seats_cli.media import FramePolicy, decode_video
 from seats_cli.methods import METHODS, SeatsPlan, build_pruner
 from seats_cli.models import load_model
-from seats_cli.report import AskResult, layer_rows, window_reports
+from seats_cli.report import AskResult, layer_rows, stage1_reports, window_reports
+from seats_cli.schedule import RATIO_MODES, achieved_retention
 
 TINY_NOTE = "tiny random-weight model: answers are meaningless (use a real checkpoint for real answers)"
 
 
-def frame_policy(config: ModelConfig, fps: float | None = None, max_frames: int | None = None) -> FramePolicy:
-    """The preset's media policy with the request's --fps / --max-frames (validated on construction)."""
+def frame_policy(config: ModelConfig, fps: float | None = None, max_frames: int | None = None,
+                 frame_sizing: str | None = None) -> FramePolicy:
+    """The preset's media policy with the request's --fps / --max-frames / --frame-sizing (validated on
+    construction)."""
     base = {f.name: getattr(config.media, f.name) for f in dataclasses.fields(FramePolicy)}
-    return FramePolicy(**(base | {k: v for k, v in (("fps", fps), ("max_frames", max_frames)) if v is not None}))
+    given = (("fps", fps), ("max_frames", max_frames), ("frame_sizing", frame_sizing))
+    return FramePolicy(**(base | {k: v for k, v in given if v is not None}))
+
+
+def retention_note(requested: float, achieved: float, ratio_mode: str, method: str) -> str | None:
+    """A note when the achieved layer-mean retention differs from the requested TRR by more than 0.02."""
+    if abs(achieved - requested) <= 0.02:
+        return None
+    why = ("the official (R_v, R_a) pair weighted by this clip's audio share; --ratio-mode exact targets R"
+           if ratio_mode == "table" else "rounding, the 1-token floors and Stage III")
+    if method == "seats" and achieved > requested and ratio_mode == "exact":
+        why = "Stage I does not run when both modalities keep everything, and Stage III caps the rest"
+    return f"requested TRR {requested:g}, achieved {achieved:.3f} ({why})"
 
 
 def check_question(question: str) -> str:
@@ -55,7 +70,8 @@ class Seats:
     def ask(self, video: str | os.PathLike, question: str, *, method: str = "seats", trr: float | None = None,
             video_trr: float | None = None, audio_trr: float | None = None, fps: float | None = None,
             max_frames: int | None = None, max_new_tokens: int = 128, seed: int = 0,
-            kv_policy: str | None = None, score_layer: str | None = None,
+            kv_policy: str | None = None, score_layer: str | None = None, ratio_mode: str | None = None,
+            saliency_span: str | None = None, frame_sizing: str | None = None,
             system_prompt: str | None = None) -> AskResult:
         question = check_question(question)
         if max_new_tokens < 1:
@@ -68,20 +84,25 @@ class Seats:
         kv_policy = kv_policy or self.config.seats.kv_policy
         if kv_policy not in ("survivors", "per_layer"):
             raise ConfigError(f"--kv-policy must be survivors or per_layer, got {kv_policy!r}")
+        if ratio_mode not in (None, *RATIO_MODES):
+            raise ConfigError(f"--ratio-mode must be one of {', '.join(RATIO_MODES)}, got {ratio_mode!r}")
+        if saliency_span not in (None, *SALIENCY_SPANS):
+            raise ConfigError(f"--saliency-span must be one of {', '.join(SALIENCY_SPANS)}, got {saliency_span!r}")
         _seed_everything(seed)
-        media = decode_video(video, frame_policy(self.config, fps, max_frames))
+        media = decode_video(video, frame_policy(self.config, fps, max_frames, frame_sizing))
         ad = self.adapter
         request = ad.prepare(media, question, system_prompt)
         layout = request.layout
         pruner, plan = build_pruner(method, self.config, layout, trr=trr, video_trr=video_trr, audio_trr=audio_trr,
-                                    score_layer=score_layer, seed=seed)
-        needs_saliency = isinstance(plan, SeatsPlan) and (plan.video.rho < 1 or plan.audio.rho < 1)
+                                    score_layer=score_layer, seed=seed, ratio_mode=ratio_mode,
+                                    saliency_span=saliency_span)
+        is_seats = isinstance(plan, SeatsPlan)
 
         ad.synchronize()
         import time
 
         t0 = time.perf_counter()
-        encoded = ad.encode(request, saliency=needs_saliency)
+        encoded = ad.encode(request, saliency=plan.saliency_span if is_seats and plan.prunes else None)
         ad.synchronize()
         encode_ms = (time.perf_counter() - t0) * 1000
         result = prefill(ad, encoded, layout, pruner, kv_policy=kv_policy)
@@ -94,11 +115,15 @@ class Seats:
         notes = list(media.notes)
         if self.config.tiny:
             notes.insert(0, TINY_NOTE)
-        if isinstance(plan, SeatsPlan):
-            achieved = plan.achieved_trr(layout.n_video, layout.n_audio)
-            if abs(achieved - plan.trr) > 1e-3:
-                notes.append(f"TRR {plan.trr:g} is not reachable with Stage III at layer {plan.text_only_from} of "
-                             f"{plan.num_layers}; the schedule achieves {achieved:.3f}")
+        schedule = None
+        if plan is not None:
+            achieved = achieved_retention(layers, layout.n_video, layout.n_audio)
+            schedule = plan.to_dict() | {"achieved_trr": achieved["overall"], "achieved_video_trr": achieved["video"],
+                                         "achieved_audio_trr": achieved["audio"]}
+            note = None if achieved["overall"] is None else retention_note(plan.trr, achieved["overall"],
+                                                                           plan.ratio_mode, method)
+            if note:
+                notes.append(note)
         if not self.config.calibrated and not self.config.tiny and method == "seats":
             notes.append(f"{self.config.name}: SEATS layer boundaries are uncalibrated (scaled from the 7B)")
         return AskResult(
@@ -109,7 +134,8 @@ class Seats:
             latency_ms={"encode": encode_ms, "prefill": result.prefill_ms, "decode": decode_ms},
             layers=layers, windows=window_reports(layout, result.stage_live), generated_tokens=len(tokens),
             device=_device_name(ad.device), dtype=str(ad.dtype).replace("torch.", ""), kv_policy=kv_policy,
-            schedule=None if plan is None else plan.to_dict(), media=media.to_dict(), notes=notes,
+            schedule=schedule, media=media.to_dict(), notes=notes,
+            stage1_windows=stage1_reports(layout, plan, result.stage_live) if is_seats else None,
         )
 
 

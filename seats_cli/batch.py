@@ -2,7 +2,8 @@
 
 A row is one JSON object on one line: ``{"id", "video", "question"}`` plus optional per-row overrides of the
 request knobs (``ROW_OPTIONS``: ``trr``, ``method``, ``max_new_tokens``, ``video_trr``, ``audio_trr``,
-``fps``, ``max_frames``, ``seed``, ``kv_policy``, ``score_layer``; ``null`` means "use the default").
+``fps``, ``max_frames``, ``seed``, ``kv_policy``, ``score_layer``, ``ratio_mode``, ``saliency_span``,
+``frame_sizing``; ``null`` means "use the default").
 Other keys are ignored, so rows may carry their own metadata (ground truth, tags ...).
 
 - Blank (whitespace-only) lines are skipped; line numbers in error lines count them.
@@ -33,7 +34,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 _NUMBERS = ("trr", "video_trr", "audio_trr", "fps")
 _INTEGERS = ("max_frames", "max_new_tokens", "seed")
-_TEXTS = ("method", "kv_policy", "score_layer")
+_TEXTS = ("method", "kv_policy", "score_layer", "ratio_mode", "saliency_span", "frame_sizing")
 ROW_OPTIONS = _NUMBERS + _INTEGERS + _TEXTS
 # keys that look like per-row knobs but are fixed for the whole run (one model is loaded once)
 _RUN_ONLY = ("model", "config", "device", "dtype", "attn_implementation", "revision")

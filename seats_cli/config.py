@@ -18,6 +18,9 @@ import yaml
 
 from seats_cli.flops import TextModelDims
 from seats_cli.media import FramePolicy
+from seats_cli.schedule import RATIO_MODES
+
+SALIENCY_SPANS = ("official", "encoder")
 
 
 class ConfigError(ValueError):
@@ -68,6 +71,11 @@ class SeatsSettings:
     temperature: float = 0.1
     score_layer: str = "previous"
     kv_policy: str = "survivors"
+    ratio_mode: str = "table"  # official (R_v, R_a) pairs; "exact" scales the nearest pair to hit R
+    stage1_video_grids: int = 2  # Stage I video window: this many temporal grids (288 tokens at 16:9)
+    stage1_audio_tokens: int = 50  # Stage I audio window (2 s at 25 tokens/s)
+    saliency_span: str = "official"  # Stage I window's span; "encoder": the encoder layer's own span
+    stage2_rebalance: bool = False  # official budget arithmetic; True trims the >=1-per-modality surplus to K
     late_removal: bool = True  # Stage III; switchable only from a config file (tests: R = 1 equals full)
 
 
@@ -102,6 +110,12 @@ class ModelConfig:
             raise ConfigError(f"{self.name}: kv_policy must be 'survivors' or 'per_layer', got {s.kv_policy!r}")
         if s.temperature <= 0:
             raise ConfigError(f"{self.name}: temperature must be > 0")
+        for key, allowed in (("ratio_mode", RATIO_MODES), ("saliency_span", SALIENCY_SPANS)):
+            if getattr(s, key) not in allowed:
+                raise ConfigError(f"{self.name}: {key} must be one of {', '.join(allowed)}, got {getattr(s, key)!r}")
+        for key in ("stage1_video_grids", "stage1_audio_tokens"):
+            if not isinstance(getattr(s, key), int) or getattr(s, key) < 1:
+                raise ConfigError(f"{self.name}: {key} must be a whole number >= 1, got {getattr(s, key)!r}")
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod

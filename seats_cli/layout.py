@@ -1,9 +1,12 @@
-"""Token layout of one request: which positions are video, audio and text, and the time windows.
+"""Token layout of one request: which positions are video, audio and text, and the two kinds of window.
 
-One window = one (V_j, A_j) pair of the processor's time-interleaved sequence (SEATS_SPEC §1): the video
-tokens of 2 temporal grids and the 2 s of audio tokens that the processor puts side by side. A video without
-audio still gets one window per ``seconds_per_window`` of grids. Nothing here is re-indexed: positions are
-indices into the processor's ``input_ids``.
+* Time chunks (``TokenLayout.windows``, reported as ``windows[]``): one (V_j, A_j) pair of the processor's
+  time-interleaved sequence, i.e. the runs Stage II allocates budgets over. At 2 fps a chunk holds 2 temporal
+  grids and 2 s of audio; below 1 fps the processor's chunking fragments grids (V144 A50 V1 A50 V143 ...). A
+  video without audio still gets one chunk per ``seconds_per_window`` of grids.
+* Stage I windows (``fixed_windows``): fixed per modality, in token order, whatever the clip length:
+  ``stage1_video_grids`` temporal grids of video, ``stage1_audio_tokens`` audio tokens.
+Nothing here is re-indexed: positions are indices into the processor's ``input_ids``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Window:
 class TokenLayout:
     modality: torch.Tensor  # int8 (S,), TEXT / VIDEO / AUDIO per position (CPU)
     windows: tuple[Window, ...]
+    tokens_per_grid: int = 0  # LLM video tokens per temporal grid (0 without video)
 
     @property
     def seq_len(self) -> int:
@@ -62,6 +66,19 @@ class TokenLayout:
     def counts(self, positions: torch.Tensor | None = None) -> dict[str, int]:
         mod = self.modality if positions is None else self.modality[positions.cpu()]
         return {"video": int((mod == VIDEO).sum()), "audio": int((mod == AUDIO).sum()), "text": int((mod == TEXT).sum())}
+
+    def fixed_window_counts(self, positions: torch.Tensor, modality: int, window: int) -> list[tuple[int, int]]:
+        """(total, kept) per Stage I window of ``modality``: its tokens in sequence order cut into consecutive
+        windows of ``window`` tokens (the last one shorter), kept = how many are among ``positions``."""
+        pos = torch.nonzero(self.modality == modality).flatten()
+        if pos.numel() == 0:
+            return []
+        live = torch.zeros(self.seq_len, dtype=torch.bool)
+        live[torch.as_tensor(positions).cpu()] = True
+        rank = torch.arange(pos.numel()) // window
+        kept = torch.bincount(rank[live[pos]], minlength=int(rank[-1]) + 1)
+        total = torch.bincount(rank)
+        return [(int(t), int(k)) for t, k in zip(total, kept)]
 
     def window_counts(self, positions: torch.Tensor) -> list[tuple[int, int]]:
         """(video kept, audio kept) per window for a set of live sequence positions."""
@@ -154,4 +171,4 @@ def build_layout(
             spans.append((first, last + 1))
         end = ranges[j + 1][2] if j + 1 < len(ranges) else (duration_s if duration_s is not None else start + seconds_per_window)
         windows.append(Window(j, round(start, 3), round(max(start, end), 3), spans[0], spans[1]))
-    return TokenLayout(modality=modality, windows=tuple(windows))
+    return TokenLayout(modality=modality, windows=tuple(windows), tokens_per_grid=per_grid)

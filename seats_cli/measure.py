@@ -22,7 +22,8 @@ from seats_cli.engine import NoPruning, decode, prefill
 from seats_cli.flops import TextModelDims
 from seats_cli.layout import TokenLayout, build_layout
 from seats_cli.methods import build_pruner
-from seats_cli.profile import ProfileResult, ProfileRun, RequestShape, seats_plan, flops_of, resolve_trr
+from seats_cli.profile import (ProfileResult, ProfileRun, RequestShape, flops_of, resolve_trr, seats_plan,
+                               with_achieved)
 
 # ----------------------------------------------------------------------------------- synthetic input
 def synthetic_input_ids(shape: RequestShape, model_config) -> torch.Tensor:
@@ -118,7 +119,7 @@ def _cache_mib(cache) -> float:
 
 def measure(adapter, encoded, layout: TokenLayout, config: ModelConfig, trrs, *, repeats: int = 5,
             warmup: int = 1, decode_tokens: int = 16, kv_policy: str | None = None, video_trr=None,
-            audio_trr=None, progress=None) -> tuple[dict, list[dict]]:
+            audio_trr=None, progress=None, ratio_mode: str | None = None) -> tuple[dict, list[dict]]:
     """Time ``engine.prefill`` (and greedy decode) of full and SEATS at each TRR on the same encoded input.
 
     Rounds alternate full, TRR₁, TRR₂, …; the first ``warmup`` rounds are left out; each SEATS run gets a
@@ -138,7 +139,8 @@ def measure(adapter, encoded, layout: TokenLayout, config: ModelConfig, trrs, *,
             if trr is None:
                 pruner = NoPruning()
             else:
-                pruner, _ = build_pruner("seats", config, layout, trr=trr, video_trr=video_trr, audio_trr=audio_trr)
+                pruner, _ = build_pruner("seats", config, layout, trr=trr, video_trr=video_trr, audio_trr=audio_trr,
+                                         ratio_mode=ratio_mode)
             if dev.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(dev)
             cpu0 = time.process_time()
@@ -185,13 +187,13 @@ def measure(adapter, encoded, layout: TokenLayout, config: ModelConfig, trrs, *,
 def profile_measured(adapter, encoded, layout: TokenLayout, shape: RequestShape, config: ModelConfig, trrs, *,
                      model: str, repeats: int = 5, warmup: int = 1, decode_tokens: int = 16,
                      kv_policy: str | None = None, video_trr=None, audio_trr=None, progress=None,
-                     notes: list[str] | None = None) -> ProfileResult:
+                     notes: list[str] | None = None, ratio_mode: str | None = None) -> ProfileResult:
     from seats_cli.report import layer_rows
 
     dims = TextModelDims.from_hf_text_config(adapter.text_config)
     trrs = [resolve_trr(config, layout.n_video, layout.n_audio, t, video_trr, audio_trr) for t in trrs]
     full, seats = measure(adapter, encoded, layout, config, trrs, repeats=repeats, warmup=warmup,
-                          decode_tokens=decode_tokens, kv_policy=kv_policy, video_trr=video_trr,
+                          decode_tokens=decode_tokens, kv_policy=kv_policy, video_trr=video_trr, ratio_mode=ratio_mode,
                           audio_trr=audio_trr, progress=progress)
     runs = []
     clean = lambda m: {k: v for k, v in m.items() if k != "layer_live"}  # noqa: E731
@@ -208,8 +210,8 @@ def profile_measured(adapter, encoded, layout: TokenLayout, shape: RequestShape,
             "repeats": repeats, "warmup": warmup, "kv_policy": kv_policy or config.seats.kv_policy,
             "timer": "engine.prefill wall time, device-synchronised; Stage I/II selection included",
         }
-        plan = seats_plan(config, layout, trr, video_trr, audio_trr)
-        runs.append(ProfileRun(trr, layers, flops, plan.to_dict(), latency))
+        plan = seats_plan(config, layout, trr, video_trr, audio_trr, ratio_mode)
+        runs.append(ProfileRun(trr, layers, flops, with_achieved(plan.to_dict(), layers, layout), latency))
     info = machine_info(adapter.device) | {"dtype": str(adapter.dtype).replace("torch.", ""),
                                            "attn_implementation": adapter.attn_implementation}
     all_notes = list(shape.notes) + list(notes or [])

@@ -20,6 +20,7 @@ import torch
 _TEXT_FORMATS = {"tty", "bin", "adf", "idf", "xbin", "ansi", "bintext"}
 _ATTACHED_PIC = 0x0400  # AV_DISPOSITION_ATTACHED_PIC: cover art, not a video
 _MAX_ASPECT = 200
+FRAME_SIZINGS = ("processor", "preset")
 
 
 class MediaError(ValueError):
@@ -43,6 +44,12 @@ class FramePolicy:
     total_pixels: int = 24576 * 28 * 28
     audio_sample_rate: int = 16000
     max_audio_seconds: float = 300.0
+    # The stock processor's own video size bounds (its class-level default, which the authors' pipeline
+    # applies after qwen-omni-utils' sizing). frame_sizing "processor" applies them too (the official LLM
+    # input); "preset" keeps qwen-omni-utils' size (min/max/total_pixels above) as it is.
+    processor_min_pixels: int = 128 * 28 * 28
+    processor_max_pixels: int = 768 * 28 * 28
+    frame_sizing: str = "processor"
 
     def __post_init__(self) -> None:
         def positive(x) -> bool:
@@ -61,6 +68,11 @@ class FramePolicy:
         for name in ("total_pixels", "max_audio_seconds"):
             if not positive(getattr(self, name)):
                 raise MediaError(f"{name} must be > 0 (got {getattr(self, name)})")
+        if self.frame_sizing not in FRAME_SIZINGS:
+            raise MediaError(f"--frame-sizing must be one of {', '.join(FRAME_SIZINGS)} (got {self.frame_sizing!r})")
+        if not (positive(self.processor_min_pixels) and self.processor_max_pixels >= self.processor_min_pixels):
+            raise MediaError(f"processor_max_pixels ({self.processor_max_pixels}) must be >= processor_min_pixels "
+                             f"({self.processor_min_pixels}) > 0")
 
 
 @dataclass(frozen=True)
@@ -153,8 +165,14 @@ def frame_pixel_cap(nframes: int, policy: FramePolicy) -> float:
 
 
 def plan_resize(height: int, width: int, nframes: int, policy: FramePolicy) -> tuple[int, int]:
-    """(height, width) to resize `nframes` sampled frames of a height x width video to."""
-    return _smart_resize(height, width, policy.image_factor, policy.min_pixels, frame_pixel_cap(nframes, policy))
+    """(height, width) the model receives for `nframes` sampled frames of a height x width video: the one
+    place that decides frame size. qwen-omni-utils' policy (per-frame cap shared over the frames), then, with
+    frame_sizing "processor", the processor's own bounds on that size, as the stock processor would apply them
+    (768 frames of 16:9: 224x420, then 252x448). Frames are resized once, straight to this size."""
+    h, w = _smart_resize(height, width, policy.image_factor, policy.min_pixels, frame_pixel_cap(nframes, policy))
+    if policy.frame_sizing == "processor":
+        h, w = _smart_resize(h, w, policy.image_factor, policy.processor_min_pixels, policy.processor_max_pixels)
+    return h, w
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -345,7 +363,12 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
         notes.append(f"video has {total} frames ({duration:.1f} s) at {policy.fps:g} fps would give "
                      f"{wanted:.0f}; sampled {n} (--max-frames {policy.max_frames})")
     if frame_pixel_cap(n, policy) < policy.max_pixels:
-        notes.append(f"frames resized to {w}x{h} to fit the total pixel budget of {n} frames")
+        first = _smart_resize(src_h, src_w, policy.image_factor, policy.min_pixels, frame_pixel_cap(n, policy))
+        if first == (h, w):
+            notes.append(f"frames resized to {w}x{h} to fit the total pixel budget of {n} frames")
+        else:
+            notes.append(f"the total pixel budget of {n} frames gives {first[1]}x{first[0]}; the processor's "
+                         f"bounds make it {w}x{h} (frame sizing 'processor', as in the official pipeline)")
     final_audio = None
     if astream is None:
         notes.append("no audio track")

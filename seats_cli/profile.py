@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 
 from seats_cli.config import ModelConfig
@@ -21,7 +22,7 @@ from seats_cli.flops import TextModelDims, prefill_flops
 from seats_cli.layout import window_token_ranges
 from seats_cli.media import FramePolicy, plan_resize
 from seats_cli.methods import SeatsPlan
-from seats_cli.schedule import stage1_window_keep, step_keep
+from seats_cli.schedule import achieved_retention, stage1_window_keep, step_keep
 from seats_cli.selection import allocate_budgets
 
 TEXT_ESTIMATE = 100
@@ -219,16 +220,33 @@ def engine_counts(plan: SeatsPlan, video_windows, audio_windows, n_text: int, ta
     """Tokens entering each layer as the engine's SEATS pruner produces them when the window relevances are
     uniform (the faithful τ-softmax over ~1e-4 query scores is close to uniform, SEATS_SPEC §4 note).
 
-    Stage I keeps ``stage1_window_keep`` per window and modality; at each ``prune_before`` layer K_v, K_a come
-    from ``step_keep`` and are split over the Stage II windows (runs of consecutive video/audio tokens, paired
-    in order) by ``allocate_budgets``; Stage III keeps text only. Per-layer totals never depend on the scores;
-    the video/audio split can differ by a few tokens when real relevances are far from uniform.
+    Stage I keeps ``stage1_window_keep`` per fixed Stage I window and modality (``plan.video_window``,
+    ``plan.audio_window``); where those windows straddle the processor's chunks (``video_windows``/
+    ``audio_windows``, the runs Stage II works on), the kept tokens are taken as evenly spread inside each
+    Stage I window. At each ``prune_before`` layer K_v, K_a come from ``step_keep`` and are split over the
+    Stage II windows (runs of consecutive video/audio tokens, paired in order) by ``allocate_budgets``;
+    Stage III keeps text only. Per-layer totals never depend on the scores; the video/audio split can differ
+    by a few tokens when real relevances are far from uniform.
     """
+    def kept_per_chunk(chunks, window, rho) -> list[int]:
+        n = sum(chunks)
+        if rho >= 1 or not plan.prunes:
+            return list(chunks)
+        kept_at = []  # token ranks Stage I keeps, evenly spread in each window
+        for start in range(0, n, window):
+            w = min(window, n - start)
+            k = stage1_window_keep(w, rho)
+            kept_at += [start + (2 * i + 1) * w // (2 * k) for i in range(k)]
+        bounds = np.cumsum([0, *chunks])
+        chunk_of = np.searchsorted(bounds, np.asarray(kept_at, dtype=np.int64), side="right") - 1
+        return np.bincount(chunk_of, minlength=len(chunks)).tolist()
+
+    kv = kept_per_chunk(list(video_windows), plan.video_window, plan.video.rho)
+    ka = kept_per_chunk(list(audio_windows), plan.audio_window, plan.audio.rho)
     runs: list[list] = []  # [modality, count] in sequence order, adjacent same-modality blocks merged
-    for v, a in zip(video_windows, audio_windows):
-        for mod, n, rho in (("v", v, plan.video.rho), ("a", a, plan.audio.rho)):
-            if n:
-                k = stage1_window_keep(n, rho)
+    for v, a in zip(kv, ka):
+        for mod, k in (("v", v), ("a", a)):
+            if k:
                 if runs and runs[-1][0] == mod:
                     runs[-1][1] += k
                 else:
@@ -242,16 +260,17 @@ def engine_counts(plan: SeatsPlan, video_windows, audio_windows, n_text: int, ta
     rows = []
     for layer in range(plan.num_layers):
         n_v, n_a = sum(r[1] for r in vruns), sum(r[1] for r in aruns)
-        if plan.text_only_from is not None and layer >= plan.text_only_from:
+        if plan.prunes and plan.text_only_from is not None and layer >= plan.text_only_from:
             n_v = n_a = 0
-        elif layer in plan.prune_before and n_v + n_a > 0:
+        elif plan.prunes and layer in plan.prune_before and n_v + n_a > 0:
             i = plan.prune_before.index(layer)
             k_v, k_a = step_keep(n_v, plan.video.keep_ratios[i]), step_keep(n_a, plan.audio.keep_ratios[i])
             if (k_v, k_a) != (n_v, n_a):
                 if len(windows) > 1 and n_v > 0 and n_a > 0:
                     zeros = torch.zeros(len(windows), dtype=torch.float64)
                     vb, ab = allocate_budgets(zeros, zeros, [w[0][1] if w[0] else 0 for w in windows],
-                                              [w[1][1] if w[1] else 0 for w in windows], k_v, k_a, tau)
+                                              [w[1][1] if w[1] else 0 for w in windows], k_v, k_a, tau,
+                                              rebalance=plan.rebalance)
                     for (vr, ar), bv, ba in zip(windows, vb, ab):
                         if vr:
                             vr[1] = bv
@@ -334,20 +353,28 @@ def resolve_trr(config: ModelConfig, n_video: int, n_audio: int, trr: float | No
     return config.seats.default_trr
 
 
-def seats_plan(config, shape_or_layout, trr, video_trr, audio_trr) -> SeatsPlan:
-    return SeatsPlan.build(config, trr, shape_or_layout.n_video, shape_or_layout.n_audio, video_trr, audio_trr)
+def with_achieved(schedule: dict, layers: list[dict], request) -> dict:
+    """The schedule plus the achieved layer-mean retention of these per-layer counts (overall, per modality)."""
+    got = achieved_retention(layers, request.n_video, request.n_audio)
+    return schedule | {"achieved_trr": got["overall"], "achieved_video_trr": got["video"],
+                       "achieved_audio_trr": got["audio"]}
+
+
+def seats_plan(config, shape_or_layout, trr, video_trr, audio_trr, ratio_mode=None) -> SeatsPlan:
+    return SeatsPlan.build(config, trr, shape_or_layout.n_video, shape_or_layout.n_audio,
+                           shape_or_layout.tokens_per_grid, video_trr, audio_trr, ratio_mode=ratio_mode)
 
 
 def analytic_runs(config: ModelConfig, shape: RequestShape, trrs, *, video_trr=None, audio_trr=None,
-                  dims: TextModelDims | None = None) -> list[ProfileRun]:
+                  dims: TextModelDims | None = None, ratio_mode: str | None = None) -> list[ProfileRun]:
     dims = dims or config_dims(config)
     runs = []
     for trr in trrs:
         trr = resolve_trr(config, shape.n_video, shape.n_audio, trr, video_trr, audio_trr)
-        plan = seats_plan(config, shape, trr, video_trr, audio_trr)
+        plan = seats_plan(config, shape, trr, video_trr, audio_trr, ratio_mode)
         layers = [r | {"total": r["video"] + r["audio"] + r["text"]}
-                  for r in plan.counts(list(shape.video_windows), list(shape.audio_windows), shape.n_text)]
-        run = ProfileRun(trr, layers, flops_of(layers, shape.seq_len, dims), plan.to_dict())
+                  for r in plan.counts(shape.n_video, shape.n_audio, shape.n_text)]
+        run = ProfileRun(trr, layers, flops_of(layers, shape.seq_len, dims), with_achieved(plan.to_dict(), layers, shape))
         if config.family == "qwen2_5_omni":  # Qwen3 interleaves per grid: its Stage II windows differ
             run.engine_layers = engine_counts(plan, shape.video_windows, shape.audio_windows, shape.n_text,
                                               config.seats.temperature)
@@ -357,11 +384,12 @@ def analytic_runs(config: ModelConfig, shape: RequestShape, trrs, *, video_trr=N
 
 
 def profile_analytic(config: ModelConfig, shape: RequestShape, trrs, *, video_trr=None,
-                     audio_trr=None) -> ProfileResult:
+                     audio_trr=None, ratio_mode: str | None = None) -> ProfileResult:
     dims = config_dims(config)
     notes = list(shape.notes)
     if not config.calibrated:
         notes.append(f"{config.name}: SEATS layer boundaries are uncalibrated")
     return ProfileResult(config.name, None, "analytic", shape.to_dict(), asdict(dims),
-                         analytic_runs(config, shape, trrs, video_trr=video_trr, audio_trr=audio_trr, dims=dims),
+                         analytic_runs(config, shape, trrs, video_trr=video_trr, audio_trr=audio_trr, dims=dims,
+                                       ratio_mode=ratio_mode),
                          notes=notes)

@@ -38,6 +38,7 @@ class AskResult:
     schedule: dict | None = None
     media: dict | None = None
     notes: list[str] = field(default_factory=list)
+    stage1_windows: dict | None = None  # SEATS: {video|audio: {window, totals, kept}} over the fixed windows
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,6 +50,19 @@ def window_reports(layout: TokenLayout, stage_live) -> list[WindowReport]:
     for i, w in enumerate(layout.windows):
         kept = [{"layer": layer, "video": counts[i][0], "audio": counts[i][1]} for layer, counts in per_stage]
         out.append(WindowReport(w.index, w.start_s, w.end_s, w.video_total, w.audio_total, kept))
+    return out
+
+
+def stage1_reports(layout: TokenLayout, plan, stage_live) -> dict:
+    """Stage I's fixed per-modality windows (not the time chunks of ``windows``): each window's size and how
+    many tokens Stage I kept in it; the kept counts sum to layer 0's counts."""
+    from seats_cli.layout import AUDIO, VIDEO
+
+    live = stage_live[0][1]
+    out = {}
+    for name, mod, window in (("video", VIDEO, plan.video_window), ("audio", AUDIO, plan.audio_window)):
+        counts = layout.fixed_window_counts(live, mod, window)
+        out[name] = {"window": window, "totals": [t for t, _ in counts], "kept": [k for _, k in counts]}
     return out
 
 

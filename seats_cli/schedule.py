@@ -19,7 +19,17 @@ from typing import Sequence
 __all__ = [
     "ModalityRatios",
     "ModalitySchedule",
+    "RATIO_MODES",
     "resolve_modality_ratios",
+    "table_pair",
+    "exact_pair",
+    "token_weighted",
+    "achieved_retention",
+    "fixed_windows",
+    "audio_intact_reallocate",
+    "fastv_setting_ratio",
+    "fastv_keep_counts",
+    "random_keep_count",
     "modality_schedule",
     "schedule_mean",
     "stage1_window_keep",
@@ -45,24 +55,66 @@ class ModalityRatios:
     audio: float
 
 
-def _interp(x: float, xs: Sequence[float], ys: Sequence[float]) -> float:
-    """Piecewise-linear interpolation of (xs, ys) at x, clamped at both ends (xs sorted)."""
-    if x <= xs[0]:
-        return ys[0]
-    if x >= xs[-1]:
-        return ys[-1]
-    for i in range(1, len(xs)):
-        if x <= xs[i]:
-            x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
-            if x1 == x0:
-                return y1
-            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return ys[-1]
+RATIO_MODES = ("table", "exact")
 
 
-def _solve_other(trr: float, n_known: int, r_known: float, n_other: int) -> float:
-    """Ratio of the other modality such that r_known*n_known + r*n_other = trr*(n_known+n_other)."""
-    return (trr * (n_known + n_other) - r_known * n_known) / n_other
+def _table_rows(table: Sequence[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
+    """The table's ``(R, R_v, R_a)`` rows, checked, ordered by decreasing nominal R."""
+    rows = sorted(((float(r), float(rv), float(ra)) for r, rv, ra in table), reverse=True)
+    if not rows:
+        raise ValueError("ratio table must have at least one (R, R_v, R_a) row")
+    for row in rows:
+        for name, v in zip(("R", "R_v", "R_a"), row):
+            _check_ratio(f"table {name}", v)
+    if len({r for r, _, _ in rows}) != len(rows):
+        raise ValueError("ratio table has two rows with the same R")
+    return rows
+
+
+def table_pair(trr: float, table: Sequence[tuple[float, float, float]]) -> ModalityRatios:
+    """The official pair for an overall R (``ratio_mode: table``).
+
+    A row's label gives its pair; between two rows both components are interpolated linearly in R; above
+    the first row (below the last) the nearest row is scaled by R/R_row, each component capped at 1.
+    R = 1 means no pruning: (1, 1).
+    """
+    trr = _check_ratio("trr", trr)
+    if trr >= 1.0:
+        return ModalityRatios(1.0, 1.0)
+    rows = _table_rows(table)
+    for (r_hi, v_hi, a_hi), (r_lo, v_lo, a_lo) in zip(rows, rows[1:]):
+        if r_lo <= trr <= r_hi:
+            t = (trr - r_lo) / (r_hi - r_lo)
+            return ModalityRatios(v_lo + t * (v_hi - v_lo), a_lo + t * (a_hi - a_lo))
+    r0, v0, a0 = rows[0] if trr > rows[0][0] else rows[-1]
+    return ModalityRatios(min(1.0, v0 * trr / r0), min(1.0, a0 * trr / r0))
+
+
+def exact_pair(trr: float, n_video: int, n_audio: int,
+               table: Sequence[tuple[float, float, float]]) -> ModalityRatios:
+    """A pair whose token-weighted retention is exactly R on this request (``ratio_mode: exact``).
+
+    The nearest row (v0, a0) (ties: the row with the larger R) is scaled by one factor
+    alpha = R(N_v+N_a)/(v0 N_v + a0 N_a); a component above 1 is set to 1 and the other re-solved from R,
+    so neither modality is starved. With one modality absent, the present one gets R.
+    """
+    trr = _check_ratio("trr", trr)
+    if n_video < 0 or n_audio < 0:
+        raise ValueError(f"token counts must be >= 0, got n_video={n_video}, n_audio={n_audio}")
+    if trr >= 1.0:
+        return ModalityRatios(1.0, 1.0)
+    if n_video == 0 or n_audio == 0:
+        return ModalityRatios(trr, trr)
+    rows = _table_rows(table)
+    _, v0, a0 = min(rows, key=lambda row: (abs(row[0] - trr), -row[0]))
+    total = trr * (n_video + n_audio)
+    alpha = total / (v0 * n_video + a0 * n_audio)
+    r_v, r_a = alpha * v0, alpha * a0
+    if r_a > 1.0:
+        r_v, r_a = min(1.0, (total - n_audio) / n_video), 1.0
+    elif r_v > 1.0:
+        r_v, r_a = 1.0, min(1.0, (total - n_video) / n_audio)
+    return ModalityRatios(r_v, r_a)
 
 
 def resolve_modality_ratios(
@@ -72,70 +124,119 @@ def resolve_modality_ratios(
     table: Sequence[tuple[float, float, float]],
     video_trr: float | None = None,
     audio_trr: float | None = None,
+    *,
+    mode: str = "table",
 ) -> ModalityRatios:
-    """Split an overall TRR into per-modality targets (R_v, R_a) for one request.
+    """Per-modality targets (R_v, R_a) for an overall R on one request.
 
-    ``table`` rows are ``(R, R_v, R_a)`` in any order (the model's official pairs).
-    R_a is the table's R_a linearly interpolated in R (clamped at the table's ends);
-    R_v is then solved from the real token counts so that
-    ``R_v*n_video + R_a*n_audio == trr*(n_video + n_audio)``.
-
-    Clamping (spec: "clamp to (0, 1] and re-solve R_a"): the lower floor of a solved
-    ratio is ``1/n`` of that modality (one token's worth, capped at 1). If the
-    solved R_v leaves ``[1/n_video, 1]`` it is clamped there and R_a re-solved and
-    clamped to ``[1/n_audio, 1]``; only in that double-clamp case can the overall
-    ratio differ from ``trr`` (e.g. when ``trr*(n_v+n_a) < 2``).
-
-    Special cases: ``n_audio == 0`` → R_v = trr, R_a = table value (irrelevant);
-    ``n_video == 0`` → R_a = trr, R_v = table value; both 0 → both = trr.
-    Overrides: ``video_trr``/``audio_trr`` are used as given; if only one is given
-    the other is solved from ``trr`` as above (clamped, explicit value untouched).
+    ``mode="table"`` (default, the paper's settings): :func:`table_pair`; ``"exact"``: :func:`exact_pair`.
+    ``video_trr``/``audio_trr`` given together set the pair; one given alone replaces that component of the
+    mode's pair (in ``exact`` mode the other component is re-solved from R, capped to (0, 1]).
     """
     trr = _check_ratio("trr", trr)
+    if mode not in RATIO_MODES:
+        raise ValueError(f"ratio mode must be one of {', '.join(RATIO_MODES)}, got {mode!r}")
     if video_trr is not None:
         video_trr = _check_ratio("video_trr", video_trr)
     if audio_trr is not None:
         audio_trr = _check_ratio("audio_trr", audio_trr)
     if n_video < 0 or n_audio < 0:
         raise ValueError(f"token counts must be >= 0, got n_video={n_video}, n_audio={n_audio}")
-    rows = sorted((float(r), float(rv), float(ra)) for r, rv, ra in table)
-    if not rows:
-        raise ValueError("ratio table must have at least one (R, R_v, R_a) row")
-    for row in rows:
-        for name, v in zip(("R", "R_v", "R_a"), row):
-            _check_ratio(f"table {name}", v)
-    xs = [r for r, _, _ in rows]
-    table_v = _interp(trr, xs, [rv for _, rv, _ in rows])
-    table_a = _interp(trr, xs, [ra for _, _, ra in rows])
-
-    def floor(n: int) -> float:  # one token's worth of the modality
-        return min(1.0, 1.0 / n)
-
-    def clamp(x: float, n: int) -> float:
-        return min(1.0, max(floor(n), x))
-
+    _table_rows(table)
     if video_trr is not None and audio_trr is not None:
         return ModalityRatios(video_trr, audio_trr)
-    if n_video == 0 and n_audio == 0:
-        return ModalityRatios(video_trr or trr, audio_trr or trr)
+    pair = table_pair(trr, table) if mode == "table" else exact_pair(trr, n_video, n_audio, table)
+    if video_trr is None and audio_trr is None:
+        return pair
+    total = trr * (n_video + n_audio)
+
+    def solve(given: float, n_given: int, n_other: int, fallback: float) -> float:
+        if mode == "table" or n_other == 0:
+            return fallback
+        return min(1.0, max(1.0 / n_other, (total - given * n_given) / n_other))
+
     if video_trr is not None:
-        if n_audio == 0:
-            return ModalityRatios(video_trr, table_a)
-        return ModalityRatios(video_trr, clamp(_solve_other(trr, n_video, video_trr, n_audio), n_audio))
-    if audio_trr is not None:
-        if n_video == 0:
-            return ModalityRatios(table_v, audio_trr)
-        return ModalityRatios(clamp(_solve_other(trr, n_audio, audio_trr, n_video), n_video), audio_trr)
+        return ModalityRatios(video_trr, solve(video_trr, n_video, n_audio, pair.audio))
+    return ModalityRatios(solve(audio_trr, n_audio, n_video, pair.video), audio_trr)
+
+
+def token_weighted(r_video: float, r_audio: float, n_video: int, n_audio: int) -> float:
+    """(R_v N_v + R_a N_a)/(N_v + N_a): the overall retention a pair gives on a request (R_v if no tokens)."""
+    total = n_video + n_audio
+    return (r_video * n_video + r_audio * n_audio) / total if total else r_video
+
+
+def achieved_retention(layers: Sequence[dict], n_video: int, n_audio: int) -> dict[str, float | None]:
+    """Achieved layer-mean retention from the real per-layer counts (``[{video, audio, ...}]``, one row per
+    layer): sum over layers of the live tokens / (L x the request's tokens), overall and per modality
+    (None for an absent modality)."""
+    L = len(layers)
+    if L == 0:
+        raise ValueError("need one row per layer")
+    v = sum(int(r["video"]) for r in layers)
+    a = sum(int(r["audio"]) for r in layers)
+    return {
+        "overall": (v + a) / (L * (n_video + n_audio)) if n_video + n_audio else None,
+        "video": v / (L * n_video) if n_video else None,
+        "audio": a / (L * n_audio) if n_audio else None,
+    }
+
+
+# ------------------------------------------------------------------- baselines' budgets
+def audio_intact_reallocate(v: float, a: float, n_video: int, n_audio: int,
+                            v_min: float = 0.05) -> tuple[float, float]:
+    """The authors' audio-intact reallocation for video-only baselines: the pair's token budget
+    T = int(N_v v + N_a a) goes to audio first (a = 1, v = (T - N_a)/N_v); if that leaves video below
+    ``v_min``, video gets ``v_min`` and audio the rest (a < 1: dropped uniformly at random by the caller).
+    Ratios are not rounded and ``a`` has no lower bound."""
     if n_audio == 0:
-        return ModalityRatios(trr, table_a)
+        return v, a
+    total = int(n_video * v + n_audio * a)
     if n_video == 0:
-        return ModalityRatios(table_v, trr)
-    r_a = table_a
-    r_v = _solve_other(trr, n_audio, r_a, n_video)
-    if not (floor(n_video) <= r_v <= 1.0):
-        r_v = clamp(r_v, n_video)
-        r_a = clamp(_solve_other(trr, n_video, r_v, n_audio), n_audio)
-    return ModalityRatios(r_v, r_a)
+        return v, min(1.0, total / n_audio)
+    v2 = (total - n_audio) / n_video
+    if v2 < v_min:
+        v, a = v_min, (total - n_video * v_min) / n_audio
+    else:
+        v, a = v2, 1.0
+    if v > 1:
+        v, a = 1.0, (total - n_video) / n_audio
+        if a > 1:
+            v, a = (total - n_audio) / n_video, 1.0
+    return v, a
+
+
+def fastv_setting_ratio(layer_mean: float, num_layers: int, k: int) -> float:
+    """FastV's ratio at its drop layer K so that the layer mean is ``layer_mean``: (avg L - K)/(L - K)
+    (negative below K/L: the caller keeps at least one token)."""
+    return (layer_mean * num_layers - k) / (num_layers - k)
+
+
+def fastv_keep_counts(r_video: float, r_audio: float, n_video: int, n_audio: int, *, num_layers: int,
+                      k: int = 2, omni: bool = False) -> tuple[int, int, bool]:
+    """(video kept, audio kept, audio chosen at random) at FastV's drop before layer ``k``.
+
+    Both layer-mean ratios become setting ratios; a modality with a setting ratio < 1 keeps
+    max(1, round(s N)) by attention. FastV (``omni=False``) first reallocates the setting pair audio-intact,
+    so audio is kept whole unless video hits the 5 % floor, when audio is cut at random.
+    FastV-om (``omni=True``) keeps each modality's own top-n.
+    """
+    s_v = fastv_setting_ratio(r_video, num_layers, k)
+    s_a = fastv_setting_ratio(r_audio, num_layers, k)
+    if not omni:
+        s_v, s_a = audio_intact_reallocate(s_v, s_a, n_video, n_audio)
+
+    def kept(n: int, s: float) -> int:
+        return n if s >= 1 or n == 0 else min(n, max(1, round(s * n)))
+
+    return kept(n_video, s_v), kept(n_audio, s_a), (not omni and kept(n_audio, s_a) < n_audio)
+
+
+def random_keep_count(n: int, ratio: float) -> int:
+    """The Random baseline's count: min(N, max(int(ratio N), 1)), all when ratio >= 1, 0 for no tokens."""
+    if n == 0 or ratio >= 1:
+        return n
+    return min(n, max(int(ratio * n), 1))
 
 
 # --------------------------------------------------------------------------- §3
@@ -256,6 +357,14 @@ def stage1_window_keep(w: int, rho: float) -> int:
     if w == 0:
         return 0
     return max(1, min(w, round(rho * w)))
+
+
+def fixed_windows(n: int, window: int) -> list[int]:
+    """Stage I window sizes of one modality: consecutive windows of ``window`` tokens, the last one shorter
+    (SEATS' fixed per-modality windows, whatever the clip length)."""
+    if n < 0 or window < 1:
+        raise ValueError(f"need n >= 0 and window >= 1, got n={n}, window={window}")
+    return [window] * (n // window) + ([n % window] if n % window else [])
 
 
 def step_keep(n_current: int, keep_ratio: float) -> int:

@@ -151,7 +151,7 @@ def prepared_case(adapter, path, question: str = "What is moving?"):
     if key not in _CASES:
         media = decode_video(path, frame_policy(adapter.config))
         request = adapter.prepare(media, question)
-        encoded = adapter.encode(request, saliency=True)
+        encoded = adapter.encode(request, saliency="official")
         _CASES[key] = (adapter, media, request, encoded)  # the adapter is kept so that its id stays unique
     return _CASES[key][1:]
 

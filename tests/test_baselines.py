@@ -10,7 +10,6 @@ from seats_cli.engine import prefill
 from seats_cli.layout import AUDIO, TEXT, VIDEO
 from seats_cli.media import decode_video
 from seats_cli.methods import build_pruner
-from seats_cli.schedule import resolve_modality_ratios
 from seats_cli.selection import diversity_select
 
 
@@ -19,7 +18,7 @@ def sample_run(tiny_seats, sample_path):
     ad = tiny_seats.adapter
     media = decode_video(sample_path, frame_policy(ad.config))
     request = ad.prepare(media, "What is moving?")
-    encoded = ad.encode(request, saliency=False)
+    encoded = ad.encode(request)
     return ad, request.layout, encoded
 
 
@@ -28,17 +27,16 @@ def _counts(layout, live):
     return int((mod == VIDEO).sum()), int((mod == AUDIO).sum()), int((mod == TEXT).sum())
 
 
-@pytest.mark.parametrize("method", ["random", "divprune"])
-def test_before_llm_baselines_keep_the_resolved_budget_at_every_layer(sample_run, method):
+# sample: 864 video (3 windows x 288), 150 audio (3 x 50); --trr 0.2 -> table pair (0.15, 0.50)
+# random keeps int(R N) (the authors' rule): int(129.6) = 129, int(75.0) = 75; DivPrune round(129.6) = 130
+@pytest.mark.parametrize("method, want", [("random", (129, 75)), ("divprune", (130, 75))])
+def test_before_llm_baselines_keep_the_resolved_budget_at_every_layer(sample_run, method, want):
     ad, layout, encoded = sample_run
-    # sample: 864 video (3 windows x 288), 150 audio (3 x 50)
-    ratios = resolve_modality_ratios(0.2, 864, 150, ad.config.seats.ratio_table)
     pruner, plan = build_pruner(method, ad.config, layout, trr=0.2)
-    assert plan.ratios == ratios
+    assert (plan.ratios.video, plan.ratios.audio) == (pytest.approx(0.15), pytest.approx(0.50))
     res = prefill(ad, encoded, layout, pruner)
-    want_v, want_a = round(ratios.video * 864), round(ratios.audio * 150)
     for live in res.layer_live:  # no late removal: the same set enters all 28 layers
-        assert _counts(layout, live) == (want_v, want_a, layout.n_text)
+        assert _counts(layout, live) == (*want, layout.n_text)
 
 
 def test_random_is_seeded(sample_run):
@@ -58,14 +56,15 @@ def test_divprune_is_unweighted_max_min_over_the_whole_modality(sample_run):
     assert torch.equal(kept[layout.modality[kept] == VIDEO], expect)
 
 
-def test_fastv_drops_once_before_layer_2_with_the_mean_preserving_ratio(sample_run):
+def test_fastv_drops_once_before_layer_2_with_the_audio_intact_budget(sample_run):
     ad, layout, encoded = sample_run
-    # s = (R*L - K) / (L - K) = (0.2*28 - 2) / 26 = 0.138462; round(0.138462 * 864) = round(119.63) = 120
-    pruner, plan = build_pruner("fastv", ad.config, layout, trr=0.2)
+    # --trr 0.35 -> (0.30, 0.65) -> setting ratios s = (R*28 - 2)/26 = (0.246154, 0.623077);
+    # audio-intact: T = int(864*0.246154 + 150*0.623077) = int(306.14) = 306, v = (306 - 150)/864 -> 156 video
+    pruner, plan = build_pruner("fastv", ad.config, layout, trr=0.35)
     res = prefill(ad, encoded, layout, pruner)
     assert [_counts(layout, x) for x in res.layer_live[:3]] == [
-        (864, 150, layout.n_text), (864, 150, layout.n_text), (120, 150, layout.n_text)]
-    assert all(_counts(layout, x) == (120, 150, layout.n_text) for x in res.layer_live[2:])
+        (864, 150, layout.n_text), (864, 150, layout.n_text), (156, 150, layout.n_text)]
+    assert all(_counts(layout, x) == (156, 150, layout.n_text) for x in res.layer_live[2:])
     # the kept video tokens are the top-120 by the last token's attention in layer 1 (scores at layer 2's input)
     scores_seen = {}
     orig = ad.query_scores
@@ -77,20 +76,30 @@ def test_fastv_drops_once_before_layer_2_with_the_mean_preserving_ratio(sample_r
 
     ad.query_scores = spy
     try:
-        res2 = prefill(ad, encoded, layout, build_pruner("fastv", ad.config, layout, trr=0.2)[0])
+        res2 = prefill(ad, encoded, layout, build_pruner("fastv", ad.config, layout, trr=0.35)[0])
     finally:
         del ad.query_scores
     assert list(scores_seen) == [1]
     vpos = torch.nonzero(layout.modality == VIDEO).flatten()
-    top = vpos[torch.argsort(scores_seen[1][vpos], descending=True, stable=True)[:120]].sort().values
+    top = vpos[torch.argsort(scores_seen[1][vpos], descending=True, stable=True)[:156]].sort().values
     live2 = res2.layer_live[2]
     assert torch.equal(live2[layout.modality[live2] == VIDEO], top)
+
+
+def test_fastv_clamped_at_the_video_floor_drops_audio_at_random(sample_run):
+    ad, layout, encoded = sample_run
+    # --trr 0.2 -> (0.15, 0.50) -> s = (0.084615, 0.461538); T = int(73.11 + 69.23) = 142 < 150 audio:
+    # video floor 0.05 -> round(43.2) = 43 video; a = (142 - 43.2)/150 = 0.658667 -> round(98.8) = 99 audio
+    runs = [prefill(ad, encoded, layout, build_pruner("fastv", ad.config, layout, trr=0.2, seed=s)[0])
+            for s in (0, 0, 1)]
+    assert all(_counts(layout, r.layer_live[2]) == (43, 99, layout.n_text) for r in runs)
+    audio = [r.layer_live[2][layout.modality[r.layer_live[2]] == AUDIO] for r in runs]
+    assert torch.equal(audio[0], audio[1]) and not torch.equal(audio[0], audio[2])  # seeded, random
 
 
 def test_fastv_om_prunes_both_modalities(sample_run):
     ad, layout, encoded = sample_run
     pruner, plan = build_pruner("fastv-om", ad.config, layout, trr=0.2)
     res = prefill(ad, encoded, layout, pruner)
-    s_v = (plan.ratios.video * 28 - 2) / 26
-    s_a = (plan.ratios.audio * 28 - 2) / 26
-    assert _counts(layout, res.layer_live[2]) == (round(s_v * 864), round(s_a * 150), layout.n_text)
+    # s = (0.084615, 0.461538): round(73.1) = 73 video, round(69.2) = 69 audio, each by attention
+    assert _counts(layout, res.layer_live[2]) == (73, 69, layout.n_text)

@@ -326,8 +326,12 @@ def _raster_order_of_window_order(t: int, llm_h: int, llm_w: int, win: int) -> l
     return order
 
 
-def test_video_saliency_equals_brute_force(adapter, sample_path):
-    _, request, encoded = prepared_case(adapter, sample_path, QUESTION)
+@pytest.mark.parametrize("span", ["official", "encoder"])
+def test_video_saliency_equals_brute_force(adapter, sample_path, span):
+    """official: the statistic over each Stage I window's patches (2 temporal grids, which the block itself
+    never attends across); encoder: the block's own per-grid span."""
+    _, request, _ = prepared_case(adapter, sample_path, QUESTION)
+    encoded = adapter.encode(request, saliency=span)
     visual = adapter.model.model.visual
     block = visual.blocks[-1]
     seen = {}
@@ -357,6 +361,7 @@ def test_video_saliency_equals_brute_force(adapter, sample_path):
     assert block is visual.blocks[visual.fullatt_block_indexes[-1]]
     segments = [(g * per_grid, (g + 1) * per_grid) for g in range(t)]
     assert seen["cu_seqlens"] == [0] + [e for _, e in segments]
+    stat_spans = segments if span == "encoder" else [(g * per_grid, (g + 2) * per_grid) for g in range(0, t, 2)]
 
     attn = block.attn
     heads, d = attn.num_heads, attn.head_dim
@@ -369,7 +374,7 @@ def test_video_saliency_equals_brute_force(adapter, sample_path):
         cos, sin = seen["cos"].double()[:, None], seen["sin"].double()[:, None]
         q = q * cos + _rotate_half(q) * sin
         k = k * cos + _rotate_half(k) * sin
-        per_patch, _ = _brute_force_received(q, k, segments, d ** -0.5)
+        per_patch, _ = _brute_force_received(q, k, stat_spans, d ** -0.5)
 
         # my recomputation is the block's own attention: rebuild its output from per-head probabilities
         out = torch.zeros(n, heads, d, dtype=torch.float64)
@@ -380,8 +385,8 @@ def test_video_saliency_equals_brute_force(adapter, sample_path):
         out = torch.nn.functional.linear(out.reshape(n, heads * d), attn.proj.weight.double(), attn.proj.bias.double())
         assert (out - seen["attn_out"].double()).abs().max().item() <= 1e-4
 
-    # each query row's softmax sums to 1, so the column sums of a segment of length n sum to n
-    for s, e in segments:
+    # each query row's softmax sums to 1, so the column sums of a span of length n sum to n
+    for s, e in stat_spans:
         assert per_patch[s:e].sum().item() == pytest.approx(e - s, rel=1e-9)
 
     # mean over the 4 patches of each 2x2 merge unit (consecutive in the encoder's order), then raster order
@@ -396,15 +401,21 @@ def test_video_saliency_equals_brute_force(adapter, sample_path):
     got = encoded.video_saliency
     assert got is not None and got.shape == (request.layout.n_video,) == (t * per_grid // unit,)
     assert (got.double() - expected).abs().max().item() <= 1e-5
-    # per temporal grid the 144 merged values sum to 576 / 4 = 144
-    for g in range(t):
-        assert got[g * 144:(g + 1) * 144].double().sum().item() == pytest.approx(per_grid / unit, rel=1e-5)
+    # per stat span the merged values sum to its patches / 4 (144 per grid, 288 per 2-grid window)
+    for s, e in stat_spans:
+        assert got[s // unit:e // unit].double().sum().item() == pytest.approx((e - s) / unit, rel=1e-5)
+    if span == "official":  # across grids: differs from the per-grid statistic
+        per_grid_stat = adapter.encode(request, saliency="encoder").video_saliency
+        assert (got - per_grid_stat).abs().max().item() > 1e-3
     # not degenerate: the tiny model's attention is far from uniform (Stage I can tell tokens apart)
     assert got.std().item() > 1e-3
 
 
-def test_audio_saliency_equals_brute_force(adapter, sample_path):
-    _, request, encoded = prepared_case(adapter, sample_path, QUESTION)
+@pytest.mark.parametrize("span", ["official", "encoder"])
+def test_audio_saliency_equals_brute_force(adapter, sample_path, span):
+    """On Qwen2.5 the Stage I window's 100 pre-pool tokens are the encoder's own 2-s chunks: both spans agree."""
+    _, request, _ = prepared_case(adapter, sample_path, QUESTION)
+    encoded = adapter.encode(request, saliency=span)
     tower = adapter.model.model.audio_tower
     layer = tower.layers[-1]
     seen = {}

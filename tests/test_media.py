@@ -126,12 +126,20 @@ def _ref_resize(h, w, n, p: FramePolicy):
     n=st.integers(1, 1024).map(lambda k: 2 * k),
     budget=st.sampled_from([24576, 16384, 8192, 2048]),
     max_tokens=st.sampled_from([144, 256, 768]),
+    sizing=st.sampled_from(["processor", "preset"]),
 )
-def test_plan_resize_matches_smart_resize(h, w, n, budget, max_tokens):
+def test_plan_resize_matches_smart_resize(h, w, n, budget, max_tokens, sizing):
+    """qwen-omni-utils' sizing, then (frame_sizing "processor") the stock video processor's own resize rule
+    with its class-level bounds 128..768 x 28^2, exactly what the authors' pipeline applied to the frames."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as processor_resize
+
     assume(max(h, w) / min(h, w) <= 200)  # beyond that both refuse
-    p = FramePolicy(max_pixels=max_tokens * 28 * 28, total_pixels=budget * 28 * 28)
+    p = FramePolicy(max_pixels=max_tokens * 28 * 28, total_pixels=budget * 28 * 28, frame_sizing=sizing)
     got = plan_resize(h, w, n, p)
     ref = _ref_resize(h, w, n, p)
+    if min(ref) > 0 and sizing == "processor":
+        assume(max(ref) / min(ref) <= 200)
+        ref = processor_resize(*ref, factor=28, min_pixels=128 * 28 * 28, max_pixels=768 * 28 * 28)
     if min(ref) == 0:
         # extreme aspect ratios: the reference floors the short side to 0 (an unusable frame); we keep one
         # factor's worth instead and agree on the long side
@@ -148,6 +156,13 @@ def test_plan_resize_matches_smart_resize(h, w, n, budget, max_tokens):
 )
 def test_plan_resize_examples(hw, expected):
     assert plan_resize(*hw, 12, FramePolicy()) == expected
+
+
+@pytest.mark.parametrize("sizing, expected", [("processor", (252, 448)), ("preset", (224, 420))])
+def test_768_frames_of_16_9_are_upscaled_by_the_processor_bounds(sizing, expected):
+    # qwen-omni-utils shares 24576*28^2 pixels over 768 frames -> 224x420 (120 tokens per grid); the stock
+    # processor's minimum 128*28^2 brings that back to 252x448 (144 per grid), what the paper's model saw
+    assert plan_resize(1080, 1920, 768, FramePolicy(max_frames=768, frame_sizing=sizing)) == expected
 
 
 def test_pixel_cap_shrinks_with_many_frames():

@@ -8,6 +8,14 @@ from hypothesis import strategies as st
 
 from seats_cli.schedule import (
     ModalityRatios,
+    achieved_retention,
+    audio_intact_reallocate,
+    fastv_keep_counts,
+    fastv_setting_ratio,
+    fixed_windows,
+    random_keep_count,
+    table_pair,
+    token_weighted,
     modality_schedule,
     per_layer_counts,
     resolve_modality_ratios,
@@ -21,61 +29,72 @@ Q7 = dict(num_layers=28, prune_before=[16, 18, 20], text_only_from=23)
 Q30 = dict(num_layers=48, prune_before=[27, 31, 35], text_only_from=39)
 
 
-# ----------------------------------------------------------- resolve_modality_ratios
-def test_interpolated_audio_and_solved_video():
-    # R = 0.2 lies halfway between rows 0.15 and 0.25: R_a = (0.45 + 0.55)/2 = 0.50;
-    # R_v = (0.2*10000 - 0.5*1000)/9000 = 1500/9000.
-    r = resolve_modality_ratios(0.2, 9000, 1000, TABLE_7B)
-    assert r.audio == pytest.approx(0.50, abs=1e-12)
-    assert r.video == pytest.approx(1500 / 9000, abs=1e-12)
+# ----------------------------------------------------------- ratio modes (§8)
+@pytest.mark.parametrize("trr, pair", [
+    (0.35, (0.30, 0.65)), (0.25, (0.20, 0.55)), (0.15, (0.10, 0.45)), (0.10, (0.06, 0.35)),  # the labels
+    (0.20, (0.15, 0.50)), (0.12, (0.076, 0.39)),  # interpolated between rows
+    (0.05, (0.03, 0.175)), (0.5, (0.30 / 0.35 * 0.5, 0.65 / 0.35 * 0.5)),  # scaled from the nearest row
+    (0.6, (0.30 / 0.35 * 0.6, 1.0)),  # 0.65/0.35*0.6 = 1.114 capped at 1
+    (1.0, (1.0, 1.0)),  # no pruning
+])
+def test_table_mode_pairs(trr, pair):
+    got = table_pair(trr, TABLE_7B)
+    assert (got.video, got.audio) == (pytest.approx(pair[0], abs=1e-12), pytest.approx(pair[1], abs=1e-12))
+    # the request's counts do not matter in table mode, nor does the table's row order
+    assert resolve_modality_ratios(trr, 9216, 7500, list(reversed(TABLE_7B))) == got
+    assert resolve_modality_ratios(trr, 5000, 0, TABLE_7B) == got
 
 
-def test_table_order_does_not_matter():
-    a = resolve_modality_ratios(0.12, 9216, 1600, TABLE_7B)
-    b = resolve_modality_ratios(0.12, 9216, 1600, list(reversed(TABLE_7B)))
-    assert a == b
-    assert a.audio == pytest.approx(0.35 + 0.10 * 0.02 / 0.05, abs=1e-12)  # 0.39
+# 128 frames of 16:9 (9216 video) with 300 s (7500) or 64 s (1600) of audio (issue 8 pins)
+@pytest.mark.parametrize("trr, achieved_300, achieved_64, exact_300, exact_64", [
+    (0.35, 0.4570, 0.3518, (0.2297, 0.4978), (0.2985, 0.6467)),
+    (0.25, 0.3570, 0.2518, (0.1400, 0.3851), (0.1986, 0.5461)),
+    (0.15, 0.2570, 0.1518, (0.0584, 0.2626), (0.0988, 0.4447)),
+    (0.10, 0.1901, 0.1029, (0.0316, 0.1841), (0.0583, 0.3401)),
+])
+def test_table_and_exact_pins(trr, achieved_300, achieved_64, exact_300, exact_64):
+    pair = resolve_modality_ratios(trr, 9216, 7500, TABLE_7B)
+    assert token_weighted(pair.video, pair.audio, 9216, 7500) == pytest.approx(achieved_300, abs=5e-5)
+    assert token_weighted(pair.video, pair.audio, 9216, 1600) == pytest.approx(achieved_64, abs=5e-5)
+    for n_audio, want in ((7500, exact_300), (1600, exact_64)):
+        r = resolve_modality_ratios(trr, 9216, n_audio, TABLE_7B, mode="exact")
+        assert (r.video, r.audio) == (pytest.approx(want[0], abs=5e-5), pytest.approx(want[1], abs=5e-5))
+        assert token_weighted(r.video, r.audio, 9216, n_audio) == pytest.approx(trr, rel=1e-12)
 
 
-def test_clamped_at_table_ends():
-    assert resolve_modality_ratios(0.5, 9000, 1000, TABLE_7B).audio == pytest.approx(0.65)
-    assert resolve_modality_ratios(0.05, 9000, 1000, TABLE_7B).audio == pytest.approx(0.35)
+def test_exact_mode_never_starves_video_on_a_long_clip():
+    # the old rule solved R_v from the counts: (0.15*16716 - 0.45*7500)/9216 < 0 -> one video token
+    r = resolve_modality_ratios(0.15, 9216, 7500, TABLE_7B, mode="exact")
+    assert r.video == pytest.approx(0.10 * 0.5836, abs=1e-4) and r.audio == pytest.approx(0.45 * 0.5836, abs=1e-4)
 
 
-def test_worked_example_ratio():
-    # 9216 video + 1600 audio at R = 0.1: R_a = 0.35, R_v = (1081.6 - 560)/9216
-    r = resolve_modality_ratios(0.1, 9216, 1600, TABLE_7B)
-    assert r == ModalityRatios(pytest.approx((1081.6 - 560) / 9216), pytest.approx(0.35))
+def test_exact_mode_caps_a_modality_and_resolves_the_other():
+    # R = 0.6, nearest row 0.35 (0.30, 0.65) on 100 video + 1000 audio: alpha = 660/680 -> a = 0.6309 (no cap);
+    # on 1000 video + 100 audio: alpha = 660/365 = 1.808 -> a = 1.175 > 1 -> a = 1, v = (660 - 100)/1000
+    assert resolve_modality_ratios(0.6, 100, 1000, TABLE_7B, mode="exact").audio == pytest.approx(0.65 * 660 / 680)
+    r = resolve_modality_ratios(0.6, 1000, 100, TABLE_7B, mode="exact")
+    assert (r.video, r.audio) == (pytest.approx(0.56, abs=1e-12), 1.0)
 
 
-def test_video_clamped_to_one_and_audio_resolved():
-    # R_v = (0.9*1100 - 0.65*1000)/100 = 3.4 -> 1; R_a = (990 - 100)/1000 = 0.89
-    r = resolve_modality_ratios(0.9, 100, 1000, TABLE_7B)
-    assert r.video == 1.0
-    assert r.audio == pytest.approx(0.89, abs=1e-12)
+def test_exact_mode_tie_takes_the_row_with_the_larger_r():
+    # 0.30 is 0.05 from both 0.35 and 0.25: the 0.35 row (0.30, 0.65) is scaled
+    r = resolve_modality_ratios(0.30, 1000, 1000, TABLE_7B, mode="exact")
+    assert r.video / r.audio == pytest.approx(0.30 / 0.65, rel=1e-12)
 
 
-def test_video_floor_and_audio_resolved():
-    # R_v = (0.1*1100 - 0.35*1000)/100 < 0 -> floor 1/100; R_a = (110 - 1)/1000
-    r = resolve_modality_ratios(0.1, 100, 1000, TABLE_7B)
-    assert r.video == pytest.approx(0.01, abs=1e-15)
-    assert r.audio == pytest.approx(0.109, abs=1e-12)
-
-
-def test_missing_modalities():
-    assert resolve_modality_ratios(0.2, 5000, 0, TABLE_7B) == ModalityRatios(0.2, pytest.approx(0.5))
-    assert resolve_modality_ratios(0.2, 0, 700, TABLE_7B) == ModalityRatios(pytest.approx(0.15), 0.2)
-    assert resolve_modality_ratios(0.2, 0, 0, TABLE_7B) == ModalityRatios(0.2, 0.2)
+def test_exact_mode_with_one_modality_absent_gives_r_to_the_other():
+    assert resolve_modality_ratios(0.2, 5000, 0, TABLE_7B, mode="exact") == ModalityRatios(0.2, 0.2)
+    assert resolve_modality_ratios(0.2, 0, 700, TABLE_7B, mode="exact") == ModalityRatios(0.2, 0.2)
 
 
 def test_overrides():
     assert resolve_modality_ratios(0.1, 9216, 1600, TABLE_7B, 0.06, 0.35) == ModalityRatios(0.06, 0.35)
-    # only video given: R_a = (0.1*10816 - 0.06*9216)/1600 = 528.64/1600
-    r = resolve_modality_ratios(0.1, 9216, 1600, TABLE_7B, video_trr=0.06)
+    # table mode: one override replaces that component of the table pair
+    assert resolve_modality_ratios(0.1, 9216, 1600, TABLE_7B, video_trr=0.2) == ModalityRatios(0.2, 0.35)
+    assert resolve_modality_ratios(0.1, 9216, 1600, TABLE_7B, audio_trr=0.5) == ModalityRatios(0.06, 0.5)
+    # exact mode: the other is solved from R: R_a = (0.1*10816 - 0.06*9216)/1600 = 528.64/1600
+    r = resolve_modality_ratios(0.1, 9216, 1600, TABLE_7B, video_trr=0.06, mode="exact")
     assert r.video == 0.06 and r.audio == pytest.approx(528.64 / 1600, abs=1e-12)
-    # only audio given: R_v = (1081.6 - 0.5*1600)/9216
-    r = resolve_modality_ratios(0.1, 9216, 1600, TABLE_7B, audio_trr=0.5)
-    assert r.audio == 0.5 and r.video == pytest.approx(281.6 / 9216, abs=1e-12)
 
 
 @pytest.mark.parametrize("kw", [dict(trr=0.0), dict(trr=1.5), dict(trr=-0.1), dict(trr=float("nan")),
@@ -86,18 +105,54 @@ def test_invalid_ratios_rejected(kw):
         resolve_modality_ratios(trr, 10, 10, TABLE_7B, **kw)
 
 
-def test_empty_table_rejected():
+def test_empty_table_and_unknown_mode_rejected():
     with pytest.raises(ValueError, match="at least one"):
         resolve_modality_ratios(0.2, 10, 10, [])
+    with pytest.raises(ValueError, match="table, exact"):
+        resolve_modality_ratios(0.2, 10, 10, TABLE_7B, mode="solve")
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.floats(0.02, 1.0), st.integers(1, 20000), st.integers(1, 20000))
-def test_overall_ratio_is_exact_when_unclamped(trr, nv, na):
-    r = resolve_modality_ratios(trr, nv, na, TABLE_7B)
+@given(st.floats(0.02, 0.99), st.integers(1, 20000), st.integers(1, 20000))
+def test_exact_mode_hits_r_and_starves_nothing(trr, nv, na):
+    r = resolve_modality_ratios(trr, nv, na, TABLE_7B, mode="exact")
     assert 0.0 < r.video <= 1.0 and 0.0 < r.audio <= 1.0
-    if 1.0 / nv < r.video < 1.0:
-        assert r.video * nv + r.audio * na == pytest.approx(trr * (nv + na), rel=1e-9)
+    assert r.video * nv + r.audio * na == pytest.approx(trr * (nv + na), rel=1e-9)
+
+
+# ----------------------------------------------------------- achieved retention, baselines' budgets
+def test_achieved_retention_from_counts():
+    # 4 layers: video 10, 10, 5, 0 of 10; audio 4, 4, 4, 0 of 4 -> video 25/40, audio 12/16, overall 37/56
+    layers = [{"video": v, "audio": a, "text": 3} for v, a in ((10, 4), (10, 4), (5, 4), (0, 0))]
+    got = achieved_retention(layers, 10, 4)
+    assert got == {"overall": 37 / 56, "video": 25 / 40, "audio": 12 / 16}
+    assert achieved_retention(layers[:1], 10, 0)["audio"] is None
+
+
+def test_fastv_budget_pins():
+    # R = 0.35 on 8640 video + 1500 audio: settings (0.246154, 0.623077), T = 3061, v = 1561/8640, audio whole
+    assert fastv_setting_ratio(0.30, 28, 2) == pytest.approx(0.246154, abs=1e-6)
+    v, a = audio_intact_reallocate(fastv_setting_ratio(0.30, 28, 2), fastv_setting_ratio(0.65, 28, 2), 8640, 1500)
+    assert (v, a) == (pytest.approx(1561 / 8640, abs=1e-12), 1.0)
+    assert fastv_keep_counts(0.30, 0.65, 8640, 1500, num_layers=28) == (1561, 1500, False)
+    # clamp case, 9216 + 7500: T = 6941 < 7500 -> video floor 0.05 (461), audio 0.864027 at random (6480)
+    assert fastv_keep_counts(0.30, 0.65, 9216, 7500, num_layers=28) == (461, 6480, True)
+    # FastV-om: each modality's own top-n: round(0.246154*8640) = 2127, round(0.623077*1500) = 935
+    assert fastv_keep_counts(0.30, 0.65, 8640, 1500, num_layers=28, omni=True) == (2127, 935, False)
+    # a layer mean below K/L = 0.0714 keeps one token
+    assert fastv_keep_counts(0.06, 0.35, 8640, 0, num_layers=28, omni=True)[0] == 1
+    # VisionZip applies the reallocation to the raw pair: T = 3567, v = 0.239236
+    assert audio_intact_reallocate(0.30, 0.65, 8640, 1500)[0] == pytest.approx(0.239236, abs=1e-6)
+
+
+def test_random_keep_count_truncates():
+    assert random_keep_count(864, 0.15) == 129  # int(129.6)
+    assert random_keep_count(10, 0.01) == 1 and random_keep_count(10, 1.0) == 10 and random_keep_count(0, 0.5) == 0
+
+
+def test_fixed_windows():
+    assert fixed_windows(700, 288) == [288, 288, 124]
+    assert fixed_windows(576, 288) == [288, 288] and fixed_windows(0, 50) == []
 
 
 # ----------------------------------------------------------------- modality_schedule

@@ -9,7 +9,7 @@ import typer
 
 from seats_cli.cli.common import (
     AttnOpt, AudioTrrOpt, ConfigOpt, DeviceOpt, DtypeOpt, FpsOpt, JsonOpt, KvOpt, LocalOnlyOpt, MaxFramesOpt,
-    MaxNewOpt, MethodOpt, ModelOpt, QuietOpt, RevisionOpt, ScoreLayerOpt, SeedOpt, TrrOpt, VideoTrrOpt, app,
+    MaxNewOpt, MethodOpt, ModelOpt, QuietOpt, RatioModeOpt, SaliencySpanOpt, FrameSizingOpt, RevisionOpt, ScoreLayerOpt, SeedOpt, TrrOpt, VideoTrrOpt, app,
     check_request_options, guarded, print_json, quiet_libraries, read_question, show_progress, status, stdout,
 )
 
@@ -23,6 +23,8 @@ def ask(
     device: str = DeviceOpt, dtype: str = DtypeOpt, attn_implementation: str = AttnOpt,
     fps: Optional[float] = FpsOpt, max_frames: Optional[int] = MaxFramesOpt, max_new_tokens: int = MaxNewOpt,
     seed: int = SeedOpt, kv_policy: Optional[str] = KvOpt, score_layer: Optional[str] = ScoreLayerOpt,
+    ratio_mode: Optional[str] = RatioModeOpt, saliency_span: Optional[str] = SaliencySpanOpt,
+    frame_sizing: Optional[str] = FrameSizingOpt,
     revision: Optional[str] = RevisionOpt, local_files_only: bool = LocalOnlyOpt,
     json_out: bool = JsonOpt, quiet: bool = QuietOpt,
 ) -> None:
@@ -35,7 +37,8 @@ def ask(
     cfg = resolve_config(model, config)
     check_request_options(cfg, dict(fps=fps, max_frames=max_frames, method=method, trr=trr, video_trr=video_trr,
                                     audio_trr=audio_trr, max_new_tokens=max_new_tokens, kv_policy=kv_policy,
-                                    score_layer=score_layer))  # before loading anything
+                                    score_layer=score_layer, ratio_mode=ratio_mode, saliency_span=saliency_span,
+                                    frame_sizing=frame_sizing))  # before loading anything
     if not video.exists():
         decode_video(video)  # raises the media error for a missing file
     quiet_libraries()
@@ -46,7 +49,8 @@ def ask(
     with status("answering", progress):
         result = seats.ask(video, question, method=method, trr=trr, video_trr=video_trr, audio_trr=audio_trr,
                            fps=fps, max_frames=max_frames, max_new_tokens=max_new_tokens, seed=seed,
-                           kv_policy=kv_policy, score_layer=score_layer)
+                           kv_policy=kv_policy, score_layer=score_layer, ratio_mode=ratio_mode,
+                           saliency_span=saliency_span, frame_sizing=frame_sizing)
     if json_out:
         print_json(result.to_dict())
     else:

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from seats_cli.cli.common import (
     AttnOpt, AudioTrrOpt, ConfigOpt, DeviceOpt, DtypeOpt, FpsOpt, KvOpt, LocalOnlyOpt, MaxFramesOpt, MaxNewOpt,
-    MethodOpt, ModelOpt, QuietOpt, RevisionOpt, ScoreLayerOpt, SeedOpt, TrrOpt, UsageProblem, VideoTrrOpt, app,
+    MethodOpt, ModelOpt, QuietOpt, RatioModeOpt, SaliencySpanOpt, FrameSizingOpt, RevisionOpt, ScoreLayerOpt, SeedOpt, TrrOpt, UsageProblem, VideoTrrOpt, app,
     check_request_options, fail, guarded, quiet_libraries, show_progress, status, stderr,
 )
 
@@ -38,13 +38,16 @@ def batch(
     device: str = DeviceOpt, dtype: str = DtypeOpt, attn_implementation: str = AttnOpt,
     fps: Optional[float] = FpsOpt, max_frames: Optional[int] = MaxFramesOpt, max_new_tokens: int = MaxNewOpt,
     seed: int = SeedOpt, kv_policy: Optional[str] = KvOpt, score_layer: Optional[str] = ScoreLayerOpt,
+    ratio_mode: Optional[str] = RatioModeOpt, saliency_span: Optional[str] = SaliencySpanOpt,
+    frame_sizing: Optional[str] = FrameSizingOpt,
     revision: Optional[str] = RevisionOpt, local_files_only: bool = LocalOnlyOpt, quiet: bool = QuietOpt,
 ) -> None:
     """Answer many questions about videos from JSONL rows, loading the model once.
 
     Rows: {"id", "video", "question"} plus optional overrides of the options below (null: the default).
 
-    Per-row overrides: trr, method, max_new_tokens, video_trr, audio_trr, fps, max_frames, seed, kv_policy, score_layer.
+    Per-row overrides: trr, method, max_new_tokens, video_trr, audio_trr, fps, max_frames, seed, kv_policy, score_layer,
+    ratio_mode, saliency_span, frame_sizing.
 
     Blank lines are skipped. Relative video paths resolve against the JSONL file's folder (stdin: the cwd).
 
@@ -75,7 +78,8 @@ def batch(
 
     defaults = dict(method=method, trr=trr, video_trr=video_trr, audio_trr=audio_trr, fps=fps,
                     max_frames=max_frames, max_new_tokens=max_new_tokens, seed=seed, kv_policy=kv_policy,
-                    score_layer=score_layer)
+                    score_layer=score_layer, ratio_mode=ratio_mode, saliency_span=saliency_span,
+                    frame_sizing=frame_sizing)
     cfg = resolve_config(model, config)
     check_request_options(cfg, defaults)  # bad defaults fail every row: say so once, before loading anything
     if not todo:

@@ -128,6 +128,12 @@ MaxNewOpt = typer.Option(128, "--max-new-tokens", help="Most tokens generated.")
 SeedOpt = typer.Option(0, "--seed", help="Random seed (decoding is greedy).")
 KvOpt = typer.Option(None, "--kv-policy", help="survivors (official) or per_layer.")
 ScoreLayerOpt = typer.Option(None, "--score-layer", help="previous (official) or next.")
+RatioModeOpt = typer.Option(None, "--ratio-mode", help="How --trr becomes (R_v, R_a): table (official pairs, "
+                            "default) or exact (the nearest pair scaled to hit R on this clip).")
+SaliencySpanOpt = typer.Option(None, "--saliency-span", help="Stage I saliency span: official (the Stage I "
+                               "window, default) or encoder (each encoder layer's own span).")
+FrameSizingOpt = typer.Option(None, "--frame-sizing", help="processor (official LLM input: qwen-omni-utils' size, "
+                              "then the processor's bounds; default) or preset (qwen-omni-utils' size only).")
 RevisionOpt = typer.Option(None, "--revision", help="Hub revision.")
 LocalOnlyOpt = typer.Option(False, "--local-files-only", help="Never contact the hub.")
 JsonOpt = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
@@ -139,7 +145,14 @@ def check_request_options(cfg, d: dict) -> None:
     from seats_cli.api import frame_policy
     from seats_cli.methods import METHODS
 
-    frame_policy(cfg, d["fps"], d["max_frames"])
+    from seats_cli.config import SALIENCY_SPANS
+    from seats_cli.schedule import RATIO_MODES
+
+    frame_policy(cfg, d["fps"], d["max_frames"], d.get("frame_sizing"))
+    if d.get("ratio_mode") not in (None, *RATIO_MODES):
+        raise UsageProblem(f"--ratio-mode must be one of {', '.join(RATIO_MODES)}, got {d['ratio_mode']!r}")
+    if d.get("saliency_span") not in (None, *SALIENCY_SPANS):
+        raise UsageProblem(f"--saliency-span must be one of {', '.join(SALIENCY_SPANS)}, got {d['saliency_span']!r}")
     if d["method"] not in METHODS:
         raise UsageProblem(f"unknown method {d['method']!r}; choose one of: {', '.join(METHODS)}")
     for name in ("trr", "video_trr", "audio_trr"):

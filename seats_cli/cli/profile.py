@@ -10,7 +10,7 @@ from rich.table import Table
 
 from seats_cli.cli.common import (
     DEFAULT_MODEL, AttnOpt, AudioTrrOpt, ConfigOpt, DeviceOpt, DtypeOpt, FpsOpt, JsonOpt, KvOpt, LocalOnlyOpt,
-    MaxFramesOpt, QuietOpt, RevisionOpt, SeedOpt, UsageProblem, VideoTrrOpt, app, guarded, print_json,
+    MaxFramesOpt, QuietOpt, RevisionOpt, RatioModeOpt, FrameSizingOpt, SeedOpt, UsageProblem, VideoTrrOpt, app, guarded, print_json,
     quiet_libraries, show_progress, status, stdout,
 )
 
@@ -36,6 +36,7 @@ def profile(
         None, "--text-tokens", help="Text tokens (default: counted with the tokenizer if offline, else 100)."),
     question: Optional[str] = typer.Option(None, "--question", help="Question used to count text tokens."),
     fps: Optional[float] = FpsOpt, max_frames: Optional[int] = MaxFramesOpt,
+    ratio_mode: Optional[str] = RatioModeOpt, frame_sizing: Optional[str] = FrameSizingOpt,
     repeats: int = typer.Option(5, "--repeats", help="Timed repeats (measured mode); medians are reported."),
     warmup: int = typer.Option(1, "--warmup", help="Untimed warm-up rounds."),
     decode_tokens: int = typer.Option(16, "--decode-tokens", help="Tokens decoded per run to time decoding."),
@@ -63,7 +64,11 @@ def profile(
         raise UsageProblem("--text-tokens must be at least 1")
     cfg = resolve_config(model or DEFAULT_MODEL, config)
     trrs = trrs or [None]  # the config's default, or the ratio --video-trr/--audio-trr achieve
-    policy = frame_policy(cfg, fps, max_frames)
+    policy = frame_policy(cfg, fps, max_frames, frame_sizing)
+    from seats_cli.schedule import RATIO_MODES
+
+    if ratio_mode not in (None, *RATIO_MODES):
+        raise UsageProblem(f"--ratio-mode must be one of {', '.join(RATIO_MODES)}, got {ratio_mode!r}")
     quiet_libraries()
     progress = show_progress(quiet)
 
@@ -79,11 +84,12 @@ def profile(
             media = decode_video(video, policy)
     if analytic:
         shape = shape_for(text_tokens, media=media)
-        result = prof.profile_analytic(cfg, shape, trrs, video_trr=video_trr, audio_trr=audio_trr)
+        result = prof.profile_analytic(cfg, shape, trrs, video_trr=video_trr, audio_trr=audio_trr,
+                                       ratio_mode=ratio_mode)
     else:
         result = _measured(prof, cfg, media, shape_for, trrs, model or (cfg.hub_id if config else DEFAULT_MODEL),
                            dict(video_trr=video_trr, audio_trr=audio_trr, repeats=repeats, warmup=warmup,
-                                decode_tokens=decode_tokens, kv_policy=kv_policy),
+                                decode_tokens=decode_tokens, kv_policy=kv_policy, ratio_mode=ratio_mode),
                            dict(device=device, dtype=dtype, attn_implementation=attn_implementation,
                                 revision=revision, local_files_only=local_files_only),
                            question, text_tokens, seed, progress)
@@ -103,7 +109,7 @@ def _measured(prof, cfg, media, shape_for, trrs, model_name, measure_kw, load_kw
     notes = []
     if media is not None:
         request = adapter.prepare(media, question or prof.DEFAULT_QUESTION)
-        encoded = adapter.encode(request, saliency=True)
+        encoded = adapter.encode(request, saliency=cfg.seats.saliency_span)
         layout = request.layout
         shape = shape_for(layout.n_text, "processor", media=media)
         if not measure.layout_matches(shape, layout):

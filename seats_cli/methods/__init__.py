@@ -14,20 +14,20 @@ METHODS = ("seats", "full", "random", "divprune", "fastv", "fastv-om")
 
 def build_pruner(method: str, config: ModelConfig, layout: TokenLayout, *, trr: float | None = None,
                  video_trr: float | None = None, audio_trr: float | None = None, score_layer: str | None = None,
-                 seed: int = 0):
+                 seed: int = 0, ratio_mode: str | None = None, saliency_span: str | None = None):
     """The pruner for one request, and its plan (None for ``full``)."""
     if method == "full":
         return NoPruning(), None
     trr = config.seats.default_trr if trr is None else trr
+    mode = ratio_mode or config.seats.ratio_mode
     if method == "seats":
-        plan = SeatsPlan.build(config, trr, layout.n_video, layout.n_audio, video_trr, audio_trr)
+        plan = SeatsPlan.build(config, trr, layout.n_video, layout.n_audio, layout.tokens_per_grid, video_trr,
+                               audio_trr, ratio_mode=mode, saliency_span=saliency_span)
         return SeatsPruner(config, plan, score_layer=score_layer), plan
     if method in METHODS:
         ratios = resolve_modality_ratios(trr, layout.n_video, layout.n_audio, config.seats.ratio_table,
-                                         video_trr, audio_trr)
-        if method == "fastv" and video_trr is None:
-            ratios = type(ratios)(video=trr, audio=1.0)  # FastV prunes the visual tokens only, at R
-        plan = BaselinePlan(method, trr, ratios, seed)
+                                         video_trr, audio_trr, mode=mode)
+        plan = BaselinePlan(method, trr, ratios, seed, mode)
         if method == "random":
             return RandomPruner(plan), plan
         if method == "divprune":

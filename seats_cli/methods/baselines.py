@@ -1,12 +1,15 @@
 """Baselines of the paper under the same harness and budgets (SEATS_SPEC §10).
 
-- ``random``: before the LLM, keep a uniform random subset of each modality (seeded), R_m·N_m tokens.
-- ``divprune``: DivPrune-om: before the LLM, unweighted max–min diversity over each whole modality.
-- ``fastv`` / ``fastv-om``: one drop before layer K = 2 by the last prompt token's attention in layer K−1,
-  keeping s·N with s = (R·L − K)/(L − K) so that the layer-mean retention is R; FastV prunes video only
-  (audio is kept whole), FastV-om prunes both modalities with the per-modality ratios of the config's table.
-Per-modality targets (R_v, R_a) come from the same table resolution as SEATS (``--trr``/``--video-trr``/
-``--audio-trr``). No late removal: these methods keep their tokens to the last layer.
+- ``random``: before the LLM, keep a uniform random subset of each modality (seeded),
+  min(N, max(int(R_m·N_m), 1)) tokens.
+- ``divprune``: DivPrune-om: before the LLM, unweighted max–min diversity over each whole modality,
+  max(1, round(R_m·N_m)) tokens.
+- ``fastv`` / ``fastv-om``: one drop before layer K = 2 by the last prompt token's attention computed with
+  layer K−1's projections; each layer-mean ratio becomes the setting ratio s = (R·L − K)/(L − K). FastV
+  reallocates the setting pair audio-intact (audio whole, video gets the rest, 5 % video floor) as the authors'
+  code does; FastV-om keeps each modality's own top max(1, round(s·N)).
+Per-modality targets (R_v, R_a) come from the same resolution as SEATS (``--trr``, ``--ratio-mode``,
+``--video-trr``/``--audio-trr``). No late removal: these methods keep their tokens to the last layer.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from seats_cli.layout import AUDIO, TEXT, VIDEO, TokenLayout
-from seats_cli.schedule import ModalityRatios
+from seats_cli.schedule import ModalityRatios, fastv_keep_counts, random_keep_count
 from seats_cli.selection import diversity_select
 
 FASTV_LAYER = 2
@@ -26,16 +29,23 @@ def _keep_count(n: int, ratio: float) -> int:
     return 0 if n == 0 else max(1, min(n, round(ratio * n)))
 
 
+def _random_subset(n: int, k: int, seed: int, mod: int) -> torch.Tensor:
+    """k of n indices, uniformly at random, from one generator per (seed, modality); sorted."""
+    gen = torch.Generator().manual_seed(seed * 2 + (mod == AUDIO))
+    return torch.randperm(n, generator=gen)[:k].sort().values
+
+
 @dataclass(frozen=True)
 class BaselinePlan:
     method: str
     trr: float
     ratios: ModalityRatios
     seed: int = 0
+    ratio_mode: str = "table"
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "trr": self.trr, "video_trr": self.ratios.video,
-                "audio_trr": self.ratios.audio}
+        return {"method": self.method, "trr": self.trr, "ratio_mode": self.ratio_mode,
+                "video_trr": self.ratios.video, "audio_trr": self.ratios.audio}
 
 
 class _BeforeLLM:
@@ -46,11 +56,14 @@ class _BeforeLLM:
     def __init__(self, plan: BaselinePlan):
         self.plan = plan
 
+    def keep_count(self, n: int, ratio: float) -> int:
+        return _keep_count(n, ratio)
+
     def before_llm(self, adapter, encoded, layout: TokenLayout):
         keep = [torch.nonzero(layout.modality == TEXT).flatten()]
         for mod, ratio in ((VIDEO, self.plan.ratios.video), (AUDIO, self.plan.ratios.audio)):
             pos = torch.nonzero(layout.modality == mod).flatten()
-            k = _keep_count(pos.numel(), ratio)
+            k = self.keep_count(pos.numel(), ratio)
             if 0 < k < pos.numel():
                 pos = pos[self.choose(encoded, pos, k, mod).cpu()]
             keep.append(pos)
@@ -63,9 +76,11 @@ class _BeforeLLM:
 class RandomPruner(_BeforeLLM):
     name = "random"
 
+    def keep_count(self, n: int, ratio: float) -> int:
+        return random_keep_count(n, ratio)
+
     def choose(self, encoded, pos, k, mod):
-        gen = torch.Generator().manual_seed(self.plan.seed * 2 + (mod == AUDIO))
-        return torch.randperm(pos.numel(), generator=gen)[:k].sort().values
+        return _random_subset(pos.numel(), k, self.plan.seed, mod)
 
 
 class DivPrunePruner(_BeforeLLM):
@@ -86,23 +101,25 @@ class FastVPruner:
         self.num_layers = num_layers
         self.drop_layers = frozenset({FASTV_LAYER})
 
-    def layer_ratio(self, r: float) -> float:
-        k, L = FASTV_LAYER, self.num_layers
-        return min(1.0, max(0.0, (r * L - k) / (L - k)))
-
     def before_llm(self, adapter, encoded, layout):
         return None
 
     def at_layer(self, adapter, state):
         mod = state.modality
+        rows_v, rows_a = torch.nonzero(mod == VIDEO).flatten(), torch.nonzero(mod == AUDIO).flatten()
+        k_v, k_a, audio_random = fastv_keep_counts(self.plan.ratios.video, self.plan.ratios.audio, rows_v.numel(),
+                                                   rows_a.numel(), num_layers=self.num_layers, k=FASTV_LAYER,
+                                                   omni=self.omni)
+        if (k_v, k_a) == (rows_v.numel(), rows_a.numel()):
+            return None
         scores = adapter.query_scores(state.layer - 1, state.hidden, state.cos, state.sin, state.hidden.shape[1] - 1)
         keep = [torch.nonzero(mod == TEXT).flatten()]
-        targets = ((VIDEO, self.plan.ratios.video), (AUDIO, self.plan.ratios.audio if self.omni else 1.0))
-        for m, r in targets:
-            rows = torch.nonzero(mod == m).flatten()
-            k = _keep_count(rows.numel(), self.layer_ratio(r) if r < 1 else 1.0)
+        for rows, k, at_random, m in ((rows_v, k_v, False, VIDEO), (rows_a, k_a, audio_random, AUDIO)):
             if k < rows.numel():
-                order = torch.argsort(scores[rows], descending=True, stable=True)
-                rows = rows[order[:k]]
+                if at_random:
+                    rows = rows[_random_subset(rows.numel(), k, self.plan.seed, m).to(rows.device)]
+                else:
+                    order = torch.argsort(scores[rows], descending=True, stable=True)
+                    rows = rows[order[:k]]
             keep.append(rows)
         return torch.cat(keep).sort().values

@@ -12,6 +12,7 @@ from seats_cli.layout import AUDIO, TEXT, VIDEO, TokenLayout
 from seats_cli.schedule import (
     ModalityRatios,
     ModalitySchedule,
+    fixed_windows,
     modality_schedule,
     resolve_modality_ratios,
     stage1_window_keep,
@@ -22,58 +23,76 @@ from seats_cli.selection import stage2_select, winDivPrune
 
 @dataclass(frozen=True)
 class SeatsPlan:
-    """The per-request schedule: ratios per modality and each modality's block-wise levels."""
+    """The per-request schedule: ratios per modality, each modality's block-wise levels, and the Stage I
+    window sizes (tokens) of each modality."""
 
     trr: float
+    ratio_mode: str
     ratios: ModalityRatios
     video: ModalitySchedule
     audio: ModalitySchedule
     prune_before: tuple[int, ...]
     text_only_from: int | None  # None when Stage III is switched off
     num_layers: int
+    video_window: int  # Stage I video window: stage1_video_grids x tokens per grid
+    audio_window: int  # Stage I audio window: stage1_audio_tokens
+    rebalance: bool = False
+    saliency_span: str = "official"  # Stage I saliency span: the Stage I window ("official") or "encoder"
 
     @classmethod
-    def build(cls, config: ModelConfig, trr: float, n_video: int, n_audio: int,
-              video_trr: float | None = None, audio_trr: float | None = None) -> "SeatsPlan":
+    def build(cls, config: ModelConfig, trr: float, n_video: int, n_audio: int, tokens_per_grid: int,
+              video_trr: float | None = None, audio_trr: float | None = None,
+              ratio_mode: str | None = None, saliency_span: str | None = None) -> "SeatsPlan":
         s, a = config.seats, config.architecture
-        ratios = resolve_modality_ratios(trr, n_video, n_audio, s.ratio_table, video_trr, audio_trr)
+        mode = ratio_mode or s.ratio_mode
+        ratios = resolve_modality_ratios(trr, n_video, n_audio, s.ratio_table, video_trr, audio_trr, mode=mode)
         common = dict(num_layers=a.num_layers, prune_before=s.prune_before, text_only_from=s.text_only_from,
                       encoder_ratio_scale=s.encoder_ratio_scale)
         return cls(
-            trr=trr, ratios=ratios, video=modality_schedule(ratios.video, **common),
+            trr=trr, ratio_mode=mode, ratios=ratios, video=modality_schedule(ratios.video, **common),
             audio=modality_schedule(ratios.audio, **common), prune_before=tuple(s.prune_before),
             text_only_from=s.text_only_from if s.late_removal else None, num_layers=a.num_layers,
+            video_window=max(1, s.stage1_video_grids * tokens_per_grid), audio_window=s.stage1_audio_tokens,
+            rebalance=s.stage2_rebalance, saliency_span=saliency_span or s.saliency_span,
         )
 
-    def counts(self, video_windows: list[int], audio_windows: list[int], n_text: int) -> list[dict[str, int]]:
+    @property
+    def prunes(self) -> bool:
+        """Stage I runs only if a modality keeps less than all of it; otherwise nothing is pruned at all."""
+        return self.video.rho < 1 or self.audio.rho < 1
+
+    def stage1_kept(self, n_video: int, n_audio: int) -> tuple[int, int]:
+        """Tokens of each modality Stage I keeps over its fixed windows."""
+        def kept(n, window, rho):
+            return n if rho >= 1 else sum(stage1_window_keep(w, rho) for w in fixed_windows(n, window))
+
+        if not self.prunes:
+            return n_video, n_audio
+        return kept(n_video, self.video_window, self.video.rho), kept(n_audio, self.audio_window, self.audio.rho)
+
+    def counts(self, n_video: int, n_audio: int, n_text: int) -> list[dict[str, int]]:
         """Analytic tokens entering each layer, assuming each step keeps exactly K_v video and K_a audio."""
-        v = sum(stage1_window_keep(w, self.video.rho) for w in video_windows)
-        a = sum(stage1_window_keep(w, self.audio.rho) for w in audio_windows)
+        v, a = self.stage1_kept(n_video, n_audio)
         rows = []
         for layer in range(self.num_layers):
-            if layer in self.prune_before:
+            if self.prunes and layer in self.prune_before:
                 i = self.prune_before.index(layer)
                 v, a = step_keep(v, self.video.keep_ratios[i]), step_keep(a, self.audio.keep_ratios[i])
-            if self.text_only_from is not None and layer >= self.text_only_from:
+            if self.prunes and self.text_only_from is not None and layer >= self.text_only_from:
                 v = a = 0
             rows.append({"layer": layer, "video": v, "audio": a, "text": n_text})
         return rows
-
-    def achieved_trr(self, n_video: int, n_audio: int) -> float:
-        """Token-weighted layer-mean retention the schedule actually reaches (< trr when unreachable)."""
-        total = n_video + n_audio
-        if total == 0:
-            return self.trr
-        return (self.video.mean_retention * n_video + self.audio.mean_retention * n_audio) / total
 
     def to_dict(self) -> dict:
         def sched(m: ModalitySchedule) -> dict:
             return {"target": m.target, "rho": m.rho, "delta": m.delta, "levels": list(m.levels),
                     "keep_ratios": list(m.keep_ratios), "mean_retention": m.mean_retention}
 
-        return {"trr": self.trr, "video_trr": self.ratios.video, "audio_trr": self.ratios.audio,
-                "prune_before": list(self.prune_before), "text_only_from": self.text_only_from,
-                "video": sched(self.video), "audio": sched(self.audio)}
+        return {"trr": self.trr, "ratio_mode": self.ratio_mode, "video_trr": self.ratios.video,
+                "audio_trr": self.ratios.audio, "prune_before": list(self.prune_before),
+                "text_only_from": self.text_only_from, "stage1_windows": {"video": self.video_window,
+                                                                          "audio": self.audio_window},
+                "saliency_span": self.saliency_span, "stage2_rebalance": self.rebalance, "video": sched(self.video), "audio": sched(self.audio)}
 
 
 class SeatsPruner:
@@ -90,16 +109,16 @@ class SeatsPruner:
         layers = set(plan.prune_before)
         if plan.text_only_from is not None and plan.text_only_from < plan.num_layers:
             layers.add(plan.text_only_from)
-        self.drop_layers = frozenset(layers)
+        self.drop_layers = frozenset(layers) if plan.prunes else frozenset()
 
     # Stage I ------------------------------------------------------------------------------------
     def before_llm(self, adapter, encoded, layout: TokenLayout):
         rho_v, rho_a = self.plan.video.rho, self.plan.audio.rho
-        if rho_v >= 1 and rho_a >= 1:
+        if not self.plan.prunes:
             return None
         keep = [torch.nonzero(layout.modality == TEXT).flatten()]
-        for mod, rho, sal, key in ((VIDEO, rho_v, encoded.video_saliency, "video_total"),
-                                   (AUDIO, rho_a, encoded.audio_saliency, "audio_total")):
+        for mod, rho, sal, window in ((VIDEO, rho_v, encoded.video_saliency, self.plan.video_window),
+                                      (AUDIO, rho_a, encoded.audio_saliency, self.plan.audio_window)):
             pos = torch.nonzero(layout.modality == mod).flatten()
             if pos.numel() == 0:
                 continue
@@ -107,8 +126,7 @@ class SeatsPruner:
                 keep.append(pos)
                 continue
             feats = encoded.embeds[0, pos.to(encoded.embeds.device)].float()
-            sizes = [getattr(w, key) for w in layout.windows]
-            local = winDivPrune(feats, None if sal is None else sal.float(), sizes, rho)
+            local = winDivPrune(feats, None if sal is None else sal.float(), fixed_windows(pos.numel(), window), rho)
             keep.append(pos[local.cpu()])
         return torch.cat(keep).sort().values
 
@@ -129,5 +147,5 @@ class SeatsPruner:
             return None
         score_idx = state.layer - 1 if self.score_layer == "previous" else state.layer
         scores = adapter.query_scores(score_idx, state.hidden, state.cos, state.sin, state.hidden.shape[1] - 1)
-        res = stage2_select(scores, is_v, is_a, k_v, k_a, self.tau)
+        res = stage2_select(scores, is_v, is_a, k_v, k_a, self.tau, rebalance=self.plan.rebalance)
         return torch.cat([text_rows, res.kept_positions.to(text_rows.device)]).sort().values

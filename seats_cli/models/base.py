@@ -76,7 +76,8 @@ class OmniAdapter:
     def prepare(self, media, question: str, system_prompt: str | None = None) -> PreparedRequest:
         raise NotImplementedError
 
-    def encode(self, request: PreparedRequest, *, saliency: bool = False) -> EncodedRequest:
+    def encode(self, request: PreparedRequest, *, saliency: str | None = None) -> EncodedRequest:
+        """Encoders, embeddings and position ids; with ``saliency`` ("official"/"encoder") Stage I's saliency."""
         raise NotImplementedError
 
     def query_scores(self, layer_idx: int, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,

@@ -19,7 +19,7 @@ from seats_cli.models.base import (
     describe_load_failure,
     register_family,
 )
-from seats_cli.selection.saliency import merge_unit_mean, pair_mean, received_attention
+from seats_cli.selection.saliency import merge_unit_mean, pair_mean, received_attention, span_bounds
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -59,10 +59,17 @@ class Qwen25OmniAdapter(OmniAdapter):
         ]
         text = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
         with_audio = media.audio is not None and len(media.audio) > 0
-        kwargs = dict(videos_kwargs={"fps": float(media.sample_fps), "cap_pixels_per_frame": False})
+        # frames arrive at the size media.plan_resize decided (the processor's bounds included): no second resize
+        kwargs = dict(videos_kwargs={"fps": float(media.sample_fps), "do_resize": False, "cap_pixels_per_frame": False})
         if with_audio:
             kwargs.update(audio=[media.audio], audio_from_video_indices=[0], load_audio_from_video=True)
         batch = self.processor(text=text, videos=[media.frames], return_tensors="pt", **kwargs)
+        grid = batch["video_grid_thw"][0].tolist()
+        patch = self.processor.video_processor.patch_size
+        height, width = (int(x) for x in media.frames.shape[-2:])
+        if (grid[1] * patch, grid[2] * patch) != (height, width):  # one resize per frame, ours
+            raise RuntimeError(f"the processor made a {grid[2] * patch}x{grid[1] * patch} grid of "
+                               f"{width}x{height} frames")
         inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         for key in ("pixel_values_videos", "input_features"):
             if key in inputs:
@@ -81,13 +88,15 @@ class Qwen25OmniAdapter(OmniAdapter):
 
     # ---- encoders -------------------------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, request: PreparedRequest, *, saliency: bool = False) -> EncodedRequest:
+    def encode(self, request: PreparedRequest, *, saliency: str | None = None) -> EncodedRequest:
+        """Encoders + embeddings + M-RoPE ids. ``saliency`` ("official" or "encoder") also records Stage I's
+        saliency per LLM token over that span (SEATS_SPEC §2.3); None skips it."""
         inner = self.model.model
         inp = request.inputs
         ids = inp["input_ids"]
         found: dict[str, torch.Tensor] = {}
         embeds = inner.get_input_embeddings()(ids)
-        with self._saliency_hooks(inp, found, enabled=saliency):
+        with self._saliency_hooks(inp, found, span=saliency):
             if "input_features" in inp:
                 audio = inner.get_audio_features(
                     inp["input_features"], inp["feature_attention_mask"], return_dict=True
@@ -110,26 +119,36 @@ class Qwen25OmniAdapter(OmniAdapter):
         )
 
     @contextmanager
-    def _saliency_hooks(self, inp, found: dict, *, enabled: bool):
-        if not enabled:
+    def _saliency_hooks(self, inp, found: dict, *, span: str | None):
+        if span is None:
             yield
             return
+        if span not in ("official", "encoder"):
+            raise ValueError(f"saliency span must be official or encoder, got {span!r}")
         inner = self.model.model
+        s = self.config.seats
         handles = []
         if "pixel_values_videos" in inp:
+            grid_span = s.stage1_video_grids if span == "official" else None
             handles.append(inner.visual.blocks[-1].register_forward_pre_hook(
-                self._vision_hook(inp["video_grid_thw"], found), with_kwargs=True))
+                self._vision_hook(inp["video_grid_thw"], found, grid_span), with_kwargs=True))
         if "input_features" in inp:
             lens = inp["feature_attention_mask"].sum(-1)
+            # official: the Stage I audio window's pre-pool tokens (2 per LLM token); they coincide with the
+            # encoder's own 2-s chunks on Qwen2.5
+            token_span = 2 * s.stage1_audio_tokens if span == "official" else None
             handles.append(inner.audio_tower.layers[-1].register_forward_pre_hook(
-                self._audio_hook(lens, found), with_kwargs=True))
+                self._audio_hook(lens, found, token_span), with_kwargs=True))
         try:
             yield
         finally:
             for h in handles:
                 h.remove()
 
-    def _vision_hook(self, grid_thw, found):
+    def _vision_hook(self, grid_thw, found, grids_per_span: int | None):
+        """Attention received in the last ViT block. ``grids_per_span``: stat windows of that many temporal
+        grids (the window permutation acts inside each grid, so a span of whole grids is contiguous in the
+        block's order); None: the block's own ``cu_seqlens`` (one grid)."""
         from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import apply_rotary_pos_emb_vision
         from transformers.vision_utils import get_vision_window_index
 
@@ -144,8 +163,11 @@ class Qwen25OmniAdapter(OmniAdapter):
             q = block.attn.q(x).reshape(n, block.attn.num_heads, -1)
             k = block.attn.k(x).reshape(n, block.attn.num_heads, -1)
             q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
-            per_patch = received_attention(q.transpose(0, 1), k.transpose(0, 1), kwargs["cu_seqlens"],
-                                           block.attn.scaling)
+            cu = kwargs["cu_seqlens"]
+            if grids_per_span is not None:
+                _, h, w = (int(x) for x in grid_thw.reshape(-1, 3)[0])
+                cu = span_bounds(n, grids_per_span * h * w)
+            per_patch = received_attention(q.transpose(0, 1), k.transpose(0, 1), cu, block.attn.scaling)
             units = merge_unit_mean(per_patch, visual.spatial_merge_size ** 2)  # window order
             window_index, _ = get_vision_window_index(
                 grid_thw, spatial_merge_size=visual.spatial_merge_size, window_size=visual.window_size,
@@ -155,7 +177,7 @@ class Qwen25OmniAdapter(OmniAdapter):
 
         return hook
 
-    def _audio_hook(self, feature_lens, found):
+    def _audio_hook(self, feature_lens, found, tokens_per_span: int | None):
         from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import get_pool_indices
 
         layer = self.model.model.audio_tower.layers[-1]
@@ -167,7 +189,8 @@ class Qwen25OmniAdapter(OmniAdapter):
             n = x.shape[0]
             q = attn.q_proj(x).reshape(n, attn.num_heads, -1)
             k = attn.k_proj(x).reshape(n, attn.num_heads, -1)
-            per_frame = received_attention(q.transpose(0, 1), k.transpose(0, 1), kwargs["cu_seqlens"], attn.scaling)
+            cu = kwargs["cu_seqlens"] if tokens_per_span is None else span_bounds(n, tokens_per_span)
+            per_frame = received_attention(q.transpose(0, 1), k.transpose(0, 1), cu, attn.scaling)
             found["audio"] = pair_mean(per_frame, get_pool_indices(feature_lens).to(per_frame.device))
 
         return hook

@@ -30,3 +30,10 @@ def merge_unit_mean(per_patch: torch.Tensor, unit: int) -> torch.Tensor:
 def pair_mean(per_frame: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
     """Average pairs (first[i], first[i] + 1): the audio encoder's stride-2 pooling to 25 tokens/s."""
     return (per_frame[first] + per_frame[first + 1]) / 2
+
+
+def span_bounds(n: int, span: int) -> torch.Tensor:
+    """``cu_seqlens``-style boundaries of consecutive spans of ``span`` tokens over ``n`` (the last shorter)."""
+    if span < 1:
+        raise ValueError(f"span must be >= 1, got {span}")
+    return torch.tensor(list(range(0, n, span)) + [n], dtype=torch.int32)
