@@ -23,7 +23,7 @@ def reference_select(dist: list[list[float]], sal: list[float], k: int) -> list[
         return list(range(w))
     best, best_score = -1, -math.inf
     for j in range(w):
-        m = min(dist[i][j] for i in range(w) if i != j)
+        m = sorted(dist[i][j] for i in range(w))[1]  # second smallest, diagonal included
         score = sal[j] * m
         if score > best_score:  # strict: ties keep the lowest index
             best, best_score = j, score
@@ -48,7 +48,7 @@ def reference_from_features(feats: torch.Tensor, sal: torch.Tensor | None, k: in
     def cos_dist(a, b):
         na = math.sqrt(sum(x * x for x in a))
         nb = math.sqrt(sum(x * x for x in b))
-        return 1.0 - sum(x * y for x, y in zip(a, b)) / (na * nb)
+        return 1.0 - sum(x * y for x, y in zip(a, b)) / ((na + 1e-8) * (nb + 1e-8))
 
     dist = [[cos_dist(rows[i], rows[j]) for j in range(w)] for i in range(w)]
     s = [1.0] * w if sal is None else sal.double().tolist()
@@ -198,3 +198,22 @@ def test_windivprune_keep_all_and_validation():
         winDivPrune(f, torch.rand(9), [4, 6], 0.5)
     with pytest.raises(ValueError, match="rho"):
         winDivPrune(f, None, [4, 6], 0.0)
+
+
+def test_no_index_is_picked_twice_when_rounding_undercuts_the_sentinel():
+    # near-identical tokens: fp32 1 - cos rounds to tiny negatives, and a huge saliency (an attention sink)
+    # magnifies them below the authors' -1 sentinel, where their loop starts re-picking one index
+    base = torch.randn(1, 64, generator=torch.Generator().manual_seed(0))
+    feats = base.repeat(12, 1) + 1e-7 * torch.randn(12, 64, generator=torch.Generator().manual_seed(1))
+    dist = cosine_distance_matrix(feats)
+    sal = torch.full((12,), 1e9)
+    assert (dist * sal).min().item() < -1  # the quirk's precondition holds here
+    got = diversity_select(feats, 6, sal)
+    assert got.tolist() == sorted(set(got.tolist())) and got.numel() == 6
+
+
+def test_nan_saliency_never_wins():
+    feats = torch.randn(6, 8, generator=torch.Generator().manual_seed(2))
+    sal = torch.tensor([1.0, float("nan"), 1.0, 1.0, 1.0, 1.0])
+    got = diversity_select(feats, 3, sal)
+    assert 1 not in got.tolist() and got.numel() == 3 and len(set(got.tolist())) == 3

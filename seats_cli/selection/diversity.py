@@ -10,12 +10,15 @@ For one window of ``w`` tokens with features f and saliency a, the cosine distan
 Ties go to the lowest index (``torch.argmax`` returns the first maximum). With
 ``saliency=None`` every ``a_j = 1``, which is plain DivPrune (a baseline).
 
-Semantic notes (spec silent or official code differs):
-* the first pick excludes the diagonal exactly (the official code takes the second
-  smallest entry of each column, which differs only if some off-diagonal distance is
+Semantic notes (as the authors' code unless said):
+* the first pick takes each column's second-smallest entry, diagonal included (≈ the
+  minimum over i != j; they differ only where rounding puts an off-diagonal distance
   below the diagonal's numerically-zero value, e.g. duplicated tokens);
-* cosine uses ``f / max(||f||, 1e-12)``, so an all-zero feature has distance 1 to
+* cosine uses ``f / (||f|| + 1e-8)``, so an all-zero feature has distance 1 to
   everything;
+* a picked token is never picked again (the authors' sentinel of -1 can be undercut by
+  fp32 rounding magnified by the saliency factor, after which their loop re-picks; ours
+  uses -inf, identical otherwise);
 * ``a_j * min_s D_sj`` equals the official ``min_s (D_sj * a_j)`` bit-for-bit for
   a_j >= 0, and the official 1e6 rescaling of a does not change any argmax; saliency
   is expected to be >= 0 (attention mass).
@@ -40,7 +43,7 @@ __all__ = [
 def cosine_distance_matrix(features: torch.Tensor) -> torch.Tensor:
     """Pairwise ``1 - cos`` in fp32 for features of shape ``[..., w, d]`` → ``[..., w, w]``."""
     f = features.float()
-    normed = f / f.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    normed = f / (f.norm(dim=-1, keepdim=True) + 1e-8)
     return 1.0 - normed @ normed.transpose(-1, -2)
 
 
@@ -71,14 +74,14 @@ def diversity_select_batched(
         raise ValueError(f"saliency must be [B, w] = {(B, w)}, got {tuple(saliency.shape)}")
 
     # The scores are kept weighted: a_j * min_{s in S} D_sj as min_{s in S} (a_j * D_sj), the same float for
-    # a_j >= 0 (rounding is monotone). The diagonal of the weighted matrix is +inf for the first pick (the
-    # minimum over i != j) and then -inf: taking the minimum with a picked token's row also marks that token
-    # as taken, so each pick costs three small kernels (argmax, row gather, minimum) and no host sync.
+    # a_j >= 0 (rounding is monotone). After the first pick the diagonal of the weighted matrix is -inf:
+    # taking the minimum with a picked token's row also marks that token as taken, so each pick costs three
+    # small kernels (argmax, row gather, minimum) and no host sync.
     weighted = dist if saliency is None else dist.mul_(saliency.float().unsqueeze(1))  # [B, w, w]: a_j * D_sj
-    diagonal = weighted.diagonal(dim1=1, dim2=2)
-    diagonal.fill_(float("inf"))
-    first = torch.argmax(weighted.amin(dim=1), dim=-1)  # argmax_j a_j * min_{i != j} D_ij
-    diagonal.fill_(float("-inf"))
+    weighted.nan_to_num_(nan=float("-inf"))  # a NaN score never wins
+    # first pick: argmax_j of column j's second-smallest entry, diagonal included (the authors' rule)
+    first = torch.argmax(torch.topk(weighted, 2, dim=1, largest=False).values[:, 1], dim=-1)
+    weighted.diagonal(dim1=1, dim2=2).fill_(float("-inf"))
     rows = torch.arange(B, device=device)
     score = weighted[rows, first]  # [B, w]
     picks = [first]
