@@ -375,7 +375,8 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
     elif raw_audio is None or raw_audio.size == 0:
         notes.append("audio track is empty")
     else:
-        final_audio = _align_audio(raw_audio, audio.start, sampler.first_t, duration, policy, notes)
+        final_audio = _align_audio(raw_audio, audio.start, sampler.first_t, duration, policy, notes,
+                                   read_all=not audio.full)
     return DecodedMedia(
         path=str(p), frames=torch.stack([sampler.kept[i][0] for i in sampler.indices]),
         frame_indices=list(sampler.indices), frame_times=[sampler.kept[i][1] for i in sampler.indices],
@@ -404,14 +405,15 @@ def _packet_rate(packets) -> float:
 
 
 def _align_audio(raw: np.ndarray, audio_start: float | None, video_start: float, duration: float,
-                 policy: FramePolicy, notes: list[str]) -> np.ndarray:
-    """Cut the audio to the video's span (padding a late start with silence), then cap it."""
+                 policy: FramePolicy, notes: list[str], read_all: bool = True) -> np.ndarray:
+    """Cut the audio to the video's span (padding a late start with silence), then cap it. ``read_all``: the
+    whole track was read (not stopped at the cap), so a short result means the track itself ends early."""
     rate = policy.audio_sample_rate
     offset = 0 if audio_start is None else int(round((video_start - audio_start) * rate))
     audio = raw[offset:] if offset >= 0 else np.concatenate([np.zeros(-offset, dtype=np.float32), raw])
     target = int(round(duration * rate))
     audio = audio[:target]
-    if audio.shape[0] < target - max(int(0.1 * rate), 1):
+    if read_all and audio.shape[0] < target - max(int(0.1 * rate), 1):
         notes.append(f"audio track ends {(target - audio.shape[0]) / rate:.1f} s before the video")
     cap = int(round(policy.max_audio_seconds * rate))
     if audio.shape[0] > cap:
