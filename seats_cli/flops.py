@@ -1,4 +1,4 @@
-"""Analytic prefill FLOPs of the LLM (SEATS_SPEC §9, the paper's convention).
+"""Analytic prefill FLOPs of the LLM (docs/METHOD.md §9, the paper's convention).
 
 One multiply-add counts as 1 FLOP. Per layer with S tokens, hidden size D,
 H attention heads and H_kv KV heads of dimension hd, MLP width I:

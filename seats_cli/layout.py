@@ -108,7 +108,7 @@ def chunk_ranges(values, per_chunk: int) -> list[tuple[int, int]]:
 def window_token_ranges(n_video: int, tokens_per_grid: int, seconds_per_grid: float, n_audio: int, *,
                         position_ids_per_second: float = 25, seconds_per_window: float = 2.0):
     """Per window, the [start, end) ranges into the video tokens and into the audio tokens (in token order),
-    with the window's first token time in seconds. Windows are the processor's chunks (SEATS_SPEC §1)."""
+    with the window's first token time in seconds. Windows are the processor's chunks (docs/METHOD.md §3, §7)."""
     per_chunk = int(position_ids_per_second * seconds_per_window)
     grid = np.arange(n_video) // max(tokens_per_grid, 1)
     v_times = grid * seconds_per_grid * position_ids_per_second  # float64, the processor's arithmetic

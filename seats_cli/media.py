@@ -1,6 +1,6 @@
 """Decode a video file into sampled, resized frames and its audio track (PyAV only, no ffmpeg binary).
 
-Policy = Qwen2.5-Omni's (SEATS_SPEC §1; qwen-omni-utils' `smart_nframes` / `smart_resize`). The file is
+Policy = Qwen2.5-Omni's (docs/METHOD.md §2; qwen-omni-utils' `smart_nframes` / `smart_resize`). The file is
 opened once: video and audio packets are demuxed together, every video frame is decoded but only the
 sampled ones are kept (resized at once), and the audio is mixed to mono and resampled to 16 kHz.
 """

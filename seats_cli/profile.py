@@ -5,7 +5,7 @@ Two halves, kept apart as STYLE.md item 5 asks:
   frames and resize from ``media.plan_resize``, ``(H/factor)·(W/factor)`` tokens per temporal grid of 2 frames,
   audio tokens from the sample count with the feature extractor's arithmetic — then the per-layer counts of
   the schedule (each modality keeps exactly K_m, the §9 convention) and the engine's own selection replayed
-  with uniform window relevance (Stage I per window, Stage II budgets, Stage III); FLOPs per SEATS_SPEC §9;
+  with uniform window relevance (Stage I per window, Stage II budgets, Stage III); FLOPs per docs/METHOD.md §9;
 * measured (a loaded model): ``seats_cli.measure`` times the engine on the same layout.
 """
 
@@ -27,7 +27,7 @@ from seats_cli.selection import allocate_budgets
 
 TEXT_ESTIMATE = 100
 DEFAULT_QUESTION = "Describe this video."
-FLOPS_CONVENTION = ("analytic LLM prefill FLOPs, SEATS_SPEC §9 (paper convention: one multiply-add = 1 FLOP, "
+FLOPS_CONVENTION = ("analytic LLM prefill FLOPs, docs/METHOD.md §9 (paper convention: one multiply-add = 1 FLOP, "
                     "attention counted as the full S×S square, LM head on the tokens entering the last layer)")
 
 
@@ -218,7 +218,7 @@ def shape_from_frames(config: ModelConfig, policy: FramePolicy, *, frames: int, 
 # ----------------------------------------------------------------------------------- analytic counts
 def engine_counts(plan: SeatsPlan, video_windows, audio_windows, n_text: int, tau: float) -> list[dict]:
     """Tokens entering each layer as the engine's SEATS pruner produces them when the window relevances are
-    uniform (the faithful τ-softmax over ~1e-4 query scores is close to uniform, SEATS_SPEC §4 note).
+    uniform (the faithful τ-softmax over ~1e-4 query scores is close to uniform, docs/METHOD.md §7 note).
 
     Stage I keeps ``stage1_window_keep`` per fixed Stage I window and modality (``plan.video_window``,
     ``plan.audio_window``); where those windows straddle the processor's chunks (``video_windows``/
@@ -301,7 +301,7 @@ def flops_of(layers: list[dict], seq_len: int, dims: TextModelDims) -> dict:
 @dataclass
 class ProfileRun:
     """One TRR. ``layers``/``flops``: analytic mode — the schedule's counts, each modality keeping exactly
-    K_m at every step (SEATS_SPEC §3/§9, ``SeatsPlan.counts``); measured mode — the counts the engine used.
+    K_m at every step (docs/METHOD.md §6, 9, ``SeatsPlan.counts``); measured mode — the counts the engine used.
     ``engine_layers``/``engine_flops`` (analytic, Qwen2.5): the engine's own Stage II replayed with uniform
     window relevance (per-window rounding moves a few tokens between modalities)."""
 

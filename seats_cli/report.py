@@ -95,9 +95,22 @@ def render(result: AskResult, console: Console) -> None:
               f"{lat['decode']:.1f} ms ({result.generated_tokens} tok)")
     console.print(f)
 
+    if result.stage1_windows:
+        parts = []
+        for name, s1 in result.stage1_windows.items():
+            if s1["totals"]:
+                parts.append(f"{name} {sum(s1['kept'])}/{sum(s1['totals'])} in {len(s1['totals'])} windows of "
+                             f"{s1['window']}")
+        if parts:
+            console.print("Stage I (fixed windows): " + "; ".join(parts))
+        if result.schedule and result.schedule.get("achieved_trr") is not None:
+            sc = result.schedule
+            console.print(f"TRR requested {sc['trr']:g} ({sc['ratio_mode']}: video {sc['video_trr']:.4g}, audio "
+                          f"{sc['audio_trr']:.4g}); achieved {sc['achieved_trr']:.4f}")
     if result.windows:
         stage_layers = [k["layer"] for k in result.windows[0].kept]
-        w = Table(title="Per-window tokens kept (video kept/total · audio kept/total) entering each stage layer")
+        w = Table(title="Per time chunk (Stage II's windows): tokens kept (video kept/total · audio kept/total) "
+                        "entering each stage layer")
         w.add_column("window", justify="right")
         w.add_column("span", justify="right")
         for layer in stage_layers:

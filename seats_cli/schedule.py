@@ -1,4 +1,4 @@
-"""Retention-ratio arithmetic of SEATS (SEATS_SPEC §2, §3, §8).
+"""Retention-ratio arithmetic of SEATS (docs/METHOD.md §4–6).
 
 Everything here is plain numbers in, plain numbers out: resolving an overall
 token retention ratio (TRR) into per-modality targets, the block-wise decay
@@ -300,7 +300,7 @@ def modality_schedule(
     encoder_ratio_scale: float = 1.4,
     growth: float = math.e,
 ) -> ModalitySchedule:
-    """Solve the block-wise TRR decay schedule of one modality (SEATS_SPEC §3).
+    """Solve the block-wise TRR decay schedule of one modality (docs/METHOD.md §6).
 
     rho = min(1, encoder_ratio_scale*r_m); N_0 = rho, N_{i+1} = N_i - delta*growth**i,
     and delta solves ``T*N_0 - delta*C = r_m*L`` with

@@ -1,4 +1,4 @@
-"""Baselines of the paper under the same harness and budgets (SEATS_SPEC §10).
+"""Baselines of the paper under the same harness and budgets (docs/METHOD.md §10).
 
 - ``random``: before the LLM, keep a uniform random subset of each modality (seeded),
   min(N, max(int(R_m·N_m), 1)) tokens.

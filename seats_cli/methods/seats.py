@@ -1,5 +1,5 @@
 """SEATS: Stage I winDivPrune before the LLM, Stage II top-down selection at ``prune_before`` layers,
-Stage III removal of every video/audio token at ``text_only_from`` (SEATS_SPEC §2–§6)."""
+Stage III removal of every video/audio token at ``text_only_from`` (docs/METHOD.md §5–8)."""
 
 from __future__ import annotations
 

@@ -60,7 +60,8 @@ class Qwen25OmniAdapter(OmniAdapter):
         text = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
         with_audio = media.audio is not None and len(media.audio) > 0
         # frames arrive at the size media.plan_resize decided (the processor's bounds included): no second resize
-        kwargs = dict(videos_kwargs={"fps": float(media.sample_fps), "do_resize": False, "cap_pixels_per_frame": False})
+        kwargs = dict(videos_kwargs={"fps": float(media.sample_fps), "do_resize": False,
+                                     "cap_pixels_per_frame": False})
         if with_audio:
             kwargs.update(audio=[media.audio], audio_from_video_indices=[0], load_audio_from_video=True)
         batch = self.processor(text=text, videos=[media.frames], return_tensors="pt", **kwargs)
@@ -90,7 +91,7 @@ class Qwen25OmniAdapter(OmniAdapter):
     @torch.no_grad()
     def encode(self, request: PreparedRequest, *, saliency: str | None = None) -> EncodedRequest:
         """Encoders + embeddings + M-RoPE ids. ``saliency`` ("official" or "encoder") also records Stage I's
-        saliency per LLM token over that span (SEATS_SPEC §2.3); None skips it."""
+        saliency per LLM token over that span (docs/METHOD.md §5); None skips it."""
         inner = self.model.model
         inp = request.inputs
         ids = inp["input_ids"]

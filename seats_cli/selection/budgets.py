@@ -1,4 +1,4 @@
-"""Stage II of SEATS: windows, per-window budgets and windowed top-k (SEATS_SPEC §4 steps 2-6).
+"""Stage II of SEATS: windows, per-window budgets and windowed top-k (docs/METHOD.md §7 steps 2-6).
 
 Positions are sequence positions of the current (already pruned) hidden states.
 Runs are half-open ``(start, end)`` intervals. All rounding is half to even
@@ -64,7 +64,7 @@ def find_runs(positions_mask: torch.Tensor) -> list[Run]:
 
 
 def pair_windows(video_mask: torch.Tensor, audio_mask: torch.Tensor) -> list[Window]:
-    """Pair the i-th video run with the i-th audio run (SEATS_SPEC §4.2).
+    """Pair the i-th video run with the i-th audio run (docs/METHOD.md §7).
 
     Order (as the official code): the paired windows, then the surplus video runs as
     video-only windows, then the surplus audio runs as audio-only windows.
@@ -95,7 +95,7 @@ def window_relevance(scores: torch.Tensor, windows: Sequence[Window],
 
 
 def _fix_total(budget: list[int], caps: list[int], total: int) -> None:
-    """Move sum(budget) to ``total`` one token at a time, in place (SEATS_SPEC §4.4).
+    """Move sum(budget) to ``total`` one token at a time, in place (docs/METHOD.md §7).
 
     Over: take one from the largest budget > 1; under: give one to the smallest budget
     below its cap; ties go to the first index. Stops when no window is eligible.
@@ -132,7 +132,7 @@ def allocate_budgets(
     *,
     rebalance: bool = True,
 ) -> tuple[list[int], list[int]]:
-    """Per-window (video, audio) budgets, SEATS_SPEC §4 steps 3-5.
+    """Per-window (video, audio) budgets, docs/METHOD.md §7 steps 3-5.
 
     p^m = softmax over all W windows of ``rel_m / tau`` (windows lacking modality m
     take part with relevance 0, as in the official code); K = k_video + k_audio;
@@ -263,7 +263,7 @@ def stage2_select(
     *,
     rebalance: bool = True,
 ) -> Stage2Result:
-    """One Stage II selection step (SEATS_SPEC §4 steps 2-6).
+    """One Stage II selection step (docs/METHOD.md §7 steps 2-6).
 
     With more than one window and both modalities present, budgets come from
     :func:`allocate_budgets` on the window relevances; otherwise the global top

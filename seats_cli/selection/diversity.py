@@ -1,4 +1,4 @@
-"""Stage I of SEATS: saliency-weighted max-min diversity selection (winDivPrune, SEATS_SPEC §2).
+"""Stage I of SEATS: saliency-weighted max-min diversity selection (winDivPrune, docs/METHOD.md §5).
 
 For one window of ``w`` tokens with features f and saliency a, the cosine distance
 ``D_ij = 1 - cos(f_i, f_j)`` is computed in fp32 and tokens are picked greedily:

@@ -1,6 +1,6 @@
 """Encoder saliency for Stage I: the attention each token *receives* in an encoder's last layer.
 
-Pure tensor math (SEATS_SPEC §2): per attention span (the layer's own ``cu_seqlens`` segments), the mean over
+Pure tensor math (docs/METHOD.md §5): per attention span (the layer's own ``cu_seqlens`` segments), the mean over
 heads of softmax(q·kᵀ·scale), summed over the queries (column sums). Only one span's attention matrix is
 held at a time, so memory stays O(heads · span²).
 """
