@@ -192,7 +192,9 @@ def test_human_output(sample_path):
     lines = res.stdout.splitlines()
     assert lines[0].startswith("Answer:")
     flat = " ".join(res.stdout.split())  # rich may wrap long titles
-    for title in ("tiny · seats · TRR 0.35", "LLM prefill cost", "Per-window tokens kept"):
+    for title in ("tiny · seats · TRR 0.35", "LLM prefill cost", "Per time chunk (Stage II's windows)",
+                  "Stage I (fixed windows): video 363/864 in 3 windows of 288; audio 135/150 in 3 windows of 50",
+                  "TRR requested 0.35 (table: video 0.3, audio 0.65); achieved"):
         assert title in flat
     assert "answers are meaningless" in flat
     with pytest.raises(json.JSONDecodeError):
