@@ -20,12 +20,12 @@ import time
 
 import torch
 
-from seats_cli.api import frame_policy
+from seats_cli.request import frame_policy
 from seats_cli.config import ModelConfig
-from seats_cli.flops import TextModelDims, layer_flops
+from seats_cli.flops import TextModelDims, compare_flops, layer_flops
 from seats_cli.report import layer_rows
 from seats_cli.measure import machine_info, measure, paired_speedup, synthetic_request
-from seats_cli.profile import flops_of, shape_from_frames
+from seats_cli.profile import shape_from_frames
 
 TRRS = (0.35, 0.25, 0.15, 0.10)
 
@@ -94,7 +94,7 @@ def run(mode: str, attn: str, args) -> dict:
     for trr, m in zip(TRRS, seats):
         layers = layer_rows(layout, m["layer_live"])
         per_layer = [r["video"] + r["audio"] + r["text"] for r in layers]
-        f = flops_of(layers, layout.seq_len, dims)
+        f = compare_flops(layout.seq_len, layers, dims)
         executed = _executed_flops([layout.seq_len] * dims.num_layers, dims) / _executed_flops(per_layer, dims)
         speedup = full["prefill_ms"]["median"] / m["prefill_ms"]["median"]
         dec = (full["decode_ms_per_token"]["median"] / m["decode_ms_per_token"]["median"]

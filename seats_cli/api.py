@@ -8,32 +8,25 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
+import time
 
 import numpy as np
 import torch
 
-from seats_cli.config import SALIENCY_SPANS, ConfigError, ModelConfig, resolve_config
+from seats_cli.config import ConfigError, ModelConfig, resolve_config
 from seats_cli.engine import decode, prefill
-from seats_cli.flops import TextModelDims, prefill_flops
-from seats_cli.media import FramePolicy, decode_video
-from seats_cli.methods import METHODS, SeatsPlan, build_pruner
+from seats_cli.flops import TextModelDims, compare_flops
+from seats_cli.machine import describe_device
+from seats_cli.media import DecodedMedia, decode_video
+from seats_cli.methods import SeatsPlan, build_pruner
 from seats_cli.models import load_model
 from seats_cli.report import AskResult, layer_rows, stage1_reports, window_reports
-from seats_cli.schedule import RATIO_MODES, achieved_retention
+from seats_cli.request import RequestOptions
+from seats_cli.schedule import achieved_retention
 
 TINY_NOTE = "tiny random-weight model: answers are meaningless (use a real checkpoint for real answers)"
-
-
-def frame_policy(config: ModelConfig, fps: float | None = None, max_frames: int | None = None,
-                 frame_sizing: str | None = None) -> FramePolicy:
-    """The preset's media policy with the request's --fps / --max-frames / --frame-sizing (validated on
-    construction)."""
-    base = {f.name: getattr(config.media, f.name) for f in dataclasses.fields(FramePolicy)}
-    given = (("fps", fps), ("max_frames", max_frames), ("frame_sizing", frame_sizing))
-    return FramePolicy(**(base | {k: v for k, v in given if v is not None}))
 
 
 def retention_note(requested: float, achieved: float, ratio_mode: str, method: str) -> str | None:
@@ -49,7 +42,7 @@ def retention_note(requested: float, achieved: float, ratio_mode: str, method: s
 
 def check_question(question: str) -> str:
     if question is None or not str(question).strip():
-        raise ValueError("the question is empty")
+        raise ConfigError("the question is empty")
     return str(question).strip()
 
 
@@ -67,51 +60,44 @@ class Seats:
         self.model_name = model
         self.dims = TextModelDims.from_hf_text_config(self.adapter.text_config)
 
-    def ask(self, video: str | os.PathLike, question: str, *, method: str = "seats", trr: float | None = None,
-            video_trr: float | None = None, audio_trr: float | None = None, fps: float | None = None,
-            max_frames: int | None = None, max_new_tokens: int = 128, seed: int = 0,
-            kv_policy: str | None = None, score_layer: str | None = None, ratio_mode: str | None = None,
-            saliency_span: str | None = None, frame_sizing: str | None = None,
-            system_prompt: str | None = None) -> AskResult:
+    def decode(self, video: str | os.PathLike, options: RequestOptions | None = None) -> DecodedMedia:
+        """Decode and validate a video with this model's media policy (and the request's overrides)."""
+        options = (options or RequestOptions()).check(self.config)
+        return decode_video(video, options.frame_policy(self.config))
+
+    def ask(self, video: str | os.PathLike | DecodedMedia, question: str, *, system_prompt: str | None = None,
+            **options) -> AskResult:
+        """Answer ``question`` about ``video`` (a path, or media from :meth:`decode` / ``decode_video``).
+
+        ``options`` are those of :class:`~seats_cli.request.RequestOptions` (method, trr, video_trr, audio_trr,
+        fps, max_frames, max_new_tokens, seed, kv_policy, score_layer, ratio_mode, saliency_span, frame_sizing);
+        None or absent means the preset's default."""
         question = check_question(question)
-        if max_new_tokens < 1:
-            raise ValueError("--max-new-tokens must be at least 1")
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
-        for name, value in (("trr", trr), ("video_trr", video_trr), ("audio_trr", audio_trr)):
-            if value is not None and not 0 < value <= 1:
-                raise ConfigError(f"{name} must be in (0, 1], got {value}")
-        kv_policy = kv_policy or self.config.seats.kv_policy
-        if kv_policy not in ("survivors", "per_layer"):
-            raise ConfigError(f"--kv-policy must be survivors or per_layer, got {kv_policy!r}")
-        if ratio_mode not in (None, *RATIO_MODES):
-            raise ConfigError(f"--ratio-mode must be one of {', '.join(RATIO_MODES)}, got {ratio_mode!r}")
-        if saliency_span not in (None, *SALIENCY_SPANS):
-            raise ConfigError(f"--saliency-span must be one of {', '.join(SALIENCY_SPANS)}, got {saliency_span!r}")
-        _seed_everything(seed)
-        media = decode_video(video, frame_policy(self.config, fps, max_frames, frame_sizing))
+        unknown = set(options) - set(RequestOptions.names())
+        if unknown:
+            raise ConfigError(f"unknown option(s) {', '.join(sorted(unknown))}; "
+                              f"known: {', '.join(RequestOptions.names())}")
+        opts = RequestOptions(**{k: v for k, v in options.items() if v is not None}).check(self.config)
+        kv_policy = opts.kv_policy or self.config.seats.kv_policy
+        _seed_everything(opts.seed)
+        media = video if isinstance(video, DecodedMedia) else decode_video(video, opts.frame_policy(self.config))
         ad = self.adapter
         request = ad.prepare(media, question, system_prompt)
         layout = request.layout
-        pruner, plan = build_pruner(method, self.config, layout, trr=trr, video_trr=video_trr, audio_trr=audio_trr,
-                                    score_layer=score_layer, seed=seed, ratio_mode=ratio_mode,
-                                    saliency_span=saliency_span)
+        pruner, plan = build_pruner(opts.method, self.config, layout, trr=opts.trr, video_trr=opts.video_trr,
+                                    audio_trr=opts.audio_trr, score_layer=opts.score_layer, seed=opts.seed,
+                                    ratio_mode=opts.ratio_mode, saliency_span=opts.saliency_span)
         is_seats = isinstance(plan, SeatsPlan)
 
         ad.synchronize()
-        import time
-
         t0 = time.perf_counter()
         encoded = ad.encode(request, saliency=plan.saliency_span if is_seats and plan.prunes else None)
         ad.synchronize()
         encode_ms = (time.perf_counter() - t0) * 1000
         result = prefill(ad, encoded, layout, pruner, kv_policy=kv_policy)
-        tokens, decode_ms = decode(ad, result, encoded.next_position, max_new_tokens=max_new_tokens)
+        tokens, decode_ms = decode(ad, result, encoded.next_position, max_new_tokens=opts.new_tokens(self.config))
 
         layers = layer_rows(layout, result.layer_live)
-        pruned = [sum(r[k] for k in ("video", "audio", "text")) for r in layers]
-        full = [layout.seq_len] * len(layers)
-        f_full, f_pruned = prefill_flops(full, self.dims), prefill_flops(pruned, self.dims)
         notes = list(media.notes)
         if self.config.tiny:
             notes.insert(0, TINY_NOTE)
@@ -121,21 +107,22 @@ class Seats:
             schedule = plan.to_dict() | {"achieved_trr": achieved["overall"], "achieved_video_trr": achieved["video"],
                                          "achieved_audio_trr": achieved["audio"]}
             note = None if achieved["overall"] is None else retention_note(plan.trr, achieved["overall"],
-                                                                           plan.ratio_mode, method)
+                                                                           plan.ratio_mode, opts.method)
             if note:
                 notes.append(note)
-        if not self.config.calibrated and not self.config.tiny and method == "seats":
+        if not self.config.calibrated and not self.config.tiny and opts.method == "seats":
             notes.append(f"{self.config.name}: SEATS layer boundaries are uncalibrated (scaled from the 7B)")
         return AskResult(
-            answer=ad.decode_text(tokens), model=self.model_name, method=method,
+            answer=ad.decode_text(tokens), model=self.model_name, method=opts.method,
             trr=None if plan is None else plan.trr,
             tokens={"video": layout.n_video, "audio": layout.n_audio, "text": layout.n_text},
-            flops={"full": float(f_full), "pruned": float(f_pruned), "reduction": f_full / f_pruned},
+            flops=compare_flops(layout.seq_len, layers, self.dims),
             latency_ms={"encode": encode_ms, "prefill": result.prefill_ms, "decode": decode_ms},
             layers=layers, windows=window_reports(layout, result.stage_live), generated_tokens=len(tokens),
-            device=_device_name(ad.device), dtype=str(ad.dtype).replace("torch.", ""), kv_policy=kv_policy,
+            device=describe_device(ad.device), dtype=str(ad.dtype).replace("torch.", ""), kv_policy=kv_policy,
             schedule=schedule, media=media.to_dict(), notes=notes,
             stage1_windows=stage1_reports(layout, plan, result.stage_live) if is_seats else None,
+            random_weights=self.config.tiny,
         )
 
 
@@ -143,11 +130,3 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    import platform
-
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

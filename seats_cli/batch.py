@@ -21,6 +21,7 @@ Other keys are ignored, so rows may carry their own metadata (ground truth, tags
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -243,6 +244,24 @@ def repair_tail(path: str | os.PathLike) -> str | None:
 
 
 # ----------------------------------------------------------------------------- running
+
+def prevalidate(rows: Iterable[BatchRow], config) -> list[BatchRow]:
+    """Rows with their options checked against ``config`` and their video probed, before any model is loaded:
+    a row that would fail for either reason carries its error (and is reported, not run)."""
+    from seats_cli.media import MediaError, probe_video
+    from seats_cli.request import RequestOptions
+
+    out = []
+    for row in rows:
+        if row.error is None:
+            try:
+                RequestOptions(**row.options).check(config)
+                probe_video(row.video)
+            except (MediaError, ValueError) as e:
+                row = dataclasses.replace(row, error=str(e))
+        out.append(row)
+    return out
+
 
 def run_batch(rows: Iterable[BatchRow], answer_fn: Callable[..., Any], write_line: Callable[[str], None], *,
               defaults: dict[str, Any] | None = None, should_stop: Callable[[], bool] | None = None,

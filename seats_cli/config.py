@@ -18,9 +18,7 @@ import yaml
 
 from seats_cli.flops import TextModelDims
 from seats_cli.media import FramePolicy
-from seats_cli.schedule import RATIO_MODES
-
-SALIENCY_SPANS = ("official", "encoder")
+from seats_cli.choices import KV_POLICIES, RATIO_MODES, SALIENCY_SPANS, SCORE_LAYERS
 
 
 class ConfigError(ValueError):
@@ -90,6 +88,7 @@ class ModelConfig:
     calibrated: bool = True
     tiny: bool = False
     system_prompt: str = "You are a helpful assistant."
+    max_new_tokens: int = 128  # default answer length (the tiny demo model: a few tokens)
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -104,13 +103,10 @@ class ModelConfig:
             )
         if not 0 < s.default_trr <= 1:
             raise ConfigError(f"{self.name}: default_trr must be in (0, 1], got {s.default_trr}")
-        if s.score_layer not in ("previous", "next"):
-            raise ConfigError(f"{self.name}: score_layer must be 'previous' or 'next', got {s.score_layer!r}")
-        if s.kv_policy not in ("survivors", "per_layer"):
-            raise ConfigError(f"{self.name}: kv_policy must be 'survivors' or 'per_layer', got {s.kv_policy!r}")
         if s.temperature <= 0:
             raise ConfigError(f"{self.name}: temperature must be > 0")
-        for key, allowed in (("ratio_mode", RATIO_MODES), ("saliency_span", SALIENCY_SPANS)):
+        for key, allowed in (("ratio_mode", RATIO_MODES), ("saliency_span", SALIENCY_SPANS),
+                             ("score_layer", SCORE_LAYERS), ("kv_policy", KV_POLICIES)):
             if getattr(s, key) not in allowed:
                 raise ConfigError(f"{self.name}: {key} must be one of {', '.join(allowed)}, got {getattr(s, key)!r}")
         for key in ("stage1_video_grids", "stage1_audio_tokens"):
@@ -136,7 +132,7 @@ class ModelConfig:
                 name=raw["name"], family=raw["family"], hub_id=raw.get("hub_id", raw["name"]),
                 architecture=Architecture(**raw["architecture"]), media=MediaSettings(**raw.get("media", {})),
                 seats=SeatsSettings(**seats), calibrated=bool(raw.get("calibrated", True)),
-                tiny=bool(raw.get("tiny", False)),
+                tiny=bool(raw.get("tiny", False)), max_new_tokens=int(raw.get("max_new_tokens", 128)),
                 system_prompt=" ".join(str(raw.get("system_prompt", cls.system_prompt)).split()),
                 source=str(path),
             )
@@ -172,6 +168,11 @@ def resolve_config(model: str, config: str | None = None) -> ModelConfig:
     local = Path(model)
     if local.is_dir() and (local / "config.json").is_file():
         return _guess_from_local(local)
+    if local.is_dir():
+        raise ConfigError(f"--model {model}: a folder but not a checkpoint (it has no config.json); give a "
+                          f"checkpoint folder, a hub id such as Qwen/Qwen2.5-Omni-7B, or 'tiny'")
+    if local.exists():
+        raise ConfigError(f"--model {model}: a file, not a checkpoint folder or hub id")
     try:
         return ModelConfig.from_name(model)
     except ConfigError:

@@ -15,10 +15,10 @@ from typing import Protocol
 
 import torch
 
+from seats_cli.choices import KV_POLICIES
 from seats_cli.layout import TokenLayout
 from seats_cli.models.base import EncodedRequest, OmniAdapter
 
-KV_POLICIES = ("survivors", "per_layer")
 
 
 @dataclass

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-__all__ = ["TextModelDims", "FlopsReport", "layer_flops", "prefill_flops", "compare_flops"]
+__all__ = ["TextModelDims", "layer_flops", "prefill_flops", "compare_flops"]
 
 
 @dataclass(frozen=True)
@@ -112,18 +112,12 @@ def prefill_flops(layer_tokens: Sequence[int], dims: TextModelDims) -> int:
     return body + tokens[-1] * dims.hidden_size * dims.vocab_size
 
 
-@dataclass(frozen=True)
-class FlopsReport:
-    """Full vs pruned prefill FLOPs; ``reduction = full / pruned`` (inf if pruned == 0)."""
-
-    full: int
-    pruned: int
-    reduction: float
-
-
-def compare_flops(full_layer_tokens: Sequence[int], pruned_layer_tokens: Sequence[int],
-                  dims: TextModelDims) -> FlopsReport:
-    """Prefill FLOPs of an unpruned and a pruned run and their ratio."""
-    full = prefill_flops(full_layer_tokens, dims)
-    pruned = prefill_flops(pruned_layer_tokens, dims)
-    return FlopsReport(full=full, pruned=pruned, reduction=full / pruned if pruned else float("inf"))
+def compare_flops(seq_len: int, layers: Sequence[int] | Sequence[dict], dims: TextModelDims) -> dict[str, float]:
+    """The one full-vs-pruned comparison every report uses: ``{"full", "pruned", "reduction"}`` for a request of
+    ``seq_len`` tokens whose pruned run had ``layers`` entering each layer (token counts, or rows with
+    ``video``/``audio``/``text`` counts). ``reduction = full / pruned`` (inf if pruned == 0)."""
+    tokens = [int(x) if not isinstance(x, dict) else int(x["video"]) + int(x["audio"]) + int(x["text"])
+              for x in layers]
+    full = prefill_flops([int(seq_len)] * dims.num_layers, dims)
+    pruned = prefill_flops(tokens, dims)
+    return {"full": float(full), "pruned": float(pruned), "reduction": full / pruned if pruned else float("inf")}

@@ -19,11 +19,11 @@ import torch
 
 from seats_cli.config import ModelConfig
 from seats_cli.engine import NoPruning, decode, prefill
-from seats_cli.flops import TextModelDims
+from seats_cli.flops import TextModelDims, compare_flops
+from seats_cli.machine import machine_info
 from seats_cli.layout import TokenLayout, build_layout
 from seats_cli.methods import build_pruner
-from seats_cli.profile import (ProfileResult, ProfileRun, RequestShape, flops_of, resolve_trr, seats_plan,
-                               with_achieved)
+from seats_cli.profile import ProfileResult, ProfileRun, RequestShape, resolve_trr, seats_plan, with_achieved
 
 # ----------------------------------------------------------------------------------- synthetic input
 def synthetic_input_ids(shape: RequestShape, model_config) -> torch.Tensor:
@@ -85,19 +85,6 @@ def _stats(xs: list[float]) -> dict:
 def paired_speedup(full: dict, seats: dict) -> float:
     """Median over rounds of full/SEATS from the same round (robust to slow drifts of a shared machine)."""
     return statistics.median(f / s for f, s in zip(full["values"], seats["values"]))
-
-
-def machine_info(device: torch.device) -> dict:
-    info = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return info | {"cpu": cpu, "cpu_count": os.cpu_count()}
 
 
 def peak_memory(device: torch.device) -> dict:
@@ -199,7 +186,7 @@ def profile_measured(adapter, encoded, layout: TokenLayout, shape: RequestShape,
     clean = lambda m: {k: v for k, v in m.items() if k != "layer_live"}  # noqa: E731
     for trr, m in zip(trrs, seats):
         layers = [r | {"total": r["video"] + r["audio"] + r["text"]} for r in layer_rows(layout, m["layer_live"])]
-        flops = flops_of(layers, layout.seq_len, dims)
+        flops = compare_flops(layout.seq_len, layers, dims)
         speedup = full["prefill_ms"]["median"] / m["prefill_ms"]["median"]
         latency = {
             "full": clean(full), "seats": clean(m), "prefill_speedup": speedup,
@@ -228,5 +215,35 @@ def layout_matches(shape: RequestShape, layout: TokenLayout) -> bool:
             and list(shape.audio_windows) == [w.audio_total for w in layout.windows])
 
 
-__all__ = ["layout_matches", "machine_info", "measure", "paired_speedup", "profile_measured",
+def run_measured(config: ModelConfig, request, model: str, *, repeats: int = 5, warmup: int = 1,
+                 decode_tokens: int = 16, load: dict | None = None, progress=None) -> ProfileResult:
+    """``seats profile --model M``: load the weights, lay the request out (the processor's own layout for a video,
+    a synthetic request otherwise) and time full vs SEATS prefill at each TRR."""
+    from seats_cli.models import load_model
+    from seats_cli.profile import DEFAULT_QUESTION
+
+    o = request.options
+    media = request.decode(config)  # a bad file fails before the weights load
+    adapter = load_model(model, config=config, **(load or {}))
+    notes = []
+    if media is not None:
+        prepared = adapter.prepare(media, request.question or DEFAULT_QUESTION)
+        encoded = adapter.encode(prepared, saliency=config.seats.saliency_span)
+        layout = prepared.layout
+        shape = request.shape(config, media, n_text=layout.n_text, text_source="processor")
+        if not layout_matches(shape, layout):
+            notes.append("the analytic window layout differs from the processor's; counts are the processor's")
+        if request.text_tokens is not None:
+            notes.append("--text-tokens ignored: the processor counted the text tokens")
+    else:
+        shape = request.shape(config)
+        encoded, layout = synthetic_request(adapter, shape, config, seed=o.seed)
+        notes.append("synthetic request: random embeddings and saliency, real position ids and layout")
+    return profile_measured(adapter, encoded, layout, shape, config, list(request.trrs) or [None], model=model,
+                            repeats=repeats, warmup=warmup, decode_tokens=decode_tokens, kv_policy=o.kv_policy,
+                            video_trr=o.video_trr, audio_trr=o.audio_trr, ratio_mode=o.ratio_mode,
+                            progress=progress, notes=notes)
+
+
+__all__ = ["layout_matches", "run_measured", "machine_info", "measure", "paired_speedup", "profile_measured",
            "synthetic_input_ids", "synthetic_request"]

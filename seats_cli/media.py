@@ -16,11 +16,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from seats_cli.choices import FRAME_SIZINGS
+
 # Demuxers/codecs that "open" arbitrary text or binary files as a rendered-text video.
 _TEXT_FORMATS = {"tty", "bin", "adf", "idf", "xbin", "ansi", "bintext"}
 _ATTACHED_PIC = 0x0400  # AV_DISPOSITION_ATTACHED_PIC: cover art, not a video
 _MAX_ASPECT = 200
-FRAME_SIZINGS = ("processor", "preset")
 
 
 class MediaError(ValueError):
@@ -275,6 +276,26 @@ def _check_path(path) -> Path:
     if p.stat().st_size == 0:
         raise MediaError(f"{p} is empty (0 bytes)")
     return p
+
+
+def probe_video(path: str | os.PathLike) -> None:
+    """A cheap check that ``path`` is a media file with a video stream (no frame is decoded); MediaError if not."""
+    import av
+
+    p = _check_path(path)
+    try:
+        with av.open(str(p), mode="r", metadata_errors="ignore") as container:
+            videos = [s for s in container.streams.video if not int(getattr(s, "disposition", 0)) & _ATTACHED_PIC]
+            if not videos:
+                kind = "an audio-only file" if container.streams.audio else "not a video file"
+                raise MediaError(f"{p} has no video stream ({kind})")
+            if {getattr(container.format, "name", ""), videos[0].codec_context.name} & _TEXT_FORMATS:
+                raise MediaError(f"{p} is not a media file (it looks like text or binary data)")
+    except MediaError:
+        raise
+    except Exception as e:  # av errors for unreadable files
+        reason = " ".join(str(getattr(e, "strerror", None) or e).split()) or type(e).__name__
+        raise MediaError(f"{p} is not a readable media file ({reason})") from None
 
 
 def decode_video(path: str | os.PathLike, policy: FramePolicy = FramePolicy(),

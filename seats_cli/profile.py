@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from seats_cli.config import ModelConfig
-from seats_cli.flops import TextModelDims, prefill_flops
+from seats_cli.flops import TextModelDims, compare_flops
 from seats_cli.layout import window_token_ranges
 from seats_cli.media import FramePolicy, plan_resize
 from seats_cli.methods import SeatsPlan
+from seats_cli.request import RequestOptions
 from seats_cli.schedule import achieved_retention, stage1_window_keep, step_keep
 from seats_cli.selection import allocate_budgets
 
@@ -162,8 +163,8 @@ def _shape(config: ModelConfig, *, source: str, frames: int, height: int, width:
         text_source = "tokenizer" if n_text is not None else "estimate"
         if n_text is None:
             n_text = TEXT_ESTIMATE
-            notes.append(f"text tokens estimated at {TEXT_ESTIMATE} (no tokenizer available offline; "
-                         "pass --text-tokens)")
+            notes.append(f"text tokens estimated at {TEXT_ESTIMATE} ({config.hub_id}'s tokenizer is not in the "
+                         "local Hugging Face cache; pass --text-tokens, or --question with the tokenizer cached)")
     return RequestShape(source, frames, height, width, fps, spg, tpg, samples, mel, n_text, text_source, vw, aw,
                         exact, tuple(notes), config.media.audio_sample_rate)
 
@@ -292,12 +293,6 @@ def config_dims(config: ModelConfig) -> TextModelDims:
     return config.architecture
 
 
-def flops_of(layers: list[dict], seq_len: int, dims: TextModelDims) -> dict:
-    full = prefill_flops([seq_len] * dims.num_layers, dims)
-    pruned = prefill_flops([r["video"] + r["audio"] + r["text"] for r in layers], dims)
-    return {"full": float(full), "pruned": float(pruned), "reduction": full / pruned if pruned else float("inf")}
-
-
 @dataclass
 class ProfileRun:
     """One TRR. ``layers``/``flops``: analytic mode — the schedule's counts, each modality keeping exactly
@@ -374,13 +369,51 @@ def analytic_runs(config: ModelConfig, shape: RequestShape, trrs, *, video_trr=N
         plan = seats_plan(config, shape, trr, video_trr, audio_trr, ratio_mode)
         layers = [r | {"total": r["video"] + r["audio"] + r["text"]}
                   for r in plan.counts(shape.n_video, shape.n_audio, shape.n_text)]
-        run = ProfileRun(trr, layers, flops_of(layers, shape.seq_len, dims), with_achieved(plan.to_dict(), layers, shape))
+        run = ProfileRun(trr, layers, compare_flops(shape.seq_len, layers, dims), with_achieved(plan.to_dict(), layers, shape))
         if config.family == "qwen2_5_omni":  # Qwen3 interleaves per grid: its Stage II windows differ
             run.engine_layers = engine_counts(plan, shape.video_windows, shape.audio_windows, shape.n_text,
                                               config.seats.temperature)
-            run.engine_flops = flops_of(run.engine_layers, shape.seq_len, dims)
+            run.engine_flops = compare_flops(shape.seq_len, run.engine_layers, dims)
         runs.append(run)
     return runs
+
+
+@dataclass(frozen=True)
+class ProfileRequest:
+    """What to profile: a video file, or a synthetic layout of ``frames`` (with ``aspect``, ``source_height``,
+    ``audio_seconds``); the TRRs (empty: the preset's default, or what --video-trr/--audio-trr give); the
+    request options (ratios, fps, frames, ratio mode, frame sizing, KV policy, seed)."""
+
+    video: str | None = None
+    frames: int | None = None
+    aspect: str = "16:9"
+    source_height: int = 1080
+    audio_seconds: float = 0.0
+    text_tokens: int | None = None
+    question: str | None = None
+    trrs: tuple[float, ...] = ()
+    options: RequestOptions = field(default_factory=RequestOptions)
+
+    def shape(self, config: ModelConfig, media=None, *, n_text=None, text_source=None) -> RequestShape:
+        n_text = self.text_tokens if n_text is None else n_text
+        if media is not None:
+            return shape_from_media(media, config, n_text=n_text, question=self.question, text_source=text_source)
+        return shape_from_frames(config, self.options.frame_policy(config), frames=self.frames, aspect=self.aspect,
+                                 source_height=self.source_height, audio_seconds=self.audio_seconds, n_text=n_text,
+                                 question=self.question)
+
+    def decode(self, config: ModelConfig):
+        from seats_cli.media import decode_video
+
+        return None if self.video is None else decode_video(self.video, self.options.frame_policy(config))
+
+
+def run_analytic(config: ModelConfig, request: ProfileRequest) -> ProfileResult:
+    """``seats profile --analytic``: the request's layout from the preset alone (no weights)."""
+    o = request.options
+    shape = request.shape(config, request.decode(config))
+    return profile_analytic(config, shape, list(request.trrs) or [None], video_trr=o.video_trr,
+                            audio_trr=o.audio_trr, ratio_mode=o.ratio_mode)
 
 
 def profile_analytic(config: ModelConfig, shape: RequestShape, trrs, *, video_trr=None,

@@ -39,6 +39,7 @@ class AskResult:
     media: dict | None = None
     notes: list[str] = field(default_factory=list)
     stage1_windows: dict | None = None  # SEATS: {video|audio: {window, totals, kept}} over the fixed windows
+    random_weights: bool = False  # the tiny offline model: the answer is meaningless
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,7 +76,11 @@ def _fmt_flops(x: float) -> str:
 
 
 def render(result: AskResult, console: Console) -> None:
-    console.print(f"[bold]Answer:[/bold] {result.answer}")
+    answer = result.answer if result.answer or result.generated_tokens else "(empty: the first token ended the answer)"
+    if result.random_weights:
+        console.print(f"[bold]Answer[/bold] [yellow](random weights, meaningless)[/yellow]: {answer}")
+    else:
+        console.print(f"[bold]Answer:[/bold] {answer}")
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
 

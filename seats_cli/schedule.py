@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+from seats_cli.choices import RATIO_MODES
+
 __all__ = [
     "ModalityRatios",
     "ModalitySchedule",
@@ -55,7 +57,6 @@ class ModalityRatios:
     audio: float
 
 
-RATIO_MODES = ("table", "exact")
 
 
 def _table_rows(table: Sequence[tuple[float, float, float]]) -> list[tuple[float, float, float]]:

@@ -144,7 +144,7 @@ _CASES: dict = {}
 def prepared_case(adapter, path, question: str = "What is moving?"):
     """(media, request, encoded) for a clip, decoded with the adapter's own frame policy; encoded with
     ``saliency=True`` (the hooks only read, so the embeddings are those of a plain encode). Cached."""
-    from seats_cli.api import frame_policy
+    from seats_cli.request import frame_policy
     from seats_cli.media import decode_video
 
     key = (id(adapter), str(path), question)

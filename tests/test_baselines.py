@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seats_cli.api import frame_policy
+from seats_cli.request import frame_policy
 from seats_cli.engine import prefill
 from seats_cli.layout import AUDIO, TEXT, VIDEO
 from seats_cli.media import decode_video

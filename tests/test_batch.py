@@ -115,7 +115,7 @@ def test_mixed_rows_one_line_each_in_order_and_same_answers_as_ask(clips, model)
     assert "not valid JSON" in errors[None] and out[3]["line"] == 4
     assert errors["empty-q"] == "the question is empty"
     assert "question" in errors["no-q"]
-    assert "unknown method 'bogus'" in errors["bad-method"]
+    assert "--method 'bogus' is not one of: seats, full, random" in errors["bad-method"]
     assert "trr" in errors["bad-trr"] and "1.5" in errors["bad-trr"]
     assert "trr" in errors["text-trr"]
     assert all("\n" not in e for e in errors.values())
@@ -233,8 +233,10 @@ def test_usage_errors_exit_2_without_loading(tmp_path, no_model):
         assert len(res.stderr.splitlines()) == 1 and res.stderr.startswith("error: "), res.stderr
 
 
-def test_progress_bar_goes_to_stderr_only(tmp_path, monkeypatch):
+def test_progress_bar_goes_to_stderr_only(tmp_path, monkeypatch, sample_path):
     import seats_cli.cli.batch as cli_batch
+
+    shutil.copy(sample_path, tmp_path / "x.mp4")  # rows' videos are probed before any model is loaded
 
     counting = Counting(fn=lambda n, video, question, **kw: {"answer": f"a{n}"})
     monkeypatch.setattr(seats_cli.api, "Seats", lambda *a, **k: counting)

@@ -19,14 +19,15 @@ def test_7b_per_layer_coefficients():
 
 
 def test_worked_example():
-    full = [9216 + 1600 + 100] * 28
     pruned = [1636] * 16 + [1528] * 2 + [1236] * 2 + [440] * 3 + [100] * 5
-    rep = compare_flops(full, pruned, DIMS_7B)
-    assert rep.full == 28 * (233_046_016 * 10916 + 7168 * 10916**2) + 10916 * 3584 * 152064
-    assert rep.full == pytest.approx(101.09e12, abs=0.01e12)
-    assert rep.pruned == pytest.approx(8.23e12, abs=0.01e12)
-    assert rep.reduction == pytest.approx(12.3, abs=0.05)
-    assert rep.reduction == rep.full / rep.pruned
+    rep = compare_flops(9216 + 1600 + 100, pruned, DIMS_7B)
+    assert rep["full"] == 28 * (233_046_016 * 10916 + 7168 * 10916**2) + 10916 * 3584 * 152064
+    assert rep["full"] == pytest.approx(101.09e12, abs=0.01e12)
+    assert rep["pruned"] == pytest.approx(8.23e12, abs=0.01e12)
+    assert rep["reduction"] == pytest.approx(12.3, abs=0.05)
+    assert rep["reduction"] == rep["full"] / rep["pruned"]
+    rows = [{"video": n - 100, "audio": 0, "text": 100} for n in pruned]  # per-layer rows give the same
+    assert compare_flops(10916, rows, DIMS_7B) == rep
 
 
 def test_lm_head_uses_last_layer_tokens():

@@ -8,7 +8,7 @@ import importlib.util
 import pytest
 import torch
 
-from seats_cli.api import frame_policy
+from seats_cli.request import frame_policy
 from seats_cli.engine import decode, prefill
 from seats_cli.media import decode_video
 from seats_cli.methods import build_pruner

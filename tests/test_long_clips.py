@@ -168,7 +168,7 @@ def test_a_preset_with_small_frames_is_honoured(tmp_path, tmp_path_factory):
     import yaml
 
     from seats_cli import Seats
-    from seats_cli.api import frame_policy
+    from seats_cli.request import frame_policy
     from seats_cli.config import configs_dir
     from seats_cli.media import decode_video
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from seats_cli.api import frame_policy
+from seats_cli.request import frame_policy
 from seats_cli.cli import app
 from seats_cli.config import ModelConfig
 from seats_cli.layout import build_layout

@@ -8,12 +8,17 @@ from typing import Optional
 import typer
 
 from seats_cli.cli.common import (
-    AttnOpt, AudioTrrOpt, ConfigOpt, DeviceOpt, DtypeOpt, FpsOpt, JsonOpt, KvOpt, LocalOnlyOpt, MaxFramesOpt,
-    MaxNewOpt, MethodOpt, ModelOpt, QuietOpt, RatioModeOpt, SaliencySpanOpt, FrameSizingOpt, RevisionOpt, ScoreLayerOpt, SeedOpt, TrrOpt, VideoTrrOpt, app,
-    check_request_options, guarded, print_json, quiet_libraries, read_question, show_progress, status, stdout,
+    AttnOpt, AudioTrrOpt, ConfigOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt, JsonOpt, KvOpt, LocalOnlyOpt,
+    MaxFramesOpt, MaxNewOpt, MethodOpt, ModelOpt, QuietOpt, RatioModeOpt, RevisionOpt, SaliencySpanOpt,
+    ScoreLayerOpt, SeedOpt, TrrOpt, VideoTrrOpt, app, check_load_options, guarded, print_json, quiet_libraries,
+    read_question, show_progress, status, stdout,
 )
 
-@app.command()
+
+SHORT = "Answer a question about a video and report what it cost."
+
+
+@app.command(short_help=SHORT)
 @guarded
 def ask(
     video: Path = typer.Argument(..., help="Video file (its own sound track is used)."),
@@ -21,7 +26,7 @@ def ask(
     model: str = ModelOpt, config: Optional[str] = ConfigOpt, method: str = MethodOpt,
     trr: Optional[float] = TrrOpt, video_trr: Optional[float] = VideoTrrOpt, audio_trr: Optional[float] = AudioTrrOpt,
     device: str = DeviceOpt, dtype: str = DtypeOpt, attn_implementation: str = AttnOpt,
-    fps: Optional[float] = FpsOpt, max_frames: Optional[int] = MaxFramesOpt, max_new_tokens: int = MaxNewOpt,
+    fps: Optional[float] = FpsOpt, max_frames: Optional[int] = MaxFramesOpt, max_new_tokens: Optional[int] = MaxNewOpt,
     seed: int = SeedOpt, kv_policy: Optional[str] = KvOpt, score_layer: Optional[str] = ScoreLayerOpt,
     ratio_mode: Optional[str] = RatioModeOpt, saliency_span: Optional[str] = SaliencySpanOpt,
     frame_sizing: Optional[str] = FrameSizingOpt,
@@ -32,25 +37,24 @@ def ask(
     from seats_cli.api import Seats
     from seats_cli.config import resolve_config
     from seats_cli.media import decode_video
+    from seats_cli.request import RequestOptions
 
     question = read_question(question)
     cfg = resolve_config(model, config)
-    check_request_options(cfg, dict(fps=fps, max_frames=max_frames, method=method, trr=trr, video_trr=video_trr,
-                                    audio_trr=audio_trr, max_new_tokens=max_new_tokens, kv_policy=kv_policy,
-                                    score_layer=score_layer, ratio_mode=ratio_mode, saliency_span=saliency_span,
-                                    frame_sizing=frame_sizing))  # before loading anything
-    if not video.exists():
-        decode_video(video)  # raises the media error for a missing file
+    given = dict(fps=fps, max_frames=max_frames, method=method, trr=trr, video_trr=video_trr, audio_trr=audio_trr,
+                 max_new_tokens=max_new_tokens, seed=seed, kv_policy=kv_policy, score_layer=score_layer,
+                 ratio_mode=ratio_mode, saliency_span=saliency_span, frame_sizing=frame_sizing)
+    options = RequestOptions(**{k: v for k, v in given.items() if v is not None}).check(cfg)
+    check_load_options(device, dtype, attn_implementation)
     quiet_libraries()
     progress = show_progress(quiet)
+    with status(f"decoding {video}", progress):  # a bad file is reported before any model is loaded
+        media = decode_video(video, options.frame_policy(cfg))
     with status(f"loading {model}", progress):
         seats = Seats(model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
                       revision=revision, local_files_only=local_files_only)
     with status("answering", progress):
-        result = seats.ask(video, question, method=method, trr=trr, video_trr=video_trr, audio_trr=audio_trr,
-                           fps=fps, max_frames=max_frames, max_new_tokens=max_new_tokens, seed=seed,
-                           kv_policy=kv_policy, score_layer=score_layer, ratio_mode=ratio_mode,
-                           saliency_span=saliency_span, frame_sizing=frame_sizing)
+        result = seats.ask(media, question, **given)
     if json_out:
         print_json(result.to_dict())
     else:

@@ -17,13 +17,16 @@ from rich.text import Text
 from seats_cli.cli.common import (
     AttnOpt, AudioTrrOpt, ConfigOpt, DeviceOpt, DtypeOpt, FpsOpt, KvOpt, LocalOnlyOpt, MaxFramesOpt, MaxNewOpt,
     MethodOpt, ModelOpt, QuietOpt, RatioModeOpt, SaliencySpanOpt, FrameSizingOpt, RevisionOpt, ScoreLayerOpt, SeedOpt, TrrOpt, UsageProblem, VideoTrrOpt, app,
-    check_request_options, fail, guarded, quiet_libraries, show_progress, status, stderr,
+    check_load_options, check_request_options, fail, guarded, quiet_libraries, show_progress, status, stderr,
 )
 
 SIGPIPE_EXIT = 141  # what a shell reports for a process killed by SIGPIPE (`seats batch ... | head -1`)
 
 
-@app.command()
+SHORT = "Answer JSONL rows of questions, loading the model once."
+
+
+@app.command(short_help=SHORT)
 @guarded
 def batch(
     source: Optional[str] = typer.Argument(
@@ -36,7 +39,7 @@ def batch(
     model: str = ModelOpt, config: Optional[str] = ConfigOpt, method: str = MethodOpt,
     trr: Optional[float] = TrrOpt, video_trr: Optional[float] = VideoTrrOpt, audio_trr: Optional[float] = AudioTrrOpt,
     device: str = DeviceOpt, dtype: str = DtypeOpt, attn_implementation: str = AttnOpt,
-    fps: Optional[float] = FpsOpt, max_frames: Optional[int] = MaxFramesOpt, max_new_tokens: int = MaxNewOpt,
+    fps: Optional[float] = FpsOpt, max_frames: Optional[int] = MaxFramesOpt, max_new_tokens: Optional[int] = MaxNewOpt,
     seed: int = SeedOpt, kv_policy: Optional[str] = KvOpt, score_layer: Optional[str] = ScoreLayerOpt,
     ratio_mode: Optional[str] = RatioModeOpt, saliency_span: Optional[str] = SaliencySpanOpt,
     frame_sizing: Optional[str] = FrameSizingOpt,
@@ -82,16 +85,20 @@ def batch(
                     frame_sizing=frame_sizing)
     cfg = resolve_config(model, config)
     check_request_options(cfg, defaults)  # bad defaults fail every row: say so once, before loading anything
+    check_load_options(device, dtype, attn_implementation)
     if not todo:
         if to_file and not resume:
             Path(out).write_text("", encoding="utf-8")
         return
 
     quiet_libraries()
+    todo = runner.prevalidate(todo, cfg)  # bad options and unreadable files: error rows, before any loading
     bar = show_progress(quiet) and (to_file or not _isatty(sys.stdout))  # on a terminal, the lines are the progress
-    with status(f"loading {model}", bar):
-        seats = api.Seats(model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
-                          revision=revision, local_files_only=local_files_only)
+    answer = _never_called
+    if any(row.error is None for row in todo):
+        with status(f"loading {model}", bar):
+            answer = api.Seats(model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
+                               revision=revision, local_files_only=local_files_only).ask
 
     if to_file:
         note = runner.repair_tail(out) if resume else None
@@ -103,7 +110,7 @@ def batch(
         sink, write = None, _stdout_writer()
     try:
         with _progress(len(todo), bar) as advance, runner.stop_after_current_row(_say) as should_stop:
-            summary = runner.run_batch(todo, seats.ask, write, defaults=defaults, should_stop=should_stop,
+            summary = runner.run_batch(todo, answer, write, defaults=defaults, should_stop=should_stop,
                                        on_row_done=advance)
     except BrokenPipeError:
         if to_file:
@@ -134,6 +141,10 @@ def _check_writable(path: Path) -> None:
         raise UsageProblem(f"--out {path}: no such folder {parent}")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise UsageProblem(f"--out {path} is not writable")
+
+
+def _never_called(*args, **kwargs):  # every row already carries its error: no model is loaded
+    raise AssertionError("no row to answer")
 
 
 def _isatty(stream) -> bool:

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 
+from seats_cli import choices
+
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
     help="Ask omni-modal LLMs about videos, made cheaper by SEATS token selection.",
@@ -111,29 +113,42 @@ def read_question(question: str) -> str:
     return question.strip()
 
 
-# Options shared by ask / batch / profile (per-request knobs and model loading knobs).
+# Options shared by ask / batch / profile (per-request knobs and model loading knobs). Enumerated options show
+# their allowed values as the metavar (seats_cli.choices) and are validated by seats_cli.request in one place.
+def _one_of(values) -> str:
+    return "[" + "|".join(values) + "]"
+
+
 ModelOpt = typer.Option(DEFAULT_MODEL, "--model", "-m", envvar="SEATS_MODEL",
                         help="Hub id, local folder, or 'tiny' (offline random-weight model).")
 ConfigOpt = typer.Option(None, "--config", help="Preset name or YAML file (default: chosen from --model).")
-MethodOpt = typer.Option("seats", "--method", help="seats (default), full, or a baseline: random, divprune, fastv, fastv-om.")
+MethodOpt = typer.Option("seats", "--method", metavar=_one_of(choices.METHODS),
+                         help="seats (default), full, or a baseline.")
 TrrOpt = typer.Option(None, "--trr", help="Overall token retention ratio, 0 < trr <= 1 (default: config, 0.35).")
-VideoTrrOpt = typer.Option(None, "--video-trr", help="Override the video retention ratio.")
-AudioTrrOpt = typer.Option(None, "--audio-trr", help="Override the audio retention ratio.")
-DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N.")
-DtypeOpt = typer.Option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
-AttnOpt = typer.Option("sdpa", "--attn-implementation", help="sdpa, eager or flash_attention_2.")
+VideoTrrOpt = typer.Option(None, "--video-trr", help="Set the video retention ratio R_v, 0 < R_v <= 1.")
+AudioTrrOpt = typer.Option(None, "--audio-trr", help="Set the audio retention ratio R_a, 0 < R_a <= 1.")
+DeviceOpt = typer.Option("auto", "--device", metavar="[auto|cpu|cuda|cuda:N]", help="Where the model runs.")
+DtypeOpt = typer.Option("auto", "--dtype", metavar=_one_of(choices.DTYPES),
+                        help="auto: bf16 on GPU, fp32 on CPU.")
+AttnOpt = typer.Option("sdpa", "--attn-implementation", metavar=_one_of(choices.ATTN_IMPLEMENTATIONS),
+                       help="Attention kernels of the stock model.")
 FpsOpt = typer.Option(None, "--fps", help="Frames sampled per second (default 2).")
 MaxFramesOpt = typer.Option(None, "--max-frames", help="Most frames sampled (default 128).")
-MaxNewOpt = typer.Option(128, "--max-new-tokens", help="Most tokens generated.")
+MaxNewOpt = typer.Option(None, "--max-new-tokens", help="Most tokens generated (default: the preset's, 128; tiny 12).")
 SeedOpt = typer.Option(0, "--seed", help="Random seed (decoding is greedy).")
-KvOpt = typer.Option(None, "--kv-policy", help="survivors (official) or per_layer.")
-ScoreLayerOpt = typer.Option(None, "--score-layer", help="previous (official) or next.")
-RatioModeOpt = typer.Option(None, "--ratio-mode", help="How --trr becomes (R_v, R_a): table (official pairs, "
-                            "default) or exact (the nearest pair scaled to hit R on this clip).")
-SaliencySpanOpt = typer.Option(None, "--saliency-span", help="Stage I saliency span: official (the Stage I "
-                               "window, default) or encoder (each encoder layer's own span).")
-FrameSizingOpt = typer.Option(None, "--frame-sizing", help="processor (official LLM input: qwen-omni-utils' size, "
-                              "then the processor's bounds; default) or preset (qwen-omni-utils' size only).")
+KvOpt = typer.Option(None, "--kv-policy", metavar=_one_of(choices.KV_POLICIES), help="KV cache after pruning "
+                     "(default survivors, official).")
+ScoreLayerOpt = typer.Option(None, "--score-layer", metavar=_one_of(choices.SCORE_LAYERS),
+                             help="Stage II scores with the previous layer's projections (official) or the next's.")
+RatioModeOpt = typer.Option(None, "--ratio-mode", metavar=_one_of(choices.RATIO_MODES),
+                            help="How --trr becomes (R_v, R_a): table (official pairs, default) or exact (the nearest "
+                                 "pair scaled to hit R on this clip).")
+SaliencySpanOpt = typer.Option(None, "--saliency-span", metavar=_one_of(choices.SALIENCY_SPANS),
+                               help="Stage I saliency span: official (the Stage I window, default) or encoder (each "
+                                    "encoder layer's own span).")
+FrameSizingOpt = typer.Option(None, "--frame-sizing", metavar=_one_of(choices.FRAME_SIZINGS),
+                              help="processor (official LLM input: qwen-omni-utils' size, then the processor's "
+                                   "bounds; default) or preset (qwen-omni-utils' size only).")
 RevisionOpt = typer.Option(None, "--revision", help="Hub revision.")
 LocalOnlyOpt = typer.Option(False, "--local-files-only", help="Never contact the hub.")
 JsonOpt = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
@@ -141,26 +156,17 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress display on std
 
 
 def check_request_options(cfg, d: dict) -> None:
-    """Per-request options of ask/batch, checked before any model is loaded."""
-    from seats_cli.api import frame_policy
-    from seats_cli.methods import METHODS
+    """Per-request options of ask/batch, checked before any model is loaded (seats_cli.request)."""
+    from seats_cli.request import RequestOptions
 
-    from seats_cli.config import SALIENCY_SPANS
-    from seats_cli.schedule import RATIO_MODES
+    RequestOptions(**{k: v for k, v in d.items() if v is not None}).check(cfg)
 
-    frame_policy(cfg, d["fps"], d["max_frames"], d.get("frame_sizing"))
-    if d.get("ratio_mode") not in (None, *RATIO_MODES):
-        raise UsageProblem(f"--ratio-mode must be one of {', '.join(RATIO_MODES)}, got {d['ratio_mode']!r}")
-    if d.get("saliency_span") not in (None, *SALIENCY_SPANS):
-        raise UsageProblem(f"--saliency-span must be one of {', '.join(SALIENCY_SPANS)}, got {d['saliency_span']!r}")
-    if d["method"] not in METHODS:
-        raise UsageProblem(f"unknown method {d['method']!r}; choose one of: {', '.join(METHODS)}")
-    for name in ("trr", "video_trr", "audio_trr"):
-        if d[name] is not None and not 0 < d[name] <= 1:
-            raise UsageProblem(f"--{name.replace('_', '-')} must be in (0, 1], got {d[name]}")
-    if d["max_new_tokens"] < 1:
-        raise UsageProblem("--max-new-tokens must be at least 1")
-    if d["kv_policy"] not in (None, "survivors", "per_layer"):
-        raise UsageProblem(f"--kv-policy must be survivors or per_layer, got {d['kv_policy']!r}")
-    if d["score_layer"] not in (None, "previous", "next"):
-        raise UsageProblem(f"--score-layer must be previous or next, got {d['score_layer']!r}")
+
+def check_load_options(device: str, dtype: str, attn_implementation: str) -> None:
+    """Model-loading options, checked before anything is decoded or loaded."""
+    from seats_cli.request import check_choice
+
+    check_choice("dtype", dtype, choices.DTYPES)
+    check_choice("attn_implementation", attn_implementation, choices.ATTN_IMPLEMENTATIONS)
+    if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise UsageProblem(f"--device {device!r} is not one of: auto, cpu, cuda, cuda:N")

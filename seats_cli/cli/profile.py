@@ -9,13 +9,16 @@ import typer
 from rich.table import Table
 
 from seats_cli.cli.common import (
-    DEFAULT_MODEL, AttnOpt, AudioTrrOpt, ConfigOpt, DeviceOpt, DtypeOpt, FpsOpt, JsonOpt, KvOpt, LocalOnlyOpt,
-    MaxFramesOpt, QuietOpt, RevisionOpt, RatioModeOpt, FrameSizingOpt, SeedOpt, UsageProblem, VideoTrrOpt, app, guarded, print_json,
-    quiet_libraries, show_progress, status, stdout,
+    DEFAULT_MODEL, AttnOpt, AudioTrrOpt, ConfigOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt, JsonOpt, KvOpt,
+    LocalOnlyOpt, MaxFramesOpt, QuietOpt, RatioModeOpt, RevisionOpt, SeedOpt, UsageProblem, VideoTrrOpt, app,
+    check_load_options, guarded, print_json, quiet_libraries, show_progress, status, stdout,
 )
 
 
-@app.command()
+SHORT = "Per-layer tokens, schedule and FLOPs for a TRR; with --model, measured latency."
+
+
+@app.command(short_help=SHORT)
 @guarded
 def profile(
     video: Optional[Path] = typer.Argument(None, help="Video file whose layout to profile (or use --frames)."),
@@ -25,9 +28,11 @@ def profile(
     video_trr: Optional[float] = VideoTrrOpt, audio_trr: Optional[float] = AudioTrrOpt,
     model: Optional[str] = typer.Option(
         None, "--model", "-m", envvar="SEATS_MODEL",
-        help="Hub id, local folder or 'tiny' (measured mode; default: the --config's checkpoint, else the 7B)."),
+        help="Hub id, local folder or 'tiny': measure with these weights (none given: analytic, from --config or "
+             "the 7B preset)."),
     config: Optional[str] = ConfigOpt,
-    analytic: bool = typer.Option(False, "--analytic", help="No weights: layout, schedule and FLOPs only."),
+    analytic: bool = typer.Option(False, "--analytic", help="No weights even if --model/SEATS_MODEL is set: "
+                                  "layout, schedule and FLOPs only."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Sampled frames of a synthetic request."),
     aspect: str = typer.Option("16:9", "--aspect", help="Aspect W:H of the synthetic request's frames."),
     source_height: int = typer.Option(1080, "--source-height", help="Source frame height of the synthetic request."),
@@ -49,80 +54,42 @@ def profile(
     the measured prefill latency of full vs SEATS (median over --repeats), the speedup, decode speed and
     peak memory. --json prints one object: `runs` holds one entry per TRR (trr, layers, flops, schedule,
     latency); with a single --trr that entry's keys are also at the top level."""
-    from seats_cli.api import frame_policy
-    from seats_cli.config import ConfigError, resolve_config
-    from seats_cli.media import decode_video
+    from seats_cli import measure
     from seats_cli import profile as prof
+    from seats_cli.config import resolve_config
+    from seats_cli.request import RequestOptions, check_ratio
 
     if (video is None) == (frames is None):
         raise UsageProblem("give a VIDEO or --frames N (not both)")
-    trrs = list(trr) if trr else []
-    for r in trrs + [x for x in (video_trr, audio_trr) if x is not None]:
-        if not 0 < r <= 1:
-            raise ConfigError(f"retention ratios must be in (0, 1], got {r}")
+    for r in list(trr or []):
+        check_ratio("trr", r)
     if text_tokens is not None and text_tokens < 1:
         raise UsageProblem("--text-tokens must be at least 1")
     cfg = resolve_config(model or DEFAULT_MODEL, config)
-    trrs = trrs or [None]  # the config's default, or the ratio --video-trr/--audio-trr achieve
-    policy = frame_policy(cfg, fps, max_frames, frame_sizing)
-    from seats_cli.schedule import RATIO_MODES
-
-    if ratio_mode not in (None, *RATIO_MODES):
-        raise UsageProblem(f"--ratio-mode must be one of {', '.join(RATIO_MODES)}, got {ratio_mode!r}")
+    options = RequestOptions(video_trr=video_trr, audio_trr=audio_trr, fps=fps, max_frames=max_frames,
+                             kv_policy=kv_policy, ratio_mode=ratio_mode, frame_sizing=frame_sizing,
+                             seed=seed).check(cfg)
+    check_load_options(device, dtype, attn_implementation)
     quiet_libraries()
     progress = show_progress(quiet)
-
-    def shape_for(n_text=None, text_source=None, media=None):
-        if media is not None:
-            return prof.shape_from_media(media, cfg, n_text=n_text, question=question, text_source=text_source)
-        return prof.shape_from_frames(cfg, policy, frames=frames, aspect=aspect, source_height=source_height,
-                                      audio_seconds=audio_seconds, n_text=n_text, question=question)
-
-    media = None
-    if video is not None:
-        with status(f"decoding {video}", progress):
-            media = decode_video(video, policy)
-    if analytic:
-        shape = shape_for(text_tokens, media=media)
-        result = prof.profile_analytic(cfg, shape, trrs, video_trr=video_trr, audio_trr=audio_trr,
-                                       ratio_mode=ratio_mode)
+    request = prof.ProfileRequest(video=video, frames=frames, aspect=aspect, source_height=source_height,
+                                  audio_seconds=audio_seconds, text_tokens=text_tokens, question=question,
+                                  trrs=tuple(trr or ()), options=options)
+    if analytic or model is None:  # no weights named: from the preset alone, never a download
+        with status("computing", progress):
+            result = prof.run_analytic(cfg, request)
+        if not analytic:
+            result.notes.append("no --model given: analytic profile from the preset (give --model to measure)")
     else:
-        result = _measured(prof, cfg, media, shape_for, trrs, model or (cfg.hub_id if config else DEFAULT_MODEL),
-                           dict(video_trr=video_trr, audio_trr=audio_trr, repeats=repeats, warmup=warmup,
-                                decode_tokens=decode_tokens, kv_policy=kv_policy, ratio_mode=ratio_mode),
-                           dict(device=device, dtype=dtype, attn_implementation=attn_implementation,
-                                revision=revision, local_files_only=local_files_only),
-                           question, text_tokens, seed, progress)
+        with status(f"loading {model} and timing full vs SEATS prefill", progress):
+            result = measure.run_measured(cfg, request, model, repeats=repeats, warmup=warmup,
+                                       decode_tokens=decode_tokens,
+                                       load=dict(device=device, dtype=dtype, attn_implementation=attn_implementation,
+                                                 revision=revision, local_files_only=local_files_only))
     if json_out:
         print_json(result.to_dict())
     else:
         render(result)
-
-
-def _measured(prof, cfg, media, shape_for, trrs, model_name, measure_kw, load_kw, question, text_tokens, seed,
-              progress):
-    from seats_cli import measure
-    from seats_cli.models import load_model
-
-    with status(f"loading {model_name}", progress):
-        adapter = load_model(model_name, config=cfg, **load_kw)
-    notes = []
-    if media is not None:
-        request = adapter.prepare(media, question or prof.DEFAULT_QUESTION)
-        encoded = adapter.encode(request, saliency=cfg.seats.saliency_span)
-        layout = request.layout
-        shape = shape_for(layout.n_text, "processor", media=media)
-        if not measure.layout_matches(shape, layout):
-            notes.append("the analytic window layout differs from the processor's; counts are the processor's")
-        if text_tokens is not None:
-            notes.append("--text-tokens ignored: the processor counted the text tokens")
-    else:
-        shape = shape_for(text_tokens)
-        encoded, layout = measure.synthetic_request(adapter, shape, cfg, seed=seed)
-        notes.append("synthetic request: random embeddings and saliency, real position ids and layout")
-    with status("timing full vs SEATS prefill", progress):
-        return measure.profile_measured(adapter, encoded, layout, shape, cfg, trrs, model=model_name, notes=notes,
-                                     **measure_kw)
 
 
 def _ranges(rows: list[tuple]) -> list[tuple[str, tuple]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from seats_cli.choices import METHODS
 from seats_cli.config import ModelConfig
 from seats_cli.engine import NoPruning
 from seats_cli.layout import TokenLayout
@@ -9,7 +10,6 @@ from seats_cli.methods.baselines import BaselinePlan, DivPrunePruner, FastVPrune
 from seats_cli.methods.seats import SeatsPlan, SeatsPruner
 from seats_cli.schedule import resolve_modality_ratios
 
-METHODS = ("seats", "full", "random", "divprune", "fastv", "fastv-om")
 
 
 def build_pruner(method: str, config: ModelConfig, layout: TokenLayout, *, trr: float | None = None,

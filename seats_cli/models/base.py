@@ -115,6 +115,10 @@ class OmniAdapter:
         return sorted(i for i in ids if isinstance(i, int) and i >= 0)
 
     def decode_text(self, token_ids: list[int]) -> str:
+        if self.config.tiny:  # random bytes: show them readably rather than as replacement characters
+            from seats_cli.models.tiny import readable_answer
+
+            return readable_answer(token_ids)
         return self.processor.tokenizer.decode(token_ids, skip_special_tokens=True).strip()
 
     def rotary(self, hidden: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -184,3 +184,11 @@ def tiny_model_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def readable_answer(token_ids: list[int]) -> str:
+    """The tiny model's (random) bytes as readable text: valid UTF-8 as is, everything else escaped (``\\xe3``),
+    special tokens dropped; never a replacement character."""
+    raw = bytes(i for i in token_ids if 0 <= i < NUM_BYTE_TOKENS)
+    text = raw.decode("utf-8", errors="backslashreplace")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text).strip()

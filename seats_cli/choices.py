@@ -1,0 +1,10 @@
+"""The allowed values of every enumerated option, defined once (used by validation, the presets and --help)."""
+
+METHODS = ("seats", "full", "random", "divprune", "fastv", "fastv-om")
+KV_POLICIES = ("survivors", "per_layer")
+SCORE_LAYERS = ("previous", "next")
+RATIO_MODES = ("table", "exact")
+SALIENCY_SPANS = ("official", "encoder")
+FRAME_SIZINGS = ("processor", "preset")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")

@@ -1,0 +1,98 @@
+"""The per-request options of ``ask``/``batch``/``Seats.ask`` and the one place that validates them.
+
+The CLI (before loading any model), the library API and every batch row build a :class:`RequestOptions` and
+call :meth:`RequestOptions.check`; a bad value raises :class:`~seats_cli.config.ConfigError` with one line that
+names the value and the allowed ones. The allowed values are defined here once and reused by ``--help``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from seats_cli.choices import (FRAME_SIZINGS, KV_POLICIES, METHODS, RATIO_MODES, SALIENCY_SPANS,
+                               SCORE_LAYERS)
+from seats_cli.config import ConfigError, ModelConfig
+from seats_cli.media import FramePolicy, MediaError
+
+CHOICES = {"method": METHODS, "kv_policy": KV_POLICIES, "score_layer": SCORE_LAYERS, "ratio_mode": RATIO_MODES,
+           "saliency_span": SALIENCY_SPANS, "frame_sizing": FRAME_SIZINGS}
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_choice(name: str, value, allowed=None) -> None:
+    """``value`` must be one of the allowed values of option ``name`` (None: the preset's default)."""
+    allowed = allowed or CHOICES[name]
+    if value is not None and value not in allowed:
+        raise ConfigError(f"{flag(name)} {value!r} is not one of: {', '.join(allowed)}")
+
+
+def check_ratio(name: str, value) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not 0 < value <= 1:
+        raise ConfigError(f"{flag(name)} {value!r} is out of range: it must satisfy 0 < {name} <= 1")
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """What one question may change; None means the preset's default."""
+
+    method: str = "seats"
+    trr: float | None = None
+    video_trr: float | None = None
+    audio_trr: float | None = None
+    fps: float | None = None
+    max_frames: int | None = None
+    max_new_tokens: int | None = None
+    seed: int = 0
+    kv_policy: str | None = None
+    score_layer: str | None = None
+    ratio_mode: str | None = None
+    saliency_span: str | None = None
+    frame_sizing: str | None = None
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def check(self, config: ModelConfig) -> "RequestOptions":
+        """Validate every option against ``config``; returns self so calls chain."""
+        for name in CHOICES:
+            check_choice(name, getattr(self, name))
+        for name in ("trr", "video_trr", "audio_trr"):
+            check_ratio(name, getattr(self, name))
+        if self.max_new_tokens is not None and (isinstance(self.max_new_tokens, bool)
+                                                or not isinstance(self.max_new_tokens, int)
+                                                or self.max_new_tokens < 1):
+            raise ConfigError(f"--max-new-tokens {self.max_new_tokens!r} must be a whole number >= 1")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"--seed {self.seed!r} must be a whole number")
+        try:
+            self.frame_policy(config)
+        except MediaError as e:
+            raise ConfigError(str(e)) from None
+        return self
+
+    def frame_policy(self, config: ModelConfig) -> FramePolicy:
+        """The preset's media policy with this request's --fps / --max-frames / --frame-sizing."""
+        return frame_policy(config, self.fps, self.max_frames, self.frame_sizing)
+
+    def new_tokens(self, config: ModelConfig) -> int:
+        return config.max_new_tokens if self.max_new_tokens is None else self.max_new_tokens
+
+
+def frame_policy(config: ModelConfig, fps: float | None = None, max_frames: int | None = None,
+                 frame_sizing: str | None = None) -> FramePolicy:
+    """The preset's media policy with the given overrides (validated on construction)."""
+    base = {f.name: getattr(config.media, f.name) for f in dataclasses.fields(FramePolicy)}
+    given = (("fps", fps), ("max_frames", max_frames), ("frame_sizing", frame_sizing))
+    return FramePolicy(**(base | {k: v for k, v in given if v is not None}))
+
+
+__all__ = ["CHOICES", "KV_POLICIES", "METHODS", "RATIO_MODES", "SALIENCY_SPANS", "SCORE_LAYERS", "RequestOptions",
+           "check_choice", "check_ratio", "frame_policy"]

@@ -1,0 +1,129 @@
+"""A newcomer's first minutes (issue 13): readable demo output, no download without weights, bad input reported
+before any model loads, allowed values in --help and in every error, one validation for CLI, API and batch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from seats_cli.cli import app
+from seats_cli.config import ConfigError, ModelConfig
+from seats_cli.models.tiny import readable_answer
+from seats_cli.request import RequestOptions
+
+UNLOADABLE = "Qwen/Qwen2.5-Omni-7B"  # not in the test machine's cache, and HF_HUB_OFFLINE=1: loading it fails
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(app, [*map(str, args)], input=input)
+
+
+def one_error(res, code: int) -> str:
+    assert res.exit_code == code, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    return lines[0]
+
+
+def test_readable_answer_of_random_bytes():
+    # "Hi", a valid 3-byte UTF-8 character, a newline, an invalid byte, a bell, a special token id (dropped)
+    assert readable_answer([72, 105, 0xE3, 0x81, 0x82, 10, 200, 7, 300]) == "Hiあ\\n\\xc8\\x07"
+
+
+def test_the_readme_demo_is_short_and_readable(sample_path):
+    res = run("ask", sample_path, "What is moving in this video?", "--model", "tiny")
+    assert res.exit_code == 0, res.output
+    first = res.stdout.splitlines()[0]
+    assert first.startswith("Answer (random weights, meaningless): ")
+    assert "\ufffd" not in res.stdout
+    data = json.loads(run("ask", sample_path, "What is moving?", "--model", "tiny", "--json").stdout)
+    assert data["generated_tokens"] <= 12  # the tiny preset's max_new_tokens
+    assert data["notes"][0].startswith("tiny random-weight model: answers are meaningless")
+
+
+def test_profile_without_weights_is_analytic_not_a_download():
+    res = run("profile", "--frames", "128", "--trr", "0.1", "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["mode"] == "analytic" and data["config"] == "qwen2.5-omni-7b"
+    assert data["input"]["tokens"]["video"] == 9216
+    assert any("no --model given" in n for n in data["notes"])
+
+
+@pytest.mark.parametrize("make", ["missing", "corrupt"])
+def test_ask_reports_a_bad_file_before_loading_the_model(tmp_path, make):
+    path = tmp_path / "bad.mp4"
+    if make == "corrupt":
+        path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x17" * 200)
+    line = one_error(run("ask", path, "q", "--model", UNLOADABLE), 2)
+    assert "bad.mp4" in line and "cannot load" not in line
+
+
+def test_batch_never_loads_a_model_when_every_row_is_bad(tmp_path, sample_path):
+    shutil.copy(sample_path, tmp_path / "ok.mp4")
+    rows = [{"id": 1, "video": "missing.mp4", "question": "q"},
+            {"id": 2, "video": "ok.mp4", "question": "q", "method": "bogus"},
+            {"id": 3, "video": "ok.mp4", "question": "q", "trr": 1.5}]
+    src = tmp_path / "rows.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    res = run("batch", src, "--model", UNLOADABLE, "--quiet")
+    assert res.exit_code == 1, res.output  # rows failed; the unloadable model was never tried
+    out = [json.loads(ln) for ln in res.stdout.splitlines()]
+    assert [r["id"] for r in out] == [1, 2, 3] and all("error" in r for r in out)
+    assert "no such file" in out[0]["error"]
+    assert out[1]["error"] == "--method 'bogus' is not one of: seats, full, random, divprune, fastv, fastv-om"
+    assert out[2]["error"] == "--trr 1.5 is out of range: it must satisfy 0 < trr <= 1"
+    assert "cannot load" not in res.stderr
+
+
+def test_a_folder_that_is_not_a_checkpoint(tmp_path):
+    line = one_error(run("ask", tmp_path, "q", "--model", tmp_path), 2)
+    assert "a folder but not a checkpoint (it has no config.json)" in line
+
+
+@pytest.mark.parametrize("option, value, allowed", [
+    ("--method", "bogus", "seats, full, random, divprune, fastv, fastv-om"),
+    ("--kv-policy", "all", "survivors, per_layer"),
+    ("--score-layer", "last", "previous, next"),
+    ("--ratio-mode", "solve", "table, exact"),
+    ("--saliency-span", "grid", "official, encoder"),
+    ("--frame-sizing", "small", "processor, preset"),
+    ("--dtype", "fp8", "auto, float32, bfloat16, float16"),
+    ("--attn-implementation", "flash", "sdpa, eager, flash_attention_2"),
+    ("--device", "tpu", "auto, cpu, cuda, cuda:N"),
+])
+def test_errors_name_the_bad_value_and_the_allowed_ones(sample_path, option, value, allowed):
+    line = one_error(run("ask", sample_path, "q", "--model", "tiny", option, value), 2)
+    assert line == f"error: {option} {value!r} is not one of: {allowed}"
+
+
+def test_help_lists_allowed_values_and_one_line_summaries():
+    wide = {"COLUMNS": "240"}
+    top = CliRunner().invoke(app, ["--help"], env=wide)
+    for line in ("ask      Answer a question about a video and report what it cost.",
+                 "batch    Answer JSONL rows of questions, loading the model once.",
+                 "profile  Per-layer tokens, schedule and FLOPs for a TRR; with --model, measured latency."):
+        assert line in top.stdout
+    ask = CliRunner().invoke(app, ["ask", "--help"], env=wide).stdout
+    for metavar in ("[seats|full|random|divprune|fastv|fastv-om]", "[survivors|per_layer]", "[previous|next]",
+                    "[auto|float32|bfloat16|float16]", "[auto|cpu|cuda|cuda:N]", "[sdpa|eager|flash_attention_2]",
+                    "[table|exact]", "[official|encoder]", "[processor|preset]"):
+        assert metavar in ask
+
+
+def test_one_validation_for_cli_api_and_rows(tiny_seats, sample_path):
+    cfg = ModelConfig.from_name("tiny")
+    with pytest.raises(ConfigError, match=r"^--ratio-mode 'solve' is not one of: table, exact$"):
+        RequestOptions(ratio_mode="solve").check(cfg)
+    with pytest.raises(ConfigError, match=r"^--max-new-tokens 0 must be a whole number >= 1$"):
+        RequestOptions(max_new_tokens=0).check(cfg)
+    with pytest.raises(ConfigError, match=r"^--max-frames must be at least 4 \(got 2\)$"):
+        RequestOptions(max_frames=2).check(cfg)
+    # the library API raises the same one-line errors, and refuses options it does not know
+    with pytest.raises(ConfigError, match=r"^--ratio-mode 'solve' is not one of: table, exact$"):
+        tiny_seats.ask(sample_path, "q", ratio_mode="solve")
+    with pytest.raises(ConfigError, match="unknown option"):
+        tiny_seats.ask(sample_path, "q", trr_video=0.2)
