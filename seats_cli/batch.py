@@ -69,10 +69,6 @@ class BatchSummary:
     failed: int = 0
     interrupted: bool = False
 
-    @property
-    def ok(self) -> bool:
-        return self.failed == 0 and not self.interrupted
-
 
 # ----------------------------------------------------------------------------- reading rows
 

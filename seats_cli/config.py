@@ -151,9 +151,6 @@ class ModelConfig:
     def replace_seats(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, seats=dataclasses.replace(self.seats, **changes))
 
-    def replace_media(self, **changes) -> "ModelConfig":
-        return dataclasses.replace(self, media=dataclasses.replace(self.media, **changes))
-
 
 def preset_names() -> list[str]:
     return [ModelConfig.from_yaml(p).name for p in sorted(configs_dir().glob("*.yaml"))]

@@ -10,7 +10,7 @@ forward exactly.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -29,7 +29,6 @@ class PruneState:
     hidden: torch.Tensor  # (1, S_live, D)
     cos: torch.Tensor  # (1, S_live, head_dim)
     sin: torch.Tensor
-    live: torch.Tensor  # (S_live,) original sequence positions, ascending, on the model's device
     modality: torch.Tensor  # (S_live,) TEXT/VIDEO/AUDIO of the live tokens, on the model's device
 
 
@@ -63,7 +62,6 @@ class PrefillResult:
     stage_live: list[tuple[int, torch.Tensor]]  # (layer, live positions) after Stage I (layer 0) and each drop
     prefill_ms: float
     hidden: torch.Tensor | None = None  # (1, S_final, D) normed final hidden states when asked for
-    extras: dict = field(default_factory=dict)
 
 
 def _causal_mask(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -119,7 +117,7 @@ def prefill(
     mask = None  # eager attention only: one causal mask per live length, rebuilt after a drop
     for idx, layer in enumerate(adapter.layers):
         if idx in pruner.drop_layers:
-            state = PruneState(idx, hidden, cos, sin, live, modality[live])
+            state = PruneState(idx, hidden, cos, sin, modality[live])
             keep = pruner.at_layer(adapter, state)
             if keep is not None and keep.numel() < live.numel():
                 keep = keep.to(dev)
@@ -137,8 +135,8 @@ def prefill(
         )
     if kv_policy == "survivors":
         _keep_survivors(cache, layer_live, live)
-    final = adapter.text_model.norm(hidden if return_hidden else hidden[:, -1:])
-    logits = adapter.model.lm_head(final[:, -1]).float().reshape(-1)
+    final = adapter.final_norm(hidden if return_hidden else hidden[:, -1:])
+    logits = adapter.lm_logits(final[:, -1]).float().reshape(-1)
     adapter.synchronize()
     ms = (time.perf_counter() - t0) * 1000
     return PrefillResult(
@@ -166,19 +164,18 @@ def decode(
     t0 = time.perf_counter()
     token = int(result.logits.argmax())
     pos = next_position
-    embed = adapter.text_model.embed_tokens
     while max_new_tokens > 0:
         if token in eos:
             break
         tokens.append(token)
         if len(tokens) >= max_new_tokens:
             break
-        hidden = embed(torch.tensor([[token]], device=dev))
+        hidden = adapter.embed(torch.tensor([[token]], device=dev))
         pids = torch.full((3, 1, 1), pos, dtype=torch.long, device=dev)
         cos, sin = adapter.rotary(hidden, pids)
         for layer in adapter.layers:
             hidden = layer(hidden, attention_mask=None, position_embeddings=(cos, sin), cache=cache, use_cache=True)
-        logits = adapter.model.lm_head(adapter.text_model.norm(hidden[:, -1]))
+        logits = adapter.lm_logits(adapter.final_norm(hidden[:, -1]))
         token = int(logits.argmax(-1))
         pos += 1
     adapter.synchronize()

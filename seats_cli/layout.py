@@ -20,7 +20,7 @@ TEXT, VIDEO, AUDIO = 0, 1, 2
 
 
 @dataclass(frozen=True)
-class Window:
+class TimeChunk:
     index: int
     start_s: float
     end_s: float
@@ -39,7 +39,7 @@ class Window:
 @dataclass(frozen=True)
 class TokenLayout:
     modality: torch.Tensor  # int8 (S,), TEXT / VIDEO / AUDIO per position (CPU)
-    windows: tuple[Window, ...]
+    windows: tuple[TimeChunk, ...]
     tokens_per_grid: int = 0  # LLM video tokens per temporal grid (0 without video)
 
     @property
@@ -63,7 +63,7 @@ class TokenLayout:
         """The last prompt token (the newline after ``assistant``) is SEATS' query."""
         return self.seq_len - 1
 
-    def counts(self, positions: torch.Tensor | None = None) -> dict[str, int]:
+    def modality_counts(self, positions: torch.Tensor | None = None) -> dict[str, int]:
         mod = self.modality if positions is None else self.modality[positions.cpu()]
         return {"video": int((mod == VIDEO).sum()), "audio": int((mod == AUDIO).sum()), "text": int((mod == TEXT).sum())}
 
@@ -123,15 +123,6 @@ def window_token_ranges(n_video: int, tokens_per_grid: int, seconds_per_grid: fl
     return windows
 
 
-def _runs(positions: torch.Tensor) -> list[tuple[int, int]]:
-    if positions.numel() == 0:
-        return []
-    breaks = (torch.nonzero(positions[1:] - positions[:-1] > 1).flatten() + 1).tolist()
-    starts = [0] + breaks
-    ends = breaks + [positions.numel()]
-    return [(int(positions[s]), int(positions[e - 1]) + 1) for s, e in zip(starts, ends)]
-
-
 def build_layout(
     input_ids: torch.Tensor,
     *,
@@ -170,5 +161,5 @@ def build_layout(
                 raise RuntimeError(f"window {j} is not contiguous in the token sequence (processor layout changed?)")
             spans.append((first, last + 1))
         end = ranges[j + 1][2] if j + 1 < len(ranges) else (duration_s if duration_s is not None else start + seconds_per_window)
-        windows.append(Window(j, round(start, 3), round(max(start, end), 3), spans[0], spans[1]))
+        windows.append(TimeChunk(j, round(start, 3), round(max(start, end), 3), spans[0], spans[1]))
     return TokenLayout(modality=modality, windows=tuple(windows), tokens_per_grid=per_grid)

@@ -8,8 +8,6 @@ position ids, the processor's interleaving) has the layout of a real one: latenc
 
 from __future__ import annotations
 
-import os
-import platform
 import resource
 import statistics
 import time
@@ -21,55 +19,32 @@ from seats_cli.config import ModelConfig
 from seats_cli.engine import NoPruning, decode, prefill
 from seats_cli.flops import TextModelDims, compare_flops
 from seats_cli.machine import machine_info
-from seats_cli.layout import TokenLayout, build_layout
+from seats_cli.layout import TokenLayout
 from seats_cli.methods import build_pruner
-from seats_cli.profile import ProfileResult, ProfileRun, RequestShape, resolve_trr, seats_plan, with_achieved
+from seats_cli.methods import SeatsPlan
+from seats_cli.profile import ProfileResult, ProfileRun, RequestShape, resolve_trr, with_achieved
 
 # ----------------------------------------------------------------------------------- synthetic input
-def synthetic_input_ids(shape: RequestShape, model_config) -> torch.Tensor:
-    """Input ids laid out like the Qwen2.5-Omni processor with audio in video:
-    text, ``<|vision_bos|><|audio_bos|> V0 A0 V1 A1 … <|audio_eos|><|vision_eos|>``, text (query last)."""
-    c = model_config
-    has_audio = shape.n_audio > 0
-    specials = 4 if has_audio else 2
-    if shape.n_text < specials + 1:
-        raise ValueError(f"need at least {specials + 1} text tokens, got {shape.n_text}")
-    plain = shape.n_text - specials
-    pre, post = plain // 2, plain - plain // 2
-    ids = [(32 + i % 64) for i in range(pre)] + [c.vision_start_token_id]
-    if has_audio:
-        ids.append(c.audio_start_token_id)
-    for v, a in zip(shape.video_windows, shape.audio_windows):
-        ids += [c.video_token_id] * v + [c.audio_token_id] * a
-    if has_audio:
-        ids.append(c.audio_end_token_id)
-    ids.append(c.vision_end_token_id)
-    ids += [(32 + i % 64) for i in range(post)]
-    return torch.tensor([ids], dtype=torch.long)
+def synthetic_request(adapter, shape: RequestShape, config: ModelConfig, *, seed: int = 0,
+                      question: str = "Describe this video."):
+    """(EncodedRequest, TokenLayout) for ``shape``: blank frames of the shape's size and silent audio of its length
+    go through the adapter's own processor (so ids, layout and M-RoPE ids are the real ones); the embeddings and
+    the saliency are random (latency does not depend on their values)."""
+    from types import SimpleNamespace
 
-
-def synthetic_request(adapter, shape: RequestShape, config: ModelConfig, *, seed: int = 0):
-    """(EncodedRequest, TokenLayout) for ``shape``: random embeddings and saliency, real M-RoPE ids from the
-    model's own ``get_rope_index``, the layout from ``layout.build_layout`` on the synthetic ids."""
     from seats_cli.models.base import EncodedRequest
 
-    mc = adapter.model.config
-    ids = synthetic_input_ids(shape, mc)
-    merge = mc.vision_config.spatial_merge_size
-    patch = config.media.image_factor // merge
-    grid = torch.tensor([[shape.grids, shape.height // patch, shape.width // patch]])
-    spg = torch.tensor([shape.seconds_per_grid])
-    has_audio = shape.n_audio > 0
-    pos, _ = adapter.model.model.get_rope_index(
-        ids, None, grid, torch.ones_like(ids), has_audio,
-        torch.tensor([shape.mel_frames]) if has_audio else None, spg)
-    layout = build_layout(ids, video_token_id=mc.video_token_id, audio_token_id=mc.audio_token_id,
-                          video_grid_thw=grid, seconds_per_grid=shape.seconds_per_grid, merge_size=merge,
-                          position_ids_per_second=config.media.position_ids_per_second,
-                          seconds_per_window=config.media.seconds_per_window)
+    media = SimpleNamespace(
+        path="synthetic", frames=torch.zeros(shape.frames, 3, shape.height, shape.width, dtype=torch.uint8),
+        audio=torch.zeros(shape.audio_samples).numpy() if shape.audio_samples else None,
+        sample_fps=shape.fps, duration_s=shape.frames / shape.fps,
+    )
+    request = adapter.prepare(media, question)
+    layout = request.layout
+    pos = adapter.position_ids(request)
     gen = torch.Generator().manual_seed(seed)
     d = adapter.text_config.hidden_size
-    embeds = torch.randn(1, ids.shape[1], d, generator=gen).to(adapter.device, adapter.dtype)
+    embeds = torch.randn(1, layout.seq_len, d, generator=gen).to(adapter.device, adapter.dtype)
     sal_v = torch.rand(layout.n_video, generator=gen).to(adapter.device) if layout.n_video else None
     sal_a = torch.rand(layout.n_audio, generator=gen).to(adapter.device) if layout.n_audio else None
     enc = EncodedRequest(embeds=embeds, position_ids=pos.to(adapter.device), next_position=int(pos.max()) + 1,
@@ -197,7 +172,8 @@ def profile_measured(adapter, encoded, layout: TokenLayout, shape: RequestShape,
             "repeats": repeats, "warmup": warmup, "kv_policy": kv_policy or config.seats.kv_policy,
             "timer": "engine.prefill wall time, device-synchronised; Stage I/II selection included",
         }
-        plan = seats_plan(config, layout, trr, video_trr, audio_trr, ratio_mode)
+        plan = SeatsPlan.build(config, trr, layout.n_video, layout.n_audio, layout.tokens_per_grid, video_trr,
+                               audio_trr, ratio_mode=ratio_mode)
         runs.append(ProfileRun(trr, layers, flops, with_achieved(plan.to_dict(), layers, layout), latency))
     info = machine_info(adapter.device) | {"dtype": str(adapter.dtype).replace("torch.", ""),
                                            "attn_implementation": adapter.attn_implementation}
@@ -246,4 +222,4 @@ def run_measured(config: ModelConfig, request, model: str, *, repeats: int = 5, 
 
 
 __all__ = ["layout_matches", "run_measured", "machine_info", "measure", "paired_speedup", "profile_measured",
-           "synthetic_input_ids", "synthetic_request"]
+           "synthetic_request"]

@@ -288,11 +288,6 @@ def engine_counts(plan: SeatsPlan, video_windows, audio_windows, n_text: int, ta
     return rows
 
 
-def config_dims(config: ModelConfig) -> TextModelDims:
-    """FLOPs dimensions from a preset's architecture (MoE: the active experts' width)."""
-    return config.architecture
-
-
 @dataclass
 class ProfileRun:
     """One TRR. ``layers``/``flops``: analytic mode — the schedule's counts, each modality keeping exactly
@@ -355,18 +350,14 @@ def with_achieved(schedule: dict, layers: list[dict], request) -> dict:
                        "achieved_audio_trr": got["audio"]}
 
 
-def seats_plan(config, shape_or_layout, trr, video_trr, audio_trr, ratio_mode=None) -> SeatsPlan:
-    return SeatsPlan.build(config, trr, shape_or_layout.n_video, shape_or_layout.n_audio,
-                           shape_or_layout.tokens_per_grid, video_trr, audio_trr, ratio_mode=ratio_mode)
-
-
 def analytic_runs(config: ModelConfig, shape: RequestShape, trrs, *, video_trr=None, audio_trr=None,
                   dims: TextModelDims | None = None, ratio_mode: str | None = None) -> list[ProfileRun]:
-    dims = dims or config_dims(config)
+    dims = dims or config.architecture
     runs = []
     for trr in trrs:
         trr = resolve_trr(config, shape.n_video, shape.n_audio, trr, video_trr, audio_trr)
-        plan = seats_plan(config, shape, trr, video_trr, audio_trr, ratio_mode)
+        plan = SeatsPlan.build(config, trr, shape.n_video, shape.n_audio, shape.tokens_per_grid, video_trr, audio_trr,
+                               ratio_mode=ratio_mode)
         layers = [r | {"total": r["video"] + r["audio"] + r["text"]}
                   for r in plan.counts(shape.n_video, shape.n_audio, shape.n_text)]
         run = ProfileRun(trr, layers, compare_flops(shape.seq_len, layers, dims), with_achieved(plan.to_dict(), layers, shape))
@@ -418,7 +409,7 @@ def run_analytic(config: ModelConfig, request: ProfileRequest) -> ProfileResult:
 
 def profile_analytic(config: ModelConfig, shape: RequestShape, trrs, *, video_trr=None,
                      audio_trr=None, ratio_mode: str | None = None) -> ProfileResult:
-    dims = config_dims(config)
+    dims = config.architecture
     notes = list(shape.notes)
     if not config.calibrated:
         notes.append(f"{config.name}: SEATS layer boundaries are uncalibrated")

@@ -68,7 +68,7 @@ def stage1_reports(layout: TokenLayout, plan, stage_live) -> dict:
 
 
 def layer_rows(layout: TokenLayout, layer_live) -> list[dict[str, int]]:
-    return [{"layer": i, **layout.counts(live)} for i, live in enumerate(layer_live)]
+    return [{"layer": i, **layout.modality_counts(live)} for i, live in enumerate(layer_live)]
 
 
 def _fmt_flops(x: float) -> str:

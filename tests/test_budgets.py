@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seats_cli.selection import (
-    Window,
+    RunPair,
     allocate_budgets,
     find_runs,
     pair_windows,
@@ -39,16 +39,16 @@ def test_find_runs():
 
 def test_pair_windows_interleaved_and_surplus():
     v, a = masks_from_layout("ttvvaavvvaattvvt")
-    assert pair_windows(v, a) == [Window((2, 4), (4, 6)), Window((6, 9), (9, 11)), Window((13, 15), None)]
+    assert pair_windows(v, a) == [RunPair((2, 4), (4, 6)), RunPair((6, 9), (9, 11)), RunPair((13, 15), None)]
     v, a = masks_from_layout("tvaaatatat")
-    assert pair_windows(v, a) == [Window((1, 2), (2, 5)), Window(None, (6, 7)), Window(None, (8, 9))]
+    assert pair_windows(v, a) == [RunPair((1, 2), (2, 5)), RunPair(None, (6, 7)), RunPair(None, (8, 9))]
     v, a = masks_from_layout("ttvvvt")
-    assert pair_windows(v, a) == [Window((2, 5), None)]
+    assert pair_windows(v, a) == [RunPair((2, 5), None)]
 
 
 def test_window_relevance():
     scores = torch.tensor([9.0, 1.0, 3.0, 5.0, 2.0, 4.0, 9.0])
-    wins = [Window((1, 3), (3, 4)), Window((4, 6), None), Window(None, (6, 7))]
+    wins = [RunPair((1, 3), (3, 4)), RunPair((4, 6), None), RunPair(None, (6, 7))]
     assert window_relevance(scores, wins, "video").tolist() == [2.0, 3.0, 0.0]
     assert window_relevance(scores, wins, "audio").tolist() == [5.0, 0.0, 9.0]
     with pytest.raises(ValueError):
@@ -190,7 +190,7 @@ def test_select_top_matches_plain_loop(problem, data):
 
 def test_select_top_hand_case():
     scores = torch.tensor([0.0, 0.5, 0.9, 0.5, 0.1, 0.7, 0.7, 0.2, 0.0])
-    wins = [Window((1, 4), (4, 7)), Window((7, 9), None)]
+    wins = [RunPair((1, 4), (4, 7)), RunPair((7, 9), None)]
     # video 1-3: top 2 by score -> 2 (0.9), then tie 0.5 at 1 and 3 -> 1; audio 4-6: top 1 -> tie 5, 6 -> 5
     # second window video 7-8: top 1 -> 7
     assert select_top_in_windows(scores, wins, [2, 1], [1, 0]).tolist() == [1, 2, 5, 7]

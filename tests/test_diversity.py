@@ -12,7 +12,7 @@ from seats_cli.selection import (
     cosine_distance_matrix,
     diversity_select,
     diversity_select_batched,
-    winDivPrune,
+    win_div_prune,
 )
 
 
@@ -156,7 +156,7 @@ def test_windivprune_matches_per_window_selection():
     f = torch.randn(n, 6, generator=g)
     sal = torch.rand(n, generator=g)
     rho = 0.5
-    kept = winDivPrune(f, sal, sizes, rho)
+    kept = win_div_prune(f, sal, sizes, rho)
     expected, start = [], 0
     for w in sizes:
         if w:
@@ -175,7 +175,7 @@ def test_windivprune_invariants(sizes, rho, seed, weighted):
     g = torch.Generator().manual_seed(seed)
     f = torch.randn(n, 4, generator=g)
     sal = torch.rand(n, generator=g) if weighted else None
-    kept = winDivPrune(f, sal, sizes, rho).tolist()
+    kept = win_div_prune(f, sal, sizes, rho).tolist()
     assert kept == sorted(set(kept))
     start = 0
     for w in sizes:
@@ -189,15 +189,15 @@ def test_windivprune_invariants(sizes, rho, seed, weighted):
 
 def test_windivprune_keep_all_and_validation():
     f = torch.randn(10, 3)
-    assert winDivPrune(f, torch.rand(10), [4, 6], 1.0).tolist() == list(range(10))
-    assert winDivPrune(f, None, [4, 6], 1.3).tolist() == list(range(10))
-    assert winDivPrune(torch.zeros(0, 3), None, [], 0.5).tolist() == []
+    assert win_div_prune(f, torch.rand(10), [4, 6], 1.0).tolist() == list(range(10))
+    assert win_div_prune(f, None, [4, 6], 1.3).tolist() == list(range(10))
+    assert win_div_prune(torch.zeros(0, 3), None, [], 0.5).tolist() == []
     with pytest.raises(ValueError, match="sum to N"):
-        winDivPrune(f, None, [4, 5], 0.5)
+        win_div_prune(f, None, [4, 5], 0.5)
     with pytest.raises(ValueError, match="saliency"):
-        winDivPrune(f, torch.rand(9), [4, 6], 0.5)
+        win_div_prune(f, torch.rand(9), [4, 6], 0.5)
     with pytest.raises(ValueError, match="rho"):
-        winDivPrune(f, None, [4, 6], 0.0)
+        win_div_prune(f, None, [4, 6], 0.0)
 
 
 def test_no_index_is_picked_twice_when_rounding_undercuts_the_sentinel():

@@ -127,3 +127,16 @@ def test_one_validation_for_cli_api_and_rows(tiny_seats, sample_path):
         tiny_seats.ask(sample_path, "q", ratio_mode="solve")
     with pytest.raises(ConfigError, match="unknown option"):
         tiny_seats.ask(sample_path, "q", trr_video=0.2)
+
+
+@pytest.mark.parametrize("installed, ok", [("5.24.0", True), ("5.0.0.dev0", True), ("4.57.1", False),
+                                           ("6.0.0", False)])
+def test_transformers_version_is_checked_with_a_clear_message(installed, ok):
+    from seats_cli._versions import check_transformers
+
+    if ok:
+        check_transformers(installed)
+    else:
+        with pytest.raises(ImportError, match=rf"^seats needs transformers >=5.0,<6 \(tested with 5.24.0\); "
+                                              rf"found {installed}"):
+            check_transformers(installed)

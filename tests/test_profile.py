@@ -12,8 +12,7 @@ from typer.testing import CliRunner
 from seats_cli.request import frame_policy
 from seats_cli.cli import app
 from seats_cli.config import ModelConfig
-from seats_cli.layout import build_layout
-from seats_cli.measure import synthetic_input_ids
+from seats_cli.measure import synthetic_request
 from seats_cli.profile import audio_token_count, shape_from_frames, window_sizes
 
 Q = "What is moving?"
@@ -96,17 +95,12 @@ def test_audio_tokens_match_the_processor_arithmetic(samples):
 
 
 @pytest.mark.parametrize("frames,audio_seconds", [(32, 16.0), (12, 6.0), (16, 3.0), (8, 12.5), (10, 0.0)])
-def test_synthetic_sequence_layout_equals_window_formula(frames, audio_seconds):
-    from seats_cli.models.tiny import tiny_thinker_config
-
+def test_synthetic_request_layout_equals_window_formula(tiny_seats, frames, audio_seconds):
+    """The analytic window formula equals the processor's own interleaving of blank frames and silence."""
     cfg = ModelConfig.from_name("qwen2.5-omni-7b")
     shape = shape_from_frames(cfg, frame_policy(cfg), frames=frames, audio_seconds=audio_seconds, n_text=50)
-    mc = tiny_thinker_config()
-    ids = synthetic_input_ids(shape, mc)
-    grid = torch.tensor([[shape.grids, shape.height // 14, shape.width // 14]])
-    layout = build_layout(ids, video_token_id=mc.video_token_id, audio_token_id=mc.audio_token_id,
-                          video_grid_thw=grid, seconds_per_grid=shape.seconds_per_grid)
-    assert (layout.n_video, layout.n_audio, layout.n_text) == (shape.n_video, shape.n_audio, shape.n_text)
+    _, layout = synthetic_request(tiny_seats.adapter, shape, cfg)
+    assert (layout.n_video, layout.n_audio) == (shape.n_video, shape.n_audio)
     assert [w.video_total for w in layout.windows] == list(shape.video_windows)
     assert [w.audio_total for w in layout.windows] == list(shape.audio_windows)
     assert window_sizes(shape.grids, shape.tokens_per_grid, shape.seconds_per_grid, shape.n_audio, cfg) == (
@@ -133,42 +127,35 @@ def test_analytic_counts_against_the_engine_on_the_sample(sample_path, tiny_dir)
         assert run["engine_flops"]["reduction"] == pytest.approx(ask["flops"]["reduction"], rel=0.01)
 
 
-def test_engine_replay_equals_the_pruner_with_uniform_scores():
+def test_engine_replay_equals_the_pruner_with_uniform_scores(tiny_seats):
     """``engine_counts`` replays the real SeatsPruner (Stage I per window, Stage II budgets, Stage III) exactly
     when every live token gets the same query score."""
     from seats_cli.engine import PruneState
     from seats_cli.methods import build_pruner
-    from seats_cli.models.base import EncodedRequest
-    from seats_cli.models.tiny import tiny_thinker_config
     from seats_cli.profile import engine_counts
 
     class UniformScores:
         def query_scores(self, layer_idx, hidden, cos, sin, query_row):
             return torch.full((hidden.shape[1],), 1.0 / hidden.shape[1])
 
-    cfg, mc = ModelConfig.from_name("qwen2.5-omni-7b"), tiny_thinker_config()
-    g = torch.Generator().manual_seed(0)
+    cfg = ModelConfig.from_name("qwen2.5-omni-7b")
     for frames, audio_seconds, trr in [(32, 16.0, 0.1), (32, 16.0, 0.35), (12, 6.0, 0.25), (16, 3.0, 0.15),
                                        (8, 12.5, 0.1), (10, 0.0, 0.2), (40, 20.0, 0.6)]:
         shape = shape_from_frames(cfg, frame_policy(cfg), frames=frames, audio_seconds=audio_seconds, n_text=40)
-        ids = synthetic_input_ids(shape, mc)
-        layout = build_layout(ids, video_token_id=mc.video_token_id, audio_token_id=mc.audio_token_id,
-                              video_grid_thw=torch.tensor([[shape.grids, 18, 32]]), seconds_per_grid=1.0)
+        encoded, layout = synthetic_request(tiny_seats.adapter, shape, cfg)
         pruner, plan = build_pruner("seats", cfg, layout, trr=trr)
         s = layout.seq_len
-        encoded = EncodedRequest(torch.randn(1, s, 8, generator=g), torch.zeros(3, 1, s, dtype=torch.long), s,
-                                 torch.rand(layout.n_video, generator=g), torch.rand(layout.n_audio, generator=g))
         keep = pruner.before_llm(None, encoded, layout)
         live = torch.arange(s) if keep is None else keep
         rows = []
         for layer in range(plan.num_layers):
             if layer in pruner.drop_layers:
-                state = PruneState(layer, torch.zeros(1, live.numel(), 1), None, None, live, layout.modality[live])
+                state = PruneState(layer, torch.zeros(1, live.numel(), 1), None, None, layout.modality[live])
                 kept = pruner.at_layer(UniformScores(), state)
                 if kept is not None and kept.numel() < live.numel():
                     live = live[kept]
-            rows.append({"layer": layer, **layout.counts(live)})
-        replay = engine_counts(plan, shape.video_windows, shape.audio_windows, shape.n_text, cfg.seats.temperature)
+            rows.append({"layer": layer, **layout.modality_counts(live)})
+        replay = engine_counts(plan, shape.video_windows, shape.audio_windows, layout.n_text, cfg.seats.temperature)
         assert [{k: r[k] for k in ("layer", "video", "audio", "text")} for r in replay] == rows, (frames, trr)
 
 

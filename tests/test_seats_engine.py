@@ -172,7 +172,7 @@ def _expected_stage1(layout, plan):
 
 
 def _layer_counts(layout, layer_live):
-    return [layout.counts(live) for live in layer_live]
+    return [layout.modality_counts(live) for live in layer_live]
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -238,7 +238,7 @@ def test_stage1_keeps_per_window_and_at_least_one(runs, case):
         assert v == stage1_window_keep(w.video_total, plan.video.rho) and (v >= 1 or w.video_total == 0)
         assert a == stage1_window_keep(w.audio_total, plan.audio.rho) and (a >= 1 or w.audio_total == 0)
     # every text token survives Stage I
-    assert layout.counts(live0)["text"] == layout.n_text
+    assert layout.modality_counts(live0)["text"] == layout.n_text
 
 
 # -------------------------------------------------------------------------------- score layer variants

@@ -14,11 +14,12 @@ from seats_cli.schedule import (
     ModalitySchedule,
     fixed_windows,
     modality_schedule,
+    per_layer_counts,
     resolve_modality_ratios,
     stage1_window_keep,
     step_keep,
 )
-from seats_cli.selection import stage2_select, winDivPrune
+from seats_cli.selection import stage2_select, win_div_prune
 
 
 @dataclass(frozen=True)
@@ -71,17 +72,16 @@ class SeatsPlan:
         return kept(n_video, self.video_window, self.video.rho), kept(n_audio, self.audio_window, self.audio.rho)
 
     def counts(self, n_video: int, n_audio: int, n_text: int) -> list[dict[str, int]]:
-        """Analytic tokens entering each layer, assuming each step keeps exactly K_v video and K_a audio."""
+        """Analytic tokens entering each layer, assuming each step keeps exactly K_v video and K_a audio
+        (``schedule.per_layer_counts`` per modality, from Stage I's counts)."""
         v, a = self.stage1_kept(n_video, n_audio)
-        rows = []
-        for layer in range(self.num_layers):
-            if self.prunes and layer in self.prune_before:
-                i = self.prune_before.index(layer)
-                v, a = step_keep(v, self.video.keep_ratios[i]), step_keep(a, self.audio.keep_ratios[i])
-            if self.prunes and self.text_only_from is not None and layer >= self.text_only_from:
-                v = a = 0
-            rows.append({"layer": layer, "video": v, "audio": a, "text": n_text})
-        return rows
+        if not self.prunes:
+            return [{"layer": i, "video": v, "audio": a, "text": n_text} for i in range(self.num_layers)]
+        bounds = dict(num_layers=self.num_layers, prune_before=self.prune_before,
+                      text_only_from=self.num_layers if self.text_only_from is None else self.text_only_from)
+        vs = per_layer_counts(v, self.video.keep_ratios, **bounds)
+        as_ = per_layer_counts(a, self.audio.keep_ratios, **bounds)
+        return [{"layer": i, "video": x, "audio": y, "text": n_text} for i, (x, y) in enumerate(zip(vs, as_))]
 
     def to_dict(self) -> dict:
         def sched(m: ModalitySchedule) -> dict:
@@ -126,7 +126,7 @@ class SeatsPruner:
                 keep.append(pos)
                 continue
             feats = encoded.embeds[0, pos.to(encoded.embeds.device)].float()
-            local = winDivPrune(feats, None if sal is None else sal.float(), fixed_windows(pos.numel(), window), rho)
+            local = win_div_prune(feats, None if sal is None else sal.float(), fixed_windows(pos.numel(), window), rho)
             keep.append(pos[local.cpu()])
         return torch.cat(keep).sort().values
 

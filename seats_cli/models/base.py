@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,6 @@ class EncodedRequest:
     next_position: int  # position id of the first generated token
     video_saliency: torch.Tensor | None = None  # (N_v,) attention received in the vision encoder's last layer
     audio_saliency: torch.Tensor | None = None  # (N_a,) same for the audio encoder
-    extras: dict[str, Any] = field(default_factory=dict)  # family specifics (e.g. DeepStack features)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -120,6 +119,18 @@ class OmniAdapter:
 
             return readable_answer(token_ids)
         return self.processor.tokenizer.decode(token_ids, skip_special_tokens=True).strip()
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings of the thinker's text model (decoding)."""
+        return self.text_model.embed_tokens(input_ids)
+
+    def final_norm(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The text model's last norm, applied after the final decoder layer."""
+        return self.text_model.norm(hidden)
+
+    def lm_logits(self, normed: torch.Tensor) -> torch.Tensor:
+        """The LM head on normed final hidden states."""
+        return self.model.lm_head(normed)
 
     def rotary(self, hidden: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.text_model.rotary_emb(hidden, position_ids)

@@ -109,15 +109,22 @@ class Qwen25OmniAdapter(OmniAdapter):
                 video = torch.cat(out.pooler_output, dim=0).to(embeds.device, embeds.dtype)
                 _, vmask, _ = inner.get_placeholder_mask(ids, inputs_embeds=embeds, video_features=video)
                 embeds = embeds.masked_scatter(vmask, video)
-        fam = inp.get("feature_attention_mask")
-        position_ids, _ = inner.get_rope_index(
-            ids, None, inp.get("video_grid_thw"), inp["attention_mask"], request.use_audio_in_video,
-            fam.sum(-1) if fam is not None else None, inp.get("video_second_per_grid"),
-        )
+        position_ids = self.position_ids(request)
         return EncodedRequest(
             embeds=embeds, position_ids=position_ids, next_position=int(position_ids.max()) + 1,
             video_saliency=found.get("video"), audio_saliency=found.get("audio"),
         )
+
+    @torch.no_grad()
+    def position_ids(self, request: PreparedRequest) -> torch.Tensor:
+        """The stock model's 3-D M-RoPE ids (3, 1, S) of the unpruned request."""
+        inp = request.inputs
+        fam = inp.get("feature_attention_mask")
+        position_ids, _ = self.model.model.get_rope_index(
+            inp["input_ids"], None, inp.get("video_grid_thw"), inp["attention_mask"], request.use_audio_in_video,
+            fam.sum(-1) if fam is not None else None, inp.get("video_second_per_grid"),
+        )
+        return position_ids
 
     @contextmanager
     def _saliency_hooks(self, inp, found: dict, *, span: str | None):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .budgets import (
     Stage2Result,
-    Window,
+    RunPair,
     allocate_budgets,
     find_runs,
     pair_windows,
@@ -12,11 +12,11 @@ from .budgets import (
     stage2_select,
     window_relevance,
 )
-from .diversity import cosine_distance_matrix, diversity_select, diversity_select_batched, winDivPrune
+from .diversity import cosine_distance_matrix, diversity_select, diversity_select_batched, win_div_prune
 
 __all__ = [
     "Stage2Result",
-    "Window",
+    "RunPair",
     "allocate_budgets",
     "cosine_distance_matrix",
     "diversity_select",
@@ -25,6 +25,6 @@ __all__ = [
     "pair_windows",
     "select_top_in_windows",
     "stage2_select",
-    "winDivPrune",
+    "win_div_prune",
     "window_relevance",
 ]

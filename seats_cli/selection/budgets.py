@@ -16,7 +16,7 @@ from typing import Literal, Sequence
 import torch
 
 __all__ = [
-    "Window",
+    "RunPair",
     "Stage2Result",
     "find_runs",
     "pair_windows",
@@ -30,7 +30,7 @@ Run = tuple[int, int]
 
 
 @dataclass(frozen=True)
-class Window:
+class RunPair:
     """One temporal window: its video run and audio run (half-open positions), either may be None."""
 
     video: Run | None
@@ -46,7 +46,7 @@ class Stage2Result:
     """Outcome of one Stage II step: kept video+audio positions (ascending) and the budgets used."""
 
     kept_positions: torch.Tensor
-    windows: tuple[Window, ...]
+    windows: tuple[RunPair, ...]
     video_budgets: tuple[int, ...]
     audio_budgets: tuple[int, ...]
 
@@ -63,7 +63,7 @@ def find_runs(positions_mask: torch.Tensor) -> list[Run]:
     return list(zip(starts, ends))
 
 
-def pair_windows(video_mask: torch.Tensor, audio_mask: torch.Tensor) -> list[Window]:
+def pair_windows(video_mask: torch.Tensor, audio_mask: torch.Tensor) -> list[RunPair]:
     """Pair the i-th video run with the i-th audio run (docs/METHOD.md §7).
 
     Order (as the official code): the paired windows, then the surplus video runs as
@@ -71,13 +71,13 @@ def pair_windows(video_mask: torch.Tensor, audio_mask: torch.Tensor) -> list[Win
     """
     v_runs, a_runs = find_runs(video_mask), find_runs(audio_mask)
     n = min(len(v_runs), len(a_runs))
-    windows = [Window(v_runs[i], a_runs[i]) for i in range(n)]
-    windows += [Window(r, None) for r in v_runs[n:]]
-    windows += [Window(None, r) for r in a_runs[n:]]
+    windows = [RunPair(v_runs[i], a_runs[i]) for i in range(n)]
+    windows += [RunPair(r, None) for r in v_runs[n:]]
+    windows += [RunPair(None, r) for r in a_runs[n:]]
     return windows
 
 
-def window_relevance(scores: torch.Tensor, windows: Sequence[Window],
+def window_relevance(scores: torch.Tensor, windows: Sequence[RunPair],
                      modality: Literal["video", "audio"]) -> torch.Tensor:
     """Mean score over each window's run of ``modality`` (0 where absent), float64 ``[W]``."""
     if modality not in ("video", "audio"):
@@ -207,7 +207,7 @@ def allocate_budgets(
 
 def select_top_in_windows(
     scores: torch.Tensor,
-    windows: Sequence[Window],
+    windows: Sequence[RunPair],
     video_budgets: Sequence[int],
     audio_budgets: Sequence[int],
 ) -> torch.Tensor:

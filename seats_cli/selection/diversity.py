@@ -1,4 +1,4 @@
-"""Stage I of SEATS: saliency-weighted max-min diversity selection (winDivPrune, docs/METHOD.md §5).
+"""Stage I of SEATS: saliency-weighted max-min diversity selection (win_div_prune, docs/METHOD.md §5).
 
 For one window of ``w`` tokens with features f and saliency a, the cosine distance
 ``D_ij = 1 - cos(f_i, f_j)`` is computed in fp32 and tokens are picked greedily:
@@ -36,7 +36,7 @@ __all__ = [
     "cosine_distance_matrix",
     "diversity_select",
     "diversity_select_batched",
-    "winDivPrune",
+    "win_div_prune",
 ]
 
 
@@ -112,7 +112,7 @@ def diversity_select(
     return diversity_select_batched(features.unsqueeze(0), k, sal)[0]
 
 
-def winDivPrune(
+def win_div_prune(
     features: torch.Tensor,
     saliency: torch.Tensor | None,
     window_sizes: Sequence[int],
