@@ -165,10 +165,16 @@ def test_r1_without_stage3_equals_full(adapter, runs):
 
 
 # ----------------------------------------------------------------------------- counts follow the schedule
-def _expected_stage1(layout, plan):
-    v = sum(stage1_window_keep(w.video_total, plan.video.rho) for w in layout.windows)
-    a = sum(stage1_window_keep(w.audio_total, plan.audio.rho) for w in layout.windows)
-    return v, a
+def _expected_stage1(request, plan):
+    """Independent of the code under test: k = max(1, min(w, round(rho w))) over each modality's consecutive
+    fixed windows: 2 temporal grids of video (the processor's grid: 144 tokens per grid for 16:9), 50 audio."""
+    layout = request.layout
+    _, h, w = (int(x) for x in request.inputs["video_grid_thw"][0])
+    def keep(n, window, rho):
+        sizes = [window] * (n // window) + ([n % window] if n % window else [])
+        return n if rho >= 1 else sum(max(1, min(w, round(rho * w))) for w in sizes)
+
+    return keep(layout.n_video, 2 * (h // 2) * (w // 2), plan.video.rho), keep(layout.n_audio, 50, plan.audio.rho)
 
 
 def _layer_counts(layout, layer_live):
@@ -183,7 +189,7 @@ def test_layer_counts_follow_schedule_total(runs, case):
     layout, plan = run["request"].layout, run["plan"]
     counts = _layer_counts(layout, run["layer_live"])
     assert len(counts) == plan.num_layers == 28
-    v0, a0 = _expected_stage1(layout, plan)
+    v0, a0 = _expected_stage1(run["request"], plan)
     assert (counts[0]["video"], counts[0]["audio"]) == (v0, a0)
     for layer in range(1, plan.num_layers):
         prev, cur = counts[layer - 1], counts[layer]
