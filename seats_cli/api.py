@@ -23,7 +23,7 @@ from seats_cli.media import DecodedMedia, decode_video
 from seats_cli.methods import SeatsPlan, build_pruner
 from seats_cli.models import load_model
 from seats_cli.report import AskResult, layer_rows, stage1_reports, window_reports
-from seats_cli.request import RequestOptions
+from seats_cli.request import RequestOptions, check_text
 from seats_cli.schedule import achieved_retention
 
 TINY_NOTE = "tiny random-weight model: answers are meaningless (use a real checkpoint for real answers)"
@@ -40,10 +40,36 @@ def retention_note(requested: float, achieved: float, ratio_mode: str, method: s
     return f"requested TRR {requested:g}, achieved {achieved:.3f} ({why})"
 
 
+class ContextTooLong(ConfigError):
+    """The request's LLM input exceeds the model's context length (exit 2; ``allow_long_context`` runs it)."""
+
+
 def check_question(question: str) -> str:
-    if question is None or not str(question).strip():
-        raise ConfigError("the question is empty")
-    return str(question).strip()
+    return check_text(question, "the question")
+
+
+def context_report(adapter, request, layout, plan) -> dict:
+    """What the LLM receives against what it can read: its input tokens (after Stage I for SEATS; every other
+    method's first layer sees the whole request), the request's tokens before pruning, the largest position id
+    and the model's ``max_position_embeddings``."""
+    tokens = layout.seq_len
+    if isinstance(plan, SeatsPlan) and plan.prunes:
+        tokens = sum(plan.stage1_kept(layout.n_video, layout.n_audio)) + layout.n_text
+    limit = getattr(adapter.text_config, "max_position_embeddings", None)
+    return {"tokens": tokens, "tokens_before_pruning": layout.seq_len,
+            "max_position_id": int(adapter.position_ids(request).max()), "limit": limit}
+
+
+def check_context(context: dict, media, method: str) -> None:
+    limit = context["limit"]
+    if limit is None or (context["tokens"] <= limit and context["max_position_id"] < limit):
+        return
+    fixes = [f"fewer frames (--max-frames, now {len(media.frame_indices)})", "a lower --fps"]
+    if method != "seats":
+        fixes.append("--method seats (Stage I prunes before the LLM)")
+    raise ContextTooLong(
+        f"the LLM input is {context['tokens']} tokens (largest position id {context['max_position_id']}) but the "
+        f"model reads at most {limit}; use {', '.join(fixes)}, a shorter question, or --allow-long-context")
 
 
 class Seats:
@@ -88,6 +114,9 @@ class Seats:
                                     audio_trr=opts.audio_trr, score_layer=opts.score_layer, seed=opts.seed,
                                     ratio_mode=opts.ratio_mode, saliency_span=opts.saliency_span)
         is_seats = isinstance(plan, SeatsPlan)
+        context = context_report(ad, request, layout, plan)
+        if not opts.allow_long_context:
+            check_context(context, media, opts.method)
 
         ad.synchronize()
         t0 = time.perf_counter()
@@ -122,7 +151,7 @@ class Seats:
             device=describe_device(ad.device), dtype=str(ad.dtype).replace("torch.", ""), kv_policy=kv_policy,
             schedule=schedule, media=media.to_dict(), notes=notes,
             stage1_windows=stage1_reports(layout, plan, result.stage_live) if is_seats else None,
-            random_weights=self.config.tiny,
+            random_weights=self.config.tiny, context=context,
         )
 
 

@@ -3,7 +3,7 @@
 A row is one JSON object on one line: ``{"id", "video", "question"}`` plus optional per-row overrides of the
 request knobs (``ROW_OPTIONS``: ``trr``, ``method``, ``max_new_tokens``, ``video_trr``, ``audio_trr``,
 ``fps``, ``max_frames``, ``seed``, ``kv_policy``, ``score_layer``, ``ratio_mode``, ``saliency_span``,
-``frame_sizing``; ``null`` means "use the default").
+``frame_sizing``, ``allow_long_context``; ``null`` means "use the default").
 Other keys are ignored, so rows may carry their own metadata (ground truth, tags ...).
 
 - Blank (whitespace-only) lines are skipped; line numbers in error lines count them.
@@ -36,7 +36,8 @@ from typing import Any, Callable, Iterable, Iterator
 _NUMBERS = ("trr", "video_trr", "audio_trr", "fps")
 _INTEGERS = ("max_frames", "max_new_tokens", "seed")
 _TEXTS = ("method", "kv_policy", "score_layer", "ratio_mode", "saliency_span", "frame_sizing")
-ROW_OPTIONS = _NUMBERS + _INTEGERS + _TEXTS
+_BOOLS = ("allow_long_context",)
+ROW_OPTIONS = _NUMBERS + _INTEGERS + _TEXTS + _BOOLS
 # keys that look like per-row knobs but are fixed for the whole run (one model is loaded once)
 _RUN_ONLY = ("model", "config", "device", "dtype", "attn_implementation", "revision")
 
@@ -157,6 +158,9 @@ def resolve_video(video: str, base_dir: str | os.PathLike | None) -> str:
 
 
 def _check_option(name: str, value) -> tuple[Any, str | None]:
+    if name in _BOOLS:
+        ok = isinstance(value, bool)
+        return (value, None) if ok else (None, f"'{name}' must be true or false, got {_short(value)}")
     if name in _TEXTS:
         return (value, None) if isinstance(value, str) else (None, f"'{name}' must be a string, got {_short(value)}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -20,6 +20,10 @@ from seats_cli.choices import FRAME_SIZINGS
 
 # Demuxers/codecs that "open" arbitrary text or binary files as a rendered-text video.
 _TEXT_FORMATS = {"tty", "bin", "adf", "idf", "xbin", "ansi", "bintext"}
+# Demuxers of still images (an image renamed .mp4 opens as a one-frame "video")
+_IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe", "tiff_pipe", "jpegls_pipe",
+                  "j2k_pipe", "pgm_pipe", "ppm_pipe", "pam_pipe", "qoi_pipe", "svg_pipe", "dpx_pipe", "exr_pipe",
+                  "gif_pipe", "psd_pipe", "xbm_pipe", "xpm_pipe", "sgi_pipe", "sunrast_pipe", "pcx_pipe"}
 _ATTACHED_PIC = 0x0400  # AV_DISPOSITION_ATTACHED_PIC: cover art, not a video
 _MAX_ASPECT = 200
 
@@ -95,6 +99,9 @@ class DecodedMedia:
     audio_source_channels: int | None
     notes: tuple[str, ...] = field(default=())
     audio_sample_rate: int = 16000  # rate of `audio`
+    rotation: int = 0  # counterclockwise degrees applied to bring the frames upright (display matrix)
+    audio_stream: int | None = None  # container index of the audio stream used
+    audio_streams: int = 0  # audio streams in the file
 
     def to_dict(self) -> dict:
         """Metadata only (no arrays), JSON-serialisable."""
@@ -108,6 +115,7 @@ class DecodedMedia:
             "audio_samples": samples, "audio_sample_rate": self.audio_sample_rate,
             "audio_seconds": None if samples is None else samples / self.audio_sample_rate,
             "audio_source_rate": self.audio_source_rate, "audio_source_channels": self.audio_source_channels,
+            "rotation": self.rotation, "audio_stream": self.audio_stream, "audio_streams": self.audio_streams,
             "notes": list(self.notes),
         }
 
@@ -199,6 +207,7 @@ class _FrameSampler:
         self.kept: dict[int, tuple[torch.Tensor, float]] = {}  # index -> (resized frame, time)
         self.count = 0
         self.size = self.source_size = self.first_t = self.last_t = self.last_dur = None
+        self.rotation = 0
 
     def add(self, frame) -> None:
         i, self.count = self.count, self.count + 1
@@ -210,10 +219,16 @@ class _FrameSampler:
         self.last_t = t
         self.last_dur = _seconds(getattr(frame, "duration", None), tb) or None
         if i in self.wanted:
+            turns = _quarter_turns(frame)
             if self.size is None:
-                self.source_size = (frame.height, frame.width)
-                self.size = plan_resize(frame.height, frame.width, self.n, self.policy)
-            self.kept[i] = (_resize(frame.to_ndarray(format="rgb24"), self.size), t - self.first_t)
+                self.rotation = turns * 90
+                h, w = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
+                self.source_size = (h, w)  # as displayed: sizes are computed after rotation
+                self.size = plan_resize(h, w, self.n, self.policy)
+            rgb = frame.to_ndarray(format="rgb24")
+            if turns:
+                rgb = np.rot90(rgb, k=turns)  # counterclockwise, as the display matrix says
+            self.kept[i] = (_resize(rgb, self.size), t - self.first_t)
         if self.progress is not None:
             self.progress(self.count, self.total)
 
@@ -254,6 +269,23 @@ class _AudioCollector:
         return np.concatenate(self.chunks) if self.chunks else None
 
 
+def _quarter_turns(frame) -> int:
+    """Counterclockwise quarter turns that bring a decoded frame upright (its display matrix; phone videos)."""
+    try:
+        degrees = float(getattr(frame, "rotation", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
+    return int(round(degrees / 90.0)) % 4
+
+
+def _pick_audio(streams):
+    """The default-disposition audio stream, else the first; None without audio."""
+    if not streams:
+        return None
+    default = [s for s in streams if int(getattr(s, "disposition", 0)) & 0x0001]  # AV_DISPOSITION_DEFAULT
+    return (default or list(streams))[0]
+
+
 def _seconds(value, time_base) -> float | None:
     t = float(value * time_base) if value is not None and time_base else None
     return t if t is not None and math.isfinite(t) else None
@@ -278,6 +310,14 @@ def _check_path(path) -> Path:
     return p
 
 
+def _refuse_non_video(p: Path, container, vstream) -> None:
+    names = set(str(getattr(container.format, "name", "")).split(",")) | {vstream.codec_context.name}
+    if names & _TEXT_FORMATS:
+        raise MediaError(f"{p} is not a media file (it looks like text or binary data)")
+    if names & _IMAGE_FORMATS:
+        raise MediaError(f"{p} is a still image, not a video")
+
+
 def probe_video(path: str | os.PathLike) -> None:
     """A cheap check that ``path`` is a media file with a video stream (no frame is decoded); MediaError if not."""
     import av
@@ -289,8 +329,7 @@ def probe_video(path: str | os.PathLike) -> None:
             if not videos:
                 kind = "an audio-only file" if container.streams.audio else "not a video file"
                 raise MediaError(f"{p} has no video stream ({kind})")
-            if {getattr(container.format, "name", ""), videos[0].codec_context.name} & _TEXT_FORMATS:
-                raise MediaError(f"{p} is not a media file (it looks like text or binary data)")
+            _refuse_non_video(p, container, videos[0])
     except MediaError:
         raise
     except Exception as e:  # av errors for unreadable files
@@ -330,9 +369,9 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
             kind = "an audio-only file" if container.streams.audio else "not a video file"
             raise MediaError(f"{p} has no video stream ({kind})")
         vstream = videos[0]
-        if {getattr(container.format, "name", ""), vstream.codec_context.name} & _TEXT_FORMATS:
-            raise MediaError(f"{p} is not a media file (it looks like text or binary data)")
-        astream = container.streams.audio[0] if container.streams.audio else None
+        _refuse_non_video(p, container, vstream)
+        audio_streams = list(container.streams.audio)
+        astream = _pick_audio(audio_streams)
         vstream.thread_type = "AUTO"
         declared, rate = int(vstream.frames or 0), _stream_rate(vstream)
         video_start = _seconds(vstream.start_time, vstream.time_base) or 0.0
@@ -367,11 +406,17 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
             raise MediaError(f"{p} has a video stream with no decodable frames")
         raw_audio = audio.finish() if audio is not None else None
         audio_rate = audio_channels = None
+        audio_total_s = None
         if astream is not None:
             ctx = astream.codec_context
             audio_rate = int(ctx.sample_rate or 0) or None
             layout = getattr(ctx, "layout", None)
             audio_channels = getattr(layout, "nb_channels", None) or getattr(ctx, "channels", None)
+            audio_total_s = _seconds(astream.duration, astream.time_base)
+            if len(audio_streams) > 1:
+                which = "its default" if int(getattr(astream, "disposition", 0)) & 0x0001 else "the first"
+                notes.append(f"the file has {len(audio_streams)} audio streams; using {which}, stream "
+                             f"#{astream.index}")
 
     total, n = sampler.count, sampler.n
     span = sampler.last_t - sampler.first_t
@@ -397,14 +442,15 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
         notes.append("audio track is empty")
     else:
         final_audio = _align_audio(raw_audio, audio.start, sampler.first_t, duration, policy, notes,
-                                   read_all=not audio.full)
+                                   read_all=not audio.full, track_seconds=audio_total_s)
     return DecodedMedia(
         path=str(p), frames=torch.stack([sampler.kept[i][0] for i in sampler.indices]),
         frame_indices=list(sampler.indices), frame_times=[sampler.kept[i][1] for i in sampler.indices],
         sample_fps=n / total * rate, duration_s=duration, source_width=src_w, source_height=src_h,
         source_fps=rate, source_frames=total, height=h, width=w, audio=final_audio,
         audio_source_rate=audio_rate, audio_source_channels=audio_channels, notes=tuple(notes),
-        audio_sample_rate=policy.audio_sample_rate,
+        audio_sample_rate=policy.audio_sample_rate, rotation=sampler.rotation,
+        audio_stream=None if astream is None else int(astream.index), audio_streams=len(audio_streams),
     )
 
 
@@ -426,19 +472,30 @@ def _packet_rate(packets) -> float:
 
 
 def _align_audio(raw: np.ndarray, audio_start: float | None, video_start: float, duration: float,
-                 policy: FramePolicy, notes: list[str], read_all: bool = True) -> np.ndarray:
-    """Cut the audio to the video's span (padding a late start with silence), then cap it. ``read_all``: the
-    whole track was read (not stopped at the cap), so a short result means the track itself ends early."""
+                 policy: FramePolicy, notes: list[str], read_all: bool = True,
+                 track_seconds: float | None = None) -> np.ndarray:
+    """Align the audio to the first video frame (a late start is padded with silence, an early one trimmed), keep
+    the track past the end of the video as qwen-omni-utils does (it reads the whole track), then cap it; every
+    cut or extension is said in ``notes``. ``read_all``: the whole track was read (not stopped at the cap)."""
     rate = policy.audio_sample_rate
     offset = 0 if audio_start is None else int(round((video_start - audio_start) * rate))
     audio = raw[offset:] if offset >= 0 else np.concatenate([np.zeros(-offset, dtype=np.float32), raw])
     target = int(round(duration * rate))
-    audio = audio[:target]
-    if read_all and audio.shape[0] < target - max(int(0.1 * rate), 1):
+    slack = max(int(0.1 * rate), 1)
+    if read_all and audio.shape[0] < target - slack:
         notes.append(f"audio track ends {(target - audio.shape[0]) / rate:.1f} s before the video")
     cap = int(round(policy.max_audio_seconds * rate))
+    if audio.shape[0] <= target + slack:
+        audio = audio[:target]  # codec padding past the last frame (AAC's ~50 ms): not part of the track
+    else:
+        kept = min(audio.shape[0], cap) / rate
+        notes.append(f"the sound track runs past the video ({duration:.1f} s): {kept:.1f} s of audio kept, as "
+                     f"qwen-omni-utils reads the whole track; the last {max(0.0, kept - duration):.1f} s reach the "
+                     f"model as audio-only windows")
     if audio.shape[0] > cap:
         audio = audio[:cap]
-        notes.append(f"audio capped at {policy.max_audio_seconds:g} s")
+        total = track_seconds if track_seconds and track_seconds > policy.max_audio_seconds else None
+        dropped = f"; {total - policy.max_audio_seconds:.1f} s of the {total:.1f} s track dropped" if total else ""
+        notes.append(f"audio capped at {policy.max_audio_seconds:g} s{dropped}")
     return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
 

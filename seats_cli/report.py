@@ -40,6 +40,7 @@ class AskResult:
     notes: list[str] = field(default_factory=list)
     stage1_windows: dict | None = None  # SEATS: {video|audio: {window, totals, kept}} over the fixed windows
     random_weights: bool = False  # the tiny offline model: the answer is meaningless
+    context: dict | None = None  # {tokens, tokens_before_pruning, max_position_id, limit}: LLM input vs context
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -38,6 +38,22 @@ def check_ratio(name: str, value) -> None:
         raise ConfigError(f"{flag(name)} {value!r} is out of range: it must satisfy 0 < {name} <= 1")
 
 
+def check_text(text, where: str = "the question") -> str:
+    """Any Unicode text, stripped; refuses non-text, empty text and undecodable bytes (which reach Python as lone
+    surrogates, e.g. from a command-line argument that is not UTF-8) with one line naming where."""
+    if not isinstance(text, str):
+        raise ConfigError(f"{where} must be text, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        code = ord(text[e.start])
+        what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"lone surrogate U+{code:04X}"
+        raise ConfigError(f"{where} is not valid UTF-8 text ({what} at character {e.start})") from None
+    if not text.strip():
+        raise ConfigError(f"{where} is empty")
+    return text.strip()
+
+
 @dataclass(frozen=True)
 class RequestOptions:
     """What one question may change; None means the preset's default."""
@@ -55,6 +71,7 @@ class RequestOptions:
     ratio_mode: str | None = None
     saliency_span: str | None = None
     frame_sizing: str | None = None
+    allow_long_context: bool = False  # run even when the LLM input exceeds the model's context length
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -72,6 +89,8 @@ class RequestOptions:
             raise ConfigError(f"--max-new-tokens {self.max_new_tokens!r} must be a whole number >= 1")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"--seed {self.seed!r} must be a whole number")
+        if not isinstance(self.allow_long_context, bool):
+            raise ConfigError(f"--allow-long-context must be true or false, got {self.allow_long_context!r}")
         try:
             self.frame_policy(config)
         except MediaError as e:
@@ -94,5 +113,5 @@ def frame_policy(config: ModelConfig, fps: float | None = None, max_frames: int 
     return FramePolicy(**(base | {k: v for k, v in given if v is not None}))
 
 
-__all__ = ["CHOICES", "KV_POLICIES", "METHODS", "RATIO_MODES", "SALIENCY_SPANS", "SCORE_LAYERS", "RequestOptions",
+__all__ = ["check_text", "CHOICES", "KV_POLICIES", "METHODS", "RATIO_MODES", "SALIENCY_SPANS", "SCORE_LAYERS", "RequestOptions",
            "check_choice", "check_ratio", "frame_policy"]

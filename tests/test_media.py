@@ -265,9 +265,12 @@ def test_audio_cap(tmp_path):
 
 
 def test_late_audio_is_padded_to_stay_aligned(tmp_path):
+    # 2 s of sound starting 0.5 s into a 2-s video: padded with 0.5 s of silence, and its last 0.5 s (past the
+    # video) kept as qwen-omni-utils would, with a note
     m = decode_video(make_clip(tmp_path / "late.mkv", seconds=2, audio_offset=0.5))
-    assert m.audio.shape[0] == 2 * RATE
+    assert m.audio.shape[0] == int(2.5 * RATE)
     assert np.abs(m.audio[: int(0.49 * RATE)]).max() < 1e-3 < np.abs(m.audio[int(0.51 * RATE) :]).max()
+    assert any(n.startswith("the sound track runs past the video (2.0 s): 2.5 s of audio kept") for n in m.notes)
 
 
 def test_non_ascii_path(tmp_path):

@@ -15,9 +15,10 @@ from rich.progress import (
 from rich.text import Text
 
 from seats_cli.cli.common import (
-    AttnOpt, AudioTrrOpt, ConfigOpt, DeviceOpt, DtypeOpt, FpsOpt, KvOpt, LocalOnlyOpt, MaxFramesOpt, MaxNewOpt,
-    MethodOpt, ModelOpt, QuietOpt, RatioModeOpt, SaliencySpanOpt, FrameSizingOpt, RevisionOpt, ScoreLayerOpt, SeedOpt, TrrOpt, UsageProblem, VideoTrrOpt, app,
-    check_load_options, check_request_options, fail, guarded, quiet_libraries, show_progress, status, stderr,
+    AttnOpt, AudioTrrOpt, ConfigOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt, KvOpt, LocalOnlyOpt, LongContextOpt,
+    MaxFramesOpt, MaxNewOpt, MethodOpt, ModelOpt, QuietOpt, RatioModeOpt, RevisionOpt, SaliencySpanOpt, ScoreLayerOpt,
+    SeedOpt, TrrOpt, UsageProblem, VideoTrrOpt, app, check_load_options, check_request_options, fail, guarded,
+    quiet_libraries, show_progress, status, stderr,
 )
 
 SIGPIPE_EXIT = 141  # what a shell reports for a process killed by SIGPIPE (`seats batch ... | head -1`)
@@ -42,7 +43,7 @@ def batch(
     fps: Optional[float] = FpsOpt, max_frames: Optional[int] = MaxFramesOpt, max_new_tokens: Optional[int] = MaxNewOpt,
     seed: int = SeedOpt, kv_policy: Optional[str] = KvOpt, score_layer: Optional[str] = ScoreLayerOpt,
     ratio_mode: Optional[str] = RatioModeOpt, saliency_span: Optional[str] = SaliencySpanOpt,
-    frame_sizing: Optional[str] = FrameSizingOpt,
+    frame_sizing: Optional[str] = FrameSizingOpt, allow_long_context: bool = LongContextOpt,
     revision: Optional[str] = RevisionOpt, local_files_only: bool = LocalOnlyOpt, quiet: bool = QuietOpt,
 ) -> None:
     """Answer many questions about videos from JSONL rows, loading the model once.
@@ -50,7 +51,7 @@ def batch(
     Rows: {"id", "video", "question"} plus optional overrides of the options below (null: the default).
 
     Per-row overrides: trr, method, max_new_tokens, video_trr, audio_trr, fps, max_frames, seed, kv_policy, score_layer,
-    ratio_mode, saliency_span, frame_sizing.
+    ratio_mode, saliency_span, frame_sizing, allow_long_context.
 
     Blank lines are skipped. Relative video paths resolve against the JSONL file's folder (stdin: the cwd).
 
@@ -82,7 +83,7 @@ def batch(
     defaults = dict(method=method, trr=trr, video_trr=video_trr, audio_trr=audio_trr, fps=fps,
                     max_frames=max_frames, max_new_tokens=max_new_tokens, seed=seed, kv_policy=kv_policy,
                     score_layer=score_layer, ratio_mode=ratio_mode, saliency_span=saliency_span,
-                    frame_sizing=frame_sizing)
+                    frame_sizing=frame_sizing, allow_long_context=allow_long_context)
     cfg = resolve_config(model, config)
     check_request_options(cfg, defaults)  # bad defaults fail every row: say so once, before loading anything
     check_load_options(device, dtype, attn_implementation)

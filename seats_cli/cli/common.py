@@ -106,11 +106,20 @@ def status(message: str, enabled: bool):
 
 
 def read_question(question: str) -> str:
+    """The QUESTION argument, or standard input for '-': any UTF-8 text; undecodable bytes are refused."""
+    from seats_cli.request import check_text
+
     if question == "-":
-        question = sys.stdin.read()
-    if not question or not question.strip():
-        raise UsageProblem("the question is empty")
-    return question.strip()
+        stream = getattr(sys.stdin, "buffer", None)
+        data = stream.read() if stream is not None else sys.stdin.read()
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UsageProblem(f"standard input is not valid UTF-8 text (byte 0x{data[e.start]:02x} at offset "
+                                   f"{e.start})") from None
+        return check_text(data, "the question on standard input")
+    return check_text(question, "the QUESTION argument")
 
 
 # Options shared by ask / batch / profile (per-request knobs and model loading knobs). Enumerated options show
@@ -153,6 +162,8 @@ RevisionOpt = typer.Option(None, "--revision", help="Hub revision.")
 LocalOnlyOpt = typer.Option(False, "--local-files-only", help="Never contact the hub.")
 JsonOpt = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress display on stderr.")
+LongContextOpt = typer.Option(False, "--allow-long-context",
+                              help="Run even when the LLM input exceeds the model's context length.")
 
 
 def check_request_options(cfg, d: dict) -> None:
