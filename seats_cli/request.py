@@ -26,9 +26,18 @@ def flag(name: str) -> str:
 
 def check_choice(name: str, value, allowed=None) -> None:
     """``value`` must be one of the allowed values of option ``name`` (None: the preset's default)."""
+    if name == "method" and isinstance(value, str) and media_cut_layer(value) is not None:
+        return
     allowed = allowed or CHOICES[name]
     if value is not None and value not in allowed:
         raise ConfigError(f"{flag(name)} {value!r} is not one of: {', '.join(allowed)}")
+
+
+def media_cut_layer(method: str) -> int | None:
+    """The layer of the diagnostic method ``media-cut:L`` (every video and audio token dropped before layer L),
+    or None for any other method name."""
+    head, _, tail = method.partition(":")
+    return int(tail) if head == "media-cut" and tail.isdigit() else None
 
 
 def check_ratio(name: str, value) -> None:

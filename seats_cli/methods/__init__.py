@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from seats_cli.choices import METHODS
+from seats_cli.request import media_cut_layer
 from seats_cli.config import ModelConfig
 from seats_cli.engine import NoPruning
 from seats_cli.layout import TokenLayout
-from seats_cli.methods.baselines import BaselinePlan, DivPrunePruner, FastVPruner, RandomPruner
+from seats_cli.methods.baselines import BaselinePlan, DivPrunePruner, FastVPruner, MediaCut, RandomPruner
 from seats_cli.methods.seats import SeatsPlan, SeatsPruner
 from seats_cli.schedule import resolve_modality_ratios
 
@@ -18,6 +19,11 @@ def build_pruner(method: str, config: ModelConfig, layout: TokenLayout, *, trr: 
     """The pruner for one request, and its plan (None for ``full``)."""
     if method == "full":
         return NoPruning(), None
+    cut = media_cut_layer(method)
+    if cut is not None:
+        if not 0 <= cut < config.architecture.num_layers:
+            raise ValueError(f"media-cut layer must be in 0..{config.architecture.num_layers - 1}, got {cut}")
+        return MediaCut(cut), None
     trr = config.seats.default_trr if trr is None else trr
     mode = ratio_mode or config.seats.ratio_mode
     if method == "seats":

@@ -123,3 +123,19 @@ class FastVPruner:
                     rows = rows[order[:k]]
             keep.append(rows)
         return torch.cat(keep).sort().values
+
+
+class MediaCut:
+    """Diagnostic, not a baseline: every video and audio token is dropped before layer ``layer`` (0: the LLM sees
+    text only). How late a model still reads the media bounds what any pruning schedule may drop."""
+
+    def __init__(self, layer: int):
+        self.layer = layer
+        self.name = f"media-cut:{layer}"
+        self.drop_layers = frozenset({layer}) if layer > 0 else frozenset()
+
+    def before_llm(self, adapter, encoded, layout: TokenLayout):
+        return torch.nonzero(layout.modality == TEXT).flatten() if self.layer == 0 else None
+
+    def at_layer(self, adapter, state):
+        return torch.nonzero(state.modality == TEXT).flatten()

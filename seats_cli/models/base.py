@@ -175,6 +175,10 @@ def load_model(
         from seats_cli.models.tiny import tiny_model_dir
 
         source = str(tiny_model_dir(cache_dir))
+    elif model == "synthetic":
+        from seats_cli.models.synthetic import synthetic_model_dir
+
+        source = str(synthetic_model_dir(cache_dir))
     elif Path(model).exists() and not Path(model).is_dir():
         raise ModelLoadError(f"--model {model}: not a folder or hub id")
     adapter = _FAMILIES[cfg.family].from_pretrained(
