@@ -57,6 +57,13 @@ class MediaSettings(FramePolicy):
     audio_tokens_per_second: int = 25
     position_ids_per_second: int = 25  # M-RoPE temporal ids per second; the processor chunks by these
     seconds_per_window: float = 2.0
+    interleave: str = "chunks"  # how the processor interleaves video and audio: fixed 2-s "chunks" (Qwen2.5) or
+    # whole grids and audio tokens merged by their time ids, "time" (Qwen3-Omni)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.interleave not in ("chunks", "time"):
+            raise ConfigError(f"media.interleave must be chunks or time, got {self.interleave!r}")
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,8 @@ def prefill(
             cache=cache,
             use_cache=True,
         )
+        if encoded.deepstack:
+            hidden = adapter.after_layer(idx, hidden, live, encoded)
     if kv_policy == "survivors":
         _keep_survivors(cache, layer_live, live)
     final = adapter.final_norm(hidden if return_hidden else hidden[:, -1:])
@@ -150,7 +152,7 @@ def prefill(
 def decode(
     adapter: OmniAdapter,
     result: PrefillResult,
-    next_position: int,
+    next_position: int | float,
     *,
     max_new_tokens: int,
     eos_token_ids: list[int] | None = None,
@@ -171,7 +173,8 @@ def decode(
         if len(tokens) >= max_new_tokens:
             break
         hidden = adapter.embed(torch.tensor([[token]], device=dev))
-        pids = torch.full((3, 1, 1), pos, dtype=torch.long, device=dev)
+        # float where the model's positions are float (Qwen3: max + 1 may be fractional), else long
+        pids = torch.full((3, 1, 1), pos, dtype=torch.float32 if isinstance(pos, float) else torch.long, device=dev)
         cos, sin = adapter.rotary(hidden, pids)
         for layer in adapter.layers:
             hidden = layer(hidden, attention_mask=None, position_embeddings=(cos, sin), cache=cache, use_cache=True)

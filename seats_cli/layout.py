@@ -163,3 +163,54 @@ def build_layout(
         end = ranges[j + 1][2] if j + 1 < len(ranges) else (duration_s if duration_s is not None else start + seconds_per_window)
         windows.append(TimeChunk(j, round(start, 3), round(max(start, end), 3), spans[0], spans[1]))
     return TokenLayout(modality=modality, windows=tuple(windows), tokens_per_grid=per_grid)
+
+
+def time_interleaved_runs(grids: int, tokens_per_grid: int, seconds_per_grid: float, n_audio: int,
+                          position_ids_per_second: float) -> list[tuple[int, int]]:
+    """(video, audio) tokens of each paired run when the processor merges whole grids (time id
+    t * seconds_per_grid * rate) and audio tokens (time id i) by time, video first on ties (Qwen3-Omni)."""
+    events = sorted([(t * seconds_per_grid * position_ids_per_second, 0, tokens_per_grid) for t in range(grids)]
+                    + [(float(i), 1, 1) for i in range(n_audio)], key=lambda e: (e[0], e[1]))
+    runs: list[list[int]] = []  # [kind, count]
+    for _, kind, n in events:
+        if runs and runs[-1][0] == kind:
+            runs[-1][1] += n
+        else:
+            runs.append([kind, n])
+    v = [n for k, n in runs if k == 0]
+    a = [n for k, n in runs if k == 1]
+    return [(v[j] if j < len(v) else 0, a[j] if j < len(a) else 0) for j in range(max(len(v), len(a)))]
+
+
+def _runs_of(mask: torch.Tensor) -> list[tuple[int, int]]:
+    m = mask.to(torch.int8)
+    edges = torch.diff(torch.cat([torch.zeros(1, dtype=torch.int8), m, torch.zeros(1, dtype=torch.int8)]))
+    return list(zip((edges == 1).nonzero().flatten().tolist(), (edges == -1).nonzero().flatten().tolist()))
+
+
+def build_layout_from_runs(input_ids: torch.Tensor, *, video_token_id: int, audio_token_id: int,
+                           tokens_per_grid: int, seconds_per_grid: float, audio_tokens_per_second: float,
+                           duration_s: float | None = None) -> TokenLayout:
+    """A layout whose time chunks are the processor's own runs (Qwen3-Omni interleaves grids and audio by their
+    time ids, with no fixed chunks): the i-th maximal video run paired with the i-th audio run, surplus runs
+    alone. A chunk's start is its first grid's time (or its first audio token's)."""
+    ids = input_ids.reshape(-1).cpu()
+    modality = torch.zeros(ids.numel(), dtype=torch.int8)
+    modality[ids == video_token_id] = VIDEO
+    modality[ids == audio_token_id] = AUDIO
+    v_runs, a_runs = _runs_of(modality == VIDEO), _runs_of(modality == AUDIO)
+    v_seen = a_seen = 0
+    chunks = []
+    for j in range(max(len(v_runs), len(a_runs))):
+        v = v_runs[j] if j < len(v_runs) else None
+        a = a_runs[j] if j < len(a_runs) else None
+        starts = ([v_seen // max(tokens_per_grid, 1) * seconds_per_grid] if v else []) + \
+                 ([a_seen / audio_tokens_per_second] if a else [])
+        chunks.append((v, a, min(starts)))
+        v_seen += 0 if v is None else v[1] - v[0]
+        a_seen += 0 if a is None else a[1] - a[0]
+    windows = []
+    for j, (v, a, start) in enumerate(chunks):
+        end = chunks[j + 1][2] if j + 1 < len(chunks) else (duration_s if duration_s is not None else start)
+        windows.append(TimeChunk(j, round(start, 3), round(max(start, end), 3), v, a))
+    return TokenLayout(modality=modality, windows=tuple(windows), tokens_per_grid=tokens_per_grid)

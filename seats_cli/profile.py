@@ -19,7 +19,7 @@ import torch
 
 from seats_cli.config import ModelConfig
 from seats_cli.flops import TextModelDims, compare_flops
-from seats_cli.layout import window_token_ranges
+from seats_cli.layout import time_interleaved_runs, window_token_ranges
 from seats_cli.media import FramePolicy, plan_resize
 from seats_cli.methods import SeatsPlan
 from seats_cli.request import RequestOptions
@@ -109,6 +109,10 @@ def window_sizes(grids: int, tokens_per_grid: int, seconds_per_grid: float, n_au
                  config: ModelConfig) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Video and audio tokens of each window, chunked exactly as the processor interleaves them
     (``layout.window_token_ranges``, shared with ``build_layout``)."""
+    if config.media.interleave == "time":  # Qwen3-Omni: whole grids and audio tokens merged by their time ids
+        pairs = time_interleaved_runs(grids, tokens_per_grid, seconds_per_grid, n_audio,
+                                      config.media.position_ids_per_second)
+        return tuple(v for v, _ in pairs), tuple(a for _, a in pairs)
     ranges = window_token_ranges(grids * tokens_per_grid, tokens_per_grid, seconds_per_grid, n_audio,
                                  position_ids_per_second=config.media.position_ids_per_second,
                                  seconds_per_window=config.media.seconds_per_window)
@@ -360,7 +364,8 @@ def analytic_runs(config: ModelConfig, shape: RequestShape, trrs, *, video_trr=N
                                ratio_mode=ratio_mode)
         layers = [r | {"total": r["video"] + r["audio"] + r["text"]}
                   for r in plan.counts(shape.n_video, shape.n_audio, shape.n_text)]
-        run = ProfileRun(trr, layers, compare_flops(shape.seq_len, layers, dims), with_achieved(plan.to_dict(), layers, shape))
+        run = ProfileRun(trr, layers, compare_flops(shape.seq_len, layers, dims),
+                         with_achieved(plan.to_dict(), layers, shape))
         if config.family == "qwen2_5_omni":  # Qwen3 interleaves per grid: its Stage II windows differ
             run.engine_layers = engine_counts(plan, shape.video_windows, shape.audio_windows, shape.n_text,
                                               config.seats.temperature)

@@ -52,3 +52,16 @@ def test_layout_windows_are_the_processors_chunks(tiny_seats, fps, frames, secon
             assert bool((layout.modality[w.audio[0]:w.audio[1]] == AUDIO).all())
     assert sum(w.video_total for w in layout.windows) == layout.n_video
     assert sum(w.audio_total for w in layout.windows) == layout.n_audio
+
+
+def test_time_interleaved_runs_of_qwen3():
+    from seats_cli.layout import time_interleaved_runs
+
+    # SEATS_SPEC §7.6: 4 s at fps 2 (8 frames, 4 grids of 144) + 52 audio tokens -> V144 A13 x 4
+    assert time_interleaved_runs(4, 144, 1.0, 52, 13) == [(144, 13)] * 4
+    # the processor's default fps 1 on the same clip (2 s per grid): V144 A26 V144 A26 V288
+    assert time_interleaved_runs(4, 144, 2.0, 52, 13) == [(144, 26), (144, 26), (288, 0)]
+    # 8 frames over 18.75 s (fps 0.4267): each grid 60.9375 time ids apart -> V144 A61 x 4 (244 audio tokens)
+    assert time_interleaved_runs(4, 144, 2 / 0.4266666666666667, 244, 13) == [(144, 61)] * 4
+    # no audio: one video run
+    assert time_interleaved_runs(3, 4, 1.0, 0, 13) == [(12, 0)]

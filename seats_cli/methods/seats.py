@@ -92,7 +92,8 @@ class SeatsPlan:
                 "audio_trr": self.ratios.audio, "prune_before": list(self.prune_before),
                 "text_only_from": self.text_only_from, "stage1_windows": {"video": self.video_window,
                                                                           "audio": self.audio_window},
-                "saliency_span": self.saliency_span, "stage2_rebalance": self.rebalance, "video": sched(self.video), "audio": sched(self.audio)}
+                "saliency_span": self.saliency_span, "stage2_rebalance": self.rebalance,
+                "video": sched(self.video), "audio": sched(self.audio)}
 
 
 class SeatsPruner:

@@ -32,9 +32,13 @@ class EncodedRequest:
 
     embeds: torch.Tensor  # (1, S, D)
     position_ids: torch.Tensor  # (3, 1, S) M-RoPE ids, never re-indexed
-    next_position: int  # position id of the first generated token
+    next_position: int | float  # position id of the first generated token (float where positions are, Qwen3)
     video_saliency: torch.Tensor | None = None  # (N_v,) attention received in the vision encoder's last layer
     audio_saliency: torch.Tensor | None = None  # (N_a,) same for the audio encoder
+    # Qwen3 DeepStack: per early decoder layer, features added to the visual rows after that layer; visual_rank
+    # maps each sequence position to its row in those tensors (-1: not a visual token)
+    deepstack: tuple[torch.Tensor, ...] = ()
+    visual_rank: torch.Tensor | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -132,6 +136,19 @@ class OmniAdapter:
         """The LM head on normed final hidden states."""
         return self.model.lm_head(normed)
 
+    def after_layer(self, idx: int, hidden: torch.Tensor, live: torch.Tensor, encoded: EncodedRequest) -> torch.Tensor:
+        """Per-layer extras after decoder layer ``idx`` on the live rows (Qwen3's DeepStack: the visual features of
+        layer ``idx`` added to the surviving visual rows). Nothing for families without them."""
+        if idx >= len(encoded.deepstack):
+            return hidden
+        rows = encoded.visual_rank[live]
+        keep = rows >= 0
+        if not bool(keep.any()):
+            return hidden
+        hidden = hidden.clone()
+        hidden[0, keep] = hidden[0, keep] + encoded.deepstack[idx][rows[keep]].to(hidden.dtype)
+        return hidden
+
     def rotary(self, hidden: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.text_model.rotary_emb(hidden, position_ids)
 
@@ -160,7 +177,7 @@ def load_model(
     cache_dir: str | os.PathLike | None = None,
 ) -> OmniAdapter:
     """Load a thinker (no talker) and its processor through the normal ``from_pretrained`` path."""
-    from seats_cli.models import qwen2_5_omni  # noqa: F401  (registers the family)
+    from seats_cli.models import qwen2_5_omni, qwen3_omni  # noqa: F401  (register the families)
 
     cfg = config if isinstance(config, ModelConfig) else resolve_config(model, config)
     if cfg.family not in _FAMILIES:

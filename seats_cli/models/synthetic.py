@@ -87,12 +87,13 @@ def save_weights(model, path: Path = WEIGHTS, **meta) -> Path:
     return path
 
 
-def load_trained(path: Path = WEIGHTS):
+def load_trained(path: Path | None = None):
     """The trained thinker from the committed weights; refuses weights of another recipe."""
     from safetensors import safe_open
 
     from seats_cli.models.base import ModelLoadError
 
+    path = Path(path) if path is not None else WEIGHTS
     if not path.is_file():
         raise ModelLoadError(f"no trained synthetic weights at {path}; run `python scripts/train_tiny.py`")
     with safe_open(str(path), framework="pt") as f:

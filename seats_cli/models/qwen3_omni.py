@@ -1,0 +1,218 @@
+"""Qwen3-Omni (30B-A3B MoE) thinker adapter: stock transformers classes, driven from outside.
+
+Differences from Qwen2.5 handled here (SEATS_SPEC §7): DeepStack visual features added after decoder layers 0-2
+(``EncodedRequest.deepstack``, applied by ``OmniAdapter.after_layer`` to the surviving visual rows), q/k norms
+before rotary in the Stage II scores, float M-RoPE position ids (decoding continues at max + 1 as a float),
+13 audio tokens per second with no pooling, time chunks = the processor's runs, weights loaded straight onto the
+GPU (``device_map``). Nothing in transformers is patched.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+
+from seats_cli.layout import build_layout_from_runs
+from seats_cli.models.base import (
+    EncodedRequest,
+    ModelLoadError,
+    OmniAdapter,
+    PreparedRequest,
+    describe_load_failure,
+    register_family,
+)
+from seats_cli.selection.saliency import merge_unit_mean, received_attention, span_bounds
+
+
+@register_family
+class Qwen3OmniAdapter(OmniAdapter):
+    family = "qwen3_omni"
+
+    @classmethod
+    def from_pretrained(cls, source, cfg, *, model_id, device, dtype, attn_implementation, revision,
+                        local_files_only, device_map=None):
+        from transformers import AutoProcessor, Qwen3OmniMoeThinkerForConditionalGeneration
+
+        kwargs = dict(revision=revision, local_files_only=local_files_only)
+        # a 30B checkpoint goes straight to its GPU(s): no full copy in host memory first
+        placement = device_map or ({"": str(device)} if device.type == "cuda" else None)
+        try:
+            model = Qwen3OmniMoeThinkerForConditionalGeneration.from_pretrained(
+                source, dtype=dtype, attn_implementation=attn_implementation, device_map=placement, **kwargs
+            )
+            processor = AutoProcessor.from_pretrained(source, **kwargs)
+        except ImportError as e:
+            raise ModelLoadError(f"cannot load {model_id}: {str(e).splitlines()[0]}") from None
+        except torch.cuda.OutOfMemoryError:
+            raise ModelLoadError(f"{model_id} does not fit on {device}; try --device-map auto over several GPUs, "
+                                 f"or --dtype bfloat16") from None
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(describe_load_failure(model_id, e)) from None
+        if placement is None:
+            model.to(device)
+        return cls(model.eval(), processor, cfg, model_id=model_id, device=device)
+
+    # ---- inputs -------------------------------------------------------------------------------
+    def prepare(self, media, question: str, system_prompt: str | None = None) -> PreparedRequest:
+        system = self.config.system_prompt if system_prompt is None else system_prompt
+        conversation = [
+            {"role": "system", "content": [{"type": "text", "text": system}]},
+            {"role": "user", "content": [{"type": "video", "video": media.path}, {"type": "text", "text": question}]},
+        ]
+        text = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+        with_audio = media.audio is not None and len(media.audio) > 0
+        # the real sample fps (the official wrapper let the processor assume 1 fps); frames are already sized
+        kwargs = dict(videos_kwargs={"fps": float(media.sample_fps), "do_resize": False,
+                                     "cap_pixels_per_frame": False})
+        if with_audio:
+            kwargs.update(audio=[media.audio], audio_from_video_indices=[0], load_audio_from_video=True)
+        batch = self.processor(text=text, videos=[media.frames], return_tensors="pt", **kwargs)
+        grid = batch["video_grid_thw"][0].tolist()
+        patch = self.processor.video_processor.patch_size
+        height, width = (int(x) for x in media.frames.shape[-2:])
+        if (grid[1] * patch, grid[2] * patch) != (height, width):
+            raise RuntimeError(f"the processor made a {grid[2] * patch}x{grid[1] * patch} grid of "
+                               f"{width}x{height} frames")
+        inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        for key in ("pixel_values_videos", "input_features"):
+            if key in inputs:
+                inputs[key] = inputs[key].to(self.dtype)
+        cfg = self.model.config
+        merge = cfg.vision_config.spatial_merge_size
+        layout = build_layout_from_runs(
+            inputs["input_ids"], video_token_id=cfg.video_token_id, audio_token_id=cfg.audio_token_id,
+            tokens_per_grid=(grid[1] // merge) * (grid[2] // merge),
+            seconds_per_grid=self.processor.video_processor.temporal_patch_size / float(media.sample_fps),
+            audio_tokens_per_second=self.config.media.audio_tokens_per_second, duration_s=media.duration_s,
+        )
+        # the model flag follows the ids: <|vision_start|> directly followed by <|audio_start|>
+        ids = inputs["input_ids"][0]
+        starts = (ids[:-1] == cfg.vision_start_token_id) & (ids[1:] == cfg.audio_start_token_id)
+        return PreparedRequest(inputs=inputs, layout=layout, use_audio_in_video=bool(starts.any()))
+
+    # ---- encoders -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, request: PreparedRequest, *, saliency: str | None = None) -> EncodedRequest:
+        inner = self.model.model
+        inp = request.inputs
+        ids = inp["input_ids"]
+        found: dict[str, torch.Tensor] = {}
+        embeds = inner.get_input_embeddings()(ids)
+        deepstack: tuple[torch.Tensor, ...] = ()
+        with self._saliency_hooks(inp, found, span=saliency):
+            if "input_features" in inp:
+                audio = inner.get_audio_features(inp["input_features"], inp["feature_attention_mask"],
+                                                 return_dict=True).last_hidden_state
+                _, _, amask = inner.get_placeholder_mask(ids, inputs_embeds=embeds)
+                embeds = embeds.masked_scatter(amask, audio.to(embeds.device, embeds.dtype))
+            if "pixel_values_videos" in inp:
+                out = inner.get_video_features(inp["pixel_values_videos"], inp["video_grid_thw"], return_dict=True)
+                video = torch.cat(out.pooler_output, dim=0).to(embeds.device, embeds.dtype)
+                _, vmask, _ = inner.get_placeholder_mask(ids, inputs_embeds=embeds, video_features=video)
+                embeds = embeds.masked_scatter(vmask, video)
+                deepstack = tuple(torch.cat(f, dim=0).to(embeds.device, embeds.dtype) for f in out.deepstack_features)
+        is_video = ids[0] == self.model.config.video_token_id
+        rank = torch.where(is_video, torch.cumsum(is_video.long(), 0) - 1, torch.full_like(ids[0], -1))
+        position_ids = self.position_ids(request)
+        return EncodedRequest(
+            embeds=embeds, position_ids=position_ids, next_position=float(position_ids.max()) + 1.0,
+            video_saliency=found.get("video"), audio_saliency=found.get("audio"),
+            deepstack=deepstack, visual_rank=rank if deepstack else None,
+        )
+
+    @torch.no_grad()
+    def position_ids(self, request: PreparedRequest) -> torch.Tensor:
+        """The stock model's float 3-D M-RoPE ids (3, 1, S) of the unpruned request."""
+        inp = request.inputs
+        fam = inp.get("feature_attention_mask")
+        position_ids, _ = self.model.model.get_rope_index(
+            inp["input_ids"], None, inp.get("video_grid_thw"), inp["attention_mask"], request.use_audio_in_video,
+            fam.sum(-1) if fam is not None else None, inp.get("video_second_per_grid"),
+        )
+        return position_ids
+
+    @contextmanager
+    def _saliency_hooks(self, inp, found: dict, *, span: str | None):
+        if span is None:
+            yield
+            return
+        if span not in ("official", "encoder"):
+            raise ValueError(f"saliency span must be official or encoder, got {span!r}")
+        inner = self.model.model
+        s = self.config.seats
+        handles = []
+        if "pixel_values_videos" in inp:
+            grids = s.stage1_video_grids if span == "official" else None
+            handles.append(inner.visual.blocks[-1].register_forward_pre_hook(
+                self._vision_hook(inp["video_grid_thw"], found, grids), with_kwargs=True))
+        if "input_features" in inp:
+            tokens = 2 * s.stage1_audio_tokens if span == "official" else None  # the authors' 52-token windows
+            handles.append(inner.audio_tower.layers[-1].register_forward_pre_hook(
+                self._audio_hook(found, tokens), with_kwargs=True))
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    def _vision_hook(self, grid_thw, found, grids_per_span: int | None):
+        """Attention received in the last ViT block; patches are grouped by merge unit already (no window
+        permutation), so 4 consecutive patches make one LLM token."""
+        from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import apply_rotary_pos_emb_vision
+
+        visual = self.model.model.visual
+        block = visual.blocks[-1]
+
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            cos, sin = kwargs["position_embeddings"]
+            x = block.norm1(hidden)
+            n = x.shape[0]
+            q, k, _ = block.attn.qkv(x).reshape(n, 3, block.attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+            q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
+            cu = kwargs.get("cu_seqlens", args[1] if len(args) > 1 else None)
+            if grids_per_span is not None:
+                _, h, w = (int(x) for x in grid_thw.reshape(-1, 3)[0])
+                cu = span_bounds(n, grids_per_span * h * w)
+            per_patch = received_attention(q.transpose(0, 1), k.transpose(0, 1), cu, block.attn.scaling)
+            found["video"] = merge_unit_mean(per_patch, visual.spatial_merge_size ** 2)
+
+        return hook
+
+    def _audio_hook(self, found, tokens_per_span: int | None):
+        layer = self.model.model.audio_tower.layers[-1]
+
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            attn = layer.self_attn
+            x = layer.self_attn_layer_norm(hidden)
+            n = x.shape[0]
+            q = attn.q_proj(x).reshape(n, attn.num_heads, -1)
+            k = attn.k_proj(x).reshape(n, attn.num_heads, -1)
+            cu = kwargs.get("cu_seqlens", args[1] if len(args) > 1 else None)  # Qwen3 passes it positionally
+            if tokens_per_span is not None:
+                cu = span_bounds(n, tokens_per_span)
+            found["audio"] = received_attention(q.transpose(0, 1), k.transpose(0, 1), cu, attn.scaling)
+
+        return hook
+
+    # ---- Stage II query ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def query_scores(self, layer_idx, hidden, cos, sin, query_row):
+        """Softmax attention of the query row over all rows with layer ``layer_idx``'s own q/k projections and
+        q/k norms (before rotary, as the stock attention), mean over heads."""
+        from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import rotate_half
+
+        layer = self.layers[layer_idx]
+        attn = layer.self_attn
+        x = layer.input_layernorm(hidden)
+        s, hd = x.shape[1], attn.head_dim
+        q = attn.q_norm(attn.q_proj(x[:, query_row:query_row + 1]).view(1, 1, -1, hd)).transpose(1, 2)
+        k = attn.k_norm(attn.k_proj(x).view(1, s, -1, hd)).transpose(1, 2)
+        cq, sq = cos[:, query_row:query_row + 1].unsqueeze(1), sin[:, query_row:query_row + 1].unsqueeze(1)
+        q = q * cq + rotate_half(q) * sq
+        k = k * cos.unsqueeze(1) + rotate_half(k) * sin.unsqueeze(1)
+        q = q.reshape(1, k.shape[1], attn.num_key_value_groups, hd)
+        logits = torch.matmul(q.float(), k.float().transpose(-1, -2)) * attn.scaling
+        return logits.reshape(1, -1, 1, s).softmax(dim=-1).mean(dim=1).reshape(s)
