@@ -167,7 +167,7 @@ def resolve_config(model: str, config: str | None = None) -> ModelConfig:
     """The preset for ``--model`` (or the ``--config`` file/name when given)."""
     if config:
         return ModelConfig.from_yaml(config) if Path(config).is_file() else ModelConfig.from_name(config)
-    if model in ("tiny", "synthetic"):
+    if model in ("tiny", "tiny-qwen3", "synthetic"):
         return ModelConfig.from_name(model)
     local = Path(model)
     if local.is_dir() and (local / "config.json").is_file():
@@ -189,6 +189,8 @@ def _guess_from_local(folder: Path) -> ModelConfig:
     """A local checkpoint: match its text model's depth and width against the presets."""
     if (folder / "seats_tiny.json").is_file():
         return ModelConfig.from_name("tiny")
+    if (folder / "seats_tiny_qwen3.json").is_file():
+        return ModelConfig.from_name("tiny-qwen3")
     if (folder / "seats_synthetic.json").is_file():
         return ModelConfig.from_name("synthetic")
     cfg = json.loads((folder / "config.json").read_text())

@@ -54,8 +54,11 @@ def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 @torch.no_grad()
 def _masked_forward(adapter, embeds: torch.Tensor, position_ids: torch.Tensor, n_prompt: int,
-                    layer_live: Sequence[torch.Tensor], kv_visible: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Normed final hidden states (1, S, D) of the full sequence under the per-layer masks."""
+                    layer_live: Sequence[torch.Tensor], kv_visible: Sequence[torch.Tensor],
+                    encoded=None) -> torch.Tensor:
+    """Normed final hidden states (1, S, D) of the full sequence under the per-layer masks. With Qwen3's DeepStack
+    (``encoded.deepstack``) the features are added to every visual row after layers 0..2, as the stock model
+    does; dropped rows are never read, so only the live ones matter."""
     layers = adapter.layers
     if len(layer_live) != len(layers) or len(kv_visible) != len(layers):
         raise ValueError(f"need one live set per layer ({len(layers)})")
@@ -69,6 +72,12 @@ def _masked_forward(adapter, embeds: torch.Tensor, position_ids: torch.Tensor, n
             allowed = allowed_matrix(n_prompt, n_generated, live, kv, device=hidden.device)
             mask, prev = additive_mask(allowed, hidden.dtype), (live, kv)
         hidden = layer(hidden, attention_mask=mask, position_embeddings=(cos, sin))
+        if encoded is not None and idx < len(encoded.deepstack):
+            rank = torch.full((hidden.shape[1],), -1, dtype=torch.long, device=hidden.device)
+            rank[:n_prompt] = encoded.visual_rank
+            sel = rank >= 0
+            hidden = hidden.clone()
+            hidden[0, sel] = hidden[0, sel] + encoded.deepstack[idx][rank[sel]].to(hidden.dtype)
     return adapter.text_model.norm(hidden)
 
 
@@ -76,7 +85,7 @@ def _masked_forward(adapter, embeds: torch.Tensor, position_ids: torch.Tensor, n
 def masked_reference_logits(adapter, encoded, layer_live: Sequence[torch.Tensor]) -> torch.Tensor:
     """Float32 (V,) logits of the last prompt position of the masked full-sequence forward."""
     n = encoded.embeds.shape[1]
-    hidden = _masked_forward(adapter, encoded.embeds, encoded.position_ids, n, layer_live, layer_live)
+    hidden = _masked_forward(adapter, encoded.embeds, encoded.position_ids, n, layer_live, layer_live, encoded)
     return adapter.model.lm_head(hidden[:, -1]).float().reshape(-1)
 
 
@@ -108,7 +117,7 @@ def masked_reference_generate(adapter, encoded, layer_live: Sequence[torch.Tenso
     tokens: list[int] = []
     for _ in range(n_tokens):
         embeds, position_ids = _with_generated(adapter, encoded, tokens)
-        hidden = _masked_forward(adapter, embeds, position_ids, n_prompt, layer_live, kv_visible)
+        hidden = _masked_forward(adapter, embeds, position_ids, n_prompt, layer_live, kv_visible, encoded)
         logits = adapter.model.lm_head(hidden[:, -1]).float().reshape(-1)
         tokens.append(int(logits.argmax()))
     return tokens
@@ -127,7 +136,7 @@ def masked_reference_greedy_given(adapter, encoded, layer_live: Sequence[torch.T
     tokens = [int(t) for t in tokens]
     n_prompt = encoded.embeds.shape[1]
     embeds, position_ids = _with_generated(adapter, encoded, tokens[:-1])
-    hidden = _masked_forward(adapter, embeds, position_ids, n_prompt, layer_live, kv_visible)
+    hidden = _masked_forward(adapter, embeds, position_ids, n_prompt, layer_live, kv_visible, encoded)
     logits = adapter.model.lm_head(hidden[0, n_prompt - 1:]).float()
     return [int(i) for i in logits.argmax(dim=-1)]
 

@@ -192,6 +192,10 @@ def load_model(
         from seats_cli.models.tiny import tiny_model_dir
 
         source = str(tiny_model_dir(cache_dir))
+    elif model == "tiny-qwen3":
+        from seats_cli.models.tiny_qwen3 import tiny_qwen3_model_dir
+
+        source = str(tiny_qwen3_model_dir(cache_dir))
     elif model == "synthetic":
         from seats_cli.models.synthetic import synthetic_model_dir
 

@@ -1,0 +1,127 @@
+"""Qwen3-Omni on the offline `tiny-qwen3` thinker (48 layers, MoE, DeepStack): our prefill loop equals the stock
+forward, greedy decoding equals stock `generate()`, SEATS equals the masked reference (DeepStack rows of dropped
+tokens gone) under both KV policies, the Stage II scores equal the stock attention weights, and a silent clip, a
+1-fps clip and the baselines run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reference import (kv_visible_for, masked_reference_greedy_given, masked_reference_logits, prepared_case,
+                       write_clip)
+from seats_cli import engine
+from seats_cli.methods import build_pruner
+
+QUESTION = "What is moving?"
+N_NEW = 8
+
+
+@pytest.fixture(scope="module")
+def adapter(seats_cache):
+    from seats_cli.models import load_model
+
+    torch.manual_seed(0)
+    return load_model("tiny-qwen3", device="cpu", dtype="float32", cache_dir=seats_cache)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("q3")
+    return {"silent": write_clip(d / "silent.mp4", seconds=4.0, fps=10, audio=False),
+            "sound": write_clip(d / "sound.mp4", seconds=4.0, fps=10, audio=True)}
+
+
+def _stock_inputs(request):
+    inp = request.inputs
+    keys = ("input_ids", "attention_mask", "pixel_values_videos", "video_grid_thw", "input_features",
+            "feature_attention_mask", "video_second_per_grid")
+    return {k: inp[k] for k in keys if k in inp}
+
+
+@pytest.mark.parametrize("which", ["sample", "silent"])
+def test_prefill_equals_the_stock_forward(adapter, sample_path, clips, which, one_thread):
+    path = sample_path if which == "sample" else clips["silent"]
+    _, request, encoded = prepared_case(adapter, path, QUESTION)
+    with torch.no_grad():
+        stock = adapter.model(**_stock_inputs(request), use_audio_in_video=request.use_audio_in_video).logits[0, -1]
+    ours = engine.prefill(adapter, encoded, request.layout)
+    assert encoded.deepstack and len(encoded.deepstack) == 3  # DeepStack after decoder layers 0, 1, 2
+    assert (ours.logits - stock.float()).abs().max().item() <= 1e-5
+    # without DeepStack the loop would be off: the check has teeth
+    plain = type(encoded)(**{**encoded.__dict__, "deepstack": ()})
+    assert (engine.prefill(adapter, plain, request.layout).logits - stock.float()).abs().max().item() > 1e-4
+
+
+def test_greedy_decode_equals_stock_generate(adapter, sample_path, one_thread):
+    _, request, encoded = prepared_case(adapter, sample_path, QUESTION)
+    ours = engine.prefill(adapter, encoded, request.layout)
+    tokens, _ = engine.decode(adapter, ours, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[])
+    assert isinstance(encoded.next_position, float)  # float positions continue as floats
+    with torch.no_grad():
+        out = adapter.model.generate(**_stock_inputs(request), use_audio_in_video=request.use_audio_in_video,
+                                     max_new_tokens=N_NEW, min_new_tokens=N_NEW, do_sample=False)
+    assert tokens == out[0, request.inputs["input_ids"].shape[1]:].tolist()
+
+
+@pytest.mark.parametrize("trr", [0.35, 0.1])
+@pytest.mark.parametrize("policy", ["survivors", "per_layer"])
+def test_seats_equals_the_masked_reference(adapter, sample_path, trr, policy, one_thread):
+    _, request, encoded = prepared_case(adapter, sample_path, QUESTION)
+    layout = request.layout
+    pruner, plan = build_pruner("seats", adapter.config, layout, trr=trr)
+    res = engine.prefill(adapter, encoded, layout, pruner, kv_policy=policy)
+    live = res.layer_live
+    # the Qwen3 schedule ran: Stage I before layer 0, drops at 27/31/35, text only from 39
+    assert [layer for layer, _ in res.stage_live] == [0, 27, 31, 35, 39]
+    ref = masked_reference_logits(adapter, encoded, live)
+    assert (res.logits - ref).abs().max().item() <= 1e-4
+    tokens, _ = engine.decode(adapter, res, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[])
+    assert masked_reference_greedy_given(adapter, encoded, live, kv_visible_for(policy, live), tokens) == tokens
+
+
+def test_stage2_scores_equal_the_stock_attention_weights(adapter, sample_path, one_thread):
+    """Our query row (layer l's norm, q/k projections, q/k norms before rotary) equals the stock eager attention
+    weights of the last position, averaged over heads."""
+    _, request, encoded = prepared_case(adapter, sample_path, QUESTION)
+    layer_idx = 27
+    hidden = encoded.embeds
+    cos, sin = adapter.rotary(hidden, encoded.position_ids)
+    with torch.no_grad():
+        for idx in range(layer_idx):
+            hidden = adapter.layers[idx](hidden, attention_mask=None, position_embeddings=(cos, sin))
+            hidden = adapter.after_layer(idx, hidden, torch.arange(hidden.shape[1]), encoded)
+        layer = adapter.layers[layer_idx]
+        attn = layer.self_attn
+        before = attn.config._attn_implementation
+        attn.config._attn_implementation = "eager"
+        try:
+            s = hidden.shape[1]
+            mask = torch.full((s, s), torch.finfo(hidden.dtype).min).triu(1)[None, None]
+            _, weights = attn(layer.input_layernorm(hidden), position_embeddings=(cos, sin), attention_mask=mask)
+        finally:
+            attn.config._attn_implementation = before
+    stock = weights[0, :, -1, :].mean(dim=0)
+    ours = adapter.query_scores(layer_idx, hidden, cos, sin, hidden.shape[1] - 1)
+    assert (ours - stock.float()).abs().max().item() <= 1e-6
+
+
+def test_a_1_fps_clip_and_the_baselines_run(adapter, clips, one_thread):
+    from seats_cli.media import decode_video
+    from seats_cli.request import frame_policy
+
+    media = decode_video(clips["sound"], frame_policy(adapter.config, fps=1.0))
+    request = adapter.prepare(media, QUESTION)
+    encoded = adapter.encode(request, saliency="official")
+    layout = request.layout
+    # 64x48 frames -> 320x448 (factor 32) -> 10 x 14 = 140 tokens per grid; 4 frames at 1 fps -> 2 grids of
+    # 2 s, 52 audio tokens: runs V140 A26 V140 A26 (grid time ids 26 apart)
+    assert [(w.video_total, w.audio_total) for w in layout.windows] == [(140, 26), (140, 26)]
+    for method in ("seats", "random", "divprune", "fastv", "fastv-om"):
+        pruner, _ = build_pruner(method, adapter.config, layout, trr=0.25)
+        res = engine.prefill(adapter, encoded, layout, pruner)
+        tokens, _ = engine.decode(adapter, res, encoded.next_position, max_new_tokens=2, eos_token_ids=[])
+        assert len(tokens) == 2 and torch.isfinite(res.logits).all(), method
+        if method == "fastv":  # drop before layer 2: DeepStack rows of layer 2 go only to surviving video rows
+            ref = masked_reference_logits(adapter, encoded, res.layer_live)
+            assert (res.logits - ref).abs().max().item() <= 1e-4
