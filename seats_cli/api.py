@@ -78,11 +78,11 @@ class Seats:
     def __init__(self, model: str = "Qwen/Qwen2.5-Omni-7B", *, config: str | ModelConfig | None = None,
                  device: str = "auto", dtype: str = "auto", attn_implementation: str = "sdpa",
                  revision: str | None = None, local_files_only: bool = False,
-                 cache_dir: str | os.PathLike | None = None):
+                 cache_dir: str | os.PathLike | None = None, device_map: str | None = None):
         self.config = config if isinstance(config, ModelConfig) else resolve_config(model, config)
         self.adapter = load_model(model, config=self.config, device=device, dtype=dtype,
                                   attn_implementation=attn_implementation, revision=revision,
-                                  local_files_only=local_files_only, cache_dir=cache_dir)
+                                  local_files_only=local_files_only, cache_dir=cache_dir, device_map=device_map)
         self.model_name = model
         self.dims = TextModelDims.from_hf_text_config(self.adapter.text_config)
         self._last = None  # (media, question, system prompt, request, encoded, saliency span, encode ms)

@@ -15,10 +15,10 @@ from rich.progress import (
 from rich.text import Text
 
 from seats_cli.cli.common import (
-    AttnOpt, AudioTrrOpt, ConfigOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt, KvOpt, LocalOnlyOpt, LongContextOpt,
-    MaxFramesOpt, MaxNewOpt, MethodOpt, ModelOpt, QuietOpt, RatioModeOpt, RevisionOpt, SaliencySpanOpt, ScoreLayerOpt,
-    SeedOpt, TrrOpt, UsageProblem, VideoTrrOpt, app, check_load_options, check_request_options, fail, guarded,
-    quiet_libraries, show_progress, status, stderr,
+    AttnOpt, AudioTrrOpt, ConfigOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt, KvOpt, LocalOnlyOpt,
+    LongContextOpt, MaxFramesOpt, MaxNewOpt, MethodOpt, ModelOpt, QuietOpt, RatioModeOpt, RevisionOpt,
+    SaliencySpanOpt, ScoreLayerOpt, SeedOpt, TrrOpt, UsageProblem, VideoTrrOpt, app, check_load_options,
+    check_request_options, fail, guarded, quiet_libraries, show_progress, status, stderr,
 )
 
 SIGPIPE_EXIT = 141  # what a shell reports for a process killed by SIGPIPE (`seats batch ... | head -1`)
@@ -39,7 +39,8 @@ def batch(
                                 "append the others (failed rows are retried; the last line for an id wins)."),
     model: str = ModelOpt, config: Optional[str] = ConfigOpt, method: str = MethodOpt,
     trr: Optional[float] = TrrOpt, video_trr: Optional[float] = VideoTrrOpt, audio_trr: Optional[float] = AudioTrrOpt,
-    device: str = DeviceOpt, dtype: str = DtypeOpt, attn_implementation: str = AttnOpt,
+    device: str = DeviceOpt, device_map: Optional[str] = DeviceMapOpt, dtype: str = DtypeOpt,
+    attn_implementation: str = AttnOpt,
     fps: Optional[float] = FpsOpt, max_frames: Optional[int] = MaxFramesOpt, max_new_tokens: Optional[int] = MaxNewOpt,
     seed: int = SeedOpt, kv_policy: Optional[str] = KvOpt, score_layer: Optional[str] = ScoreLayerOpt,
     ratio_mode: Optional[str] = RatioModeOpt, saliency_span: Optional[str] = SaliencySpanOpt,
@@ -86,7 +87,7 @@ def batch(
                     frame_sizing=frame_sizing, allow_long_context=allow_long_context)
     cfg = resolve_config(model, config)
     check_request_options(cfg, defaults)  # bad defaults fail every row: say so once, before loading anything
-    check_load_options(device, dtype, attn_implementation)
+    check_load_options(device, dtype, attn_implementation, device_map)
     if not todo:
         if to_file and not resume:
             Path(out).write_text("", encoding="utf-8")
@@ -99,7 +100,8 @@ def batch(
     if any(row.error is None for row in todo):
         with status(f"loading {model}", bar):
             answer = api.Seats(model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
-                               revision=revision, local_files_only=local_files_only).ask
+                               revision=revision, local_files_only=local_files_only,
+                               device_map=device_map).ask
 
     if to_file:
         note = runner.repair_tail(out) if resume else None

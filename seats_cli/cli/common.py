@@ -137,6 +137,8 @@ TrrOpt = typer.Option(None, "--trr", help="Overall token retention ratio, 0 < tr
 VideoTrrOpt = typer.Option(None, "--video-trr", help="Set the video retention ratio R_v, 0 < R_v <= 1.")
 AudioTrrOpt = typer.Option(None, "--audio-trr", help="Set the audio retention ratio R_a, 0 < R_a <= 1.")
 DeviceOpt = typer.Option("auto", "--device", metavar="[auto|cpu|cuda|cuda:N]", help="Where the model runs.")
+DeviceMapOpt = typer.Option(None, "--device-map", metavar="[auto]",
+                            help="Spread the model over every visible GPU (large checkpoints such as the 30B).")
 DtypeOpt = typer.Option("auto", "--dtype", metavar=_one_of(choices.DTYPES),
                         help="auto: bf16 on GPU, fp32 on CPU.")
 AttnOpt = typer.Option("sdpa", "--attn-implementation", metavar=_one_of(choices.ATTN_IMPLEMENTATIONS),
@@ -173,10 +175,14 @@ def check_request_options(cfg, d: dict) -> None:
     RequestOptions(**{k: v for k, v in d.items() if v is not None}).check(cfg)
 
 
-def check_load_options(device: str, dtype: str, attn_implementation: str) -> None:
+def check_load_options(device: str, dtype: str, attn_implementation: str, device_map: str | None = None) -> None:
     """Model-loading options, checked before anything is decoded or loaded."""
     from seats_cli.request import check_choice
 
+    if device_map not in (None, "auto"):
+        raise UsageProblem(f"--device-map {device_map!r} is not one of: auto")
+    if device_map == "auto" and device == "cpu":
+        raise UsageProblem("--device-map auto spreads a model over GPUs; it cannot be used with --device cpu")
     check_choice("dtype", dtype, choices.DTYPES)
     check_choice("attn_implementation", attn_implementation, choices.ATTN_IMPLEMENTATIONS)
     if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):

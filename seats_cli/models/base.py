@@ -175,8 +175,10 @@ def load_model(
     revision: str | None = None,
     local_files_only: bool = False,
     cache_dir: str | os.PathLike | None = None,
+    device_map: str | None = None,
 ) -> OmniAdapter:
-    """Load a thinker (no talker) and its processor through the normal ``from_pretrained`` path."""
+    """Load a thinker (no talker) and its processor through the normal ``from_pretrained`` path. On CUDA the
+    weights go straight to the GPU; ``device_map="auto"`` spreads them over every visible GPU."""
     from seats_cli.models import qwen2_5_omni, qwen3_omni  # noqa: F401  (register the families)
 
     cfg = config if isinstance(config, ModelConfig) else resolve_config(model, config)
@@ -202,9 +204,13 @@ def load_model(
         source = str(synthetic_model_dir(cache_dir))
     elif Path(model).exists() and not Path(model).is_dir():
         raise ModelLoadError(f"--model {model}: not a folder or hub id")
+    if device_map not in (None, "auto"):
+        raise ModelLoadError(f"--device-map {device_map!r} is not one of: auto")
+    if device_map == "auto" and dev.type != "cuda":
+        raise ModelLoadError("--device-map auto spreads a model over GPUs; no CUDA device is in use")
     adapter = _FAMILIES[cfg.family].from_pretrained(
         source, cfg, model_id=model, device=dev, dtype=torch_dtype, attn_implementation=attn_implementation,
-        revision=revision, local_files_only=local_files_only,
+        revision=revision, local_files_only=local_files_only, device_map=device_map,
     )
     check_preset(cfg, adapter.text_config)
     return adapter

@@ -34,20 +34,26 @@ class Qwen25OmniAdapter(OmniAdapter):
 
     @classmethod
     def from_pretrained(cls, source, cfg, *, model_id, device, dtype, attn_implementation, revision,
-                        local_files_only):
+                        local_files_only, device_map=None):
         from transformers import AutoProcessor, Qwen2_5OmniThinkerForConditionalGeneration
 
         kwargs = dict(revision=revision, local_files_only=local_files_only)
+        placement = device_map or ({"": str(device)} if device.type == "cuda" else None)  # straight to the GPU
         try:
             model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
-                source, dtype=dtype, attn_implementation=attn_implementation, **kwargs
+                source, dtype=dtype, attn_implementation=attn_implementation, device_map=placement, **kwargs
             )
             processor = AutoProcessor.from_pretrained(source, **kwargs)
         except ImportError as e:  # e.g. flash_attention_2 without the flash-attn package
             raise ModelLoadError(f"cannot load {model_id}: {str(e).splitlines()[0]}") from None
+        except torch.cuda.OutOfMemoryError:
+            raise ModelLoadError(f"{model_id} does not fit on {device}; try --device-map auto over several GPUs "
+                                 f"or --dtype bfloat16") from None
         except (OSError, ValueError) as e:
             raise ModelLoadError(describe_load_failure(model_id, e)) from None
-        model.to(device).eval()
+        if placement is None:
+            model.to(device)
+        model.eval()
         return cls(model, processor, cfg, model_id=model_id, device=device)
 
     # ---- inputs -------------------------------------------------------------------------------
