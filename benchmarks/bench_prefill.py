@@ -39,6 +39,13 @@ TEXT_7B = dict(hidden_size=3584, intermediate_size=18944, num_attention_heads=28
 TEXT_CPU = dict(hidden_size=512, intermediate_size=2688, num_attention_heads=8, num_key_value_heads=2,
                 head_dim=64, vocab_size=21760, mrope_section=[8, 12, 12])
 LAYOUTS = {"cpu": dict(frames=32, audio_seconds=16.0), "gpu": dict(frames=128, audio_seconds=64.0)}
+# Qwen3-Omni-30B-A3B's text model (48 layers, MoE 128 experts x 768, top 8, q width 4096 != hidden 2048), and a
+# CPU size with its depth and proportions: head_dim 64, 16 experts of width 0.375 x hidden with the same share
+# active (8 of 128 -> 1 of 16 would starve the MoE; 4 of 16 keeps top-k > 1), vocabulary scaled with the width
+QWEN3_GPU = dict(hidden_size=2048, num_attention_heads=32, num_key_value_heads=4, head_dim=128, vocab_size=152064,
+                 num_experts=128, num_experts_per_tok=8, moe_intermediate_size=768, mrope_section=[24, 20, 20])
+QWEN3_CPU = dict(hidden_size=512, num_attention_heads=8, num_key_value_heads=2, head_dim=64, vocab_size=38016,
+                 num_experts=16, num_experts_per_tok=4, moe_intermediate_size=192, mrope_section=[12, 10, 10])
 
 
 def build_thinker(text: dict, attn: str, dtype: torch.dtype, device: torch.device):
@@ -62,19 +69,52 @@ def build_thinker(text: dict, attn: str, dtype: torch.dtype, device: torch.devic
     return model.eval()
 
 
-def run(mode: str, attn: str, args) -> dict:
-    from seats_cli.models.qwen2_5_omni import Qwen25OmniAdapter
-    from seats_cli.models.tiny import build_tiny_processor
+def build_qwen3_thinker(text: dict, attn: str, dtype: torch.dtype, device: torch.device):
+    """A random-weight Qwen3-Omni MoE thinker: the wanted 48-layer text model, the tiny-qwen3 encoders."""
+    from transformers import Qwen3OmniMoeThinkerForConditionalGeneration
 
+    from seats_cli.models.tiny_qwen3 import tiny_qwen3_thinker_config
+
+    cfg = tiny_qwen3_thinker_config(attn)
+    tc = cfg.text_config
+    for key in ("hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim", "vocab_size", "num_experts",
+                "num_experts_per_tok", "moe_intermediate_size"):
+        setattr(tc, key, text[key])
+    tc.intermediate_size = text["num_experts_per_tok"] * text["moe_intermediate_size"]
+    tc.rope_parameters = dict(tc.rope_parameters, mrope_section=text["mrope_section"])
+    cfg.vision_config.out_hidden_size = text["hidden_size"]
+    cfg.audio_config.output_dim = text["hidden_size"]
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = Qwen3OmniMoeThinkerForConditionalGeneration._from_config(cfg, dtype=dtype)
+    return model.eval()
+
+
+def run(mode: str, attn: str, args) -> dict:
     device = torch.device("cuda" if mode == "gpu" else "cpu")
     dtype = torch.bfloat16 if mode == "gpu" else torch.float32
-    text = dict(TEXT_7B if mode == "gpu" else TEXT_CPU)
-    if args.vocab:
-        text["vocab_size"] = args.vocab
-    config = ModelConfig.from_name("qwen2.5-omni-7b")  # SEATS boundaries, ratio table and media policy of the 7B
     t0 = time.perf_counter()
-    model = build_thinker(text, attn, dtype, device)
-    adapter = Qwen25OmniAdapter(model, build_tiny_processor(), config, model_id=f"random-{mode}", device=device)
+    if args.model_arch == "qwen3-30b-a3b":
+        from seats_cli.models.qwen3_omni import Qwen3OmniAdapter
+        from seats_cli.models.tiny_qwen3 import build_tiny_qwen3_processor
+
+        text = dict(QWEN3_GPU if mode == "gpu" else QWEN3_CPU)
+        if args.vocab:
+            text["vocab_size"] = args.vocab
+        config = ModelConfig.from_name("qwen3-omni-30b-a3b")  # boundaries 27/31/35/39, ratio table, 13 tokens/s
+        model = build_qwen3_thinker(text, attn, dtype, device)
+        adapter = Qwen3OmniAdapter(model, build_tiny_qwen3_processor(), config, model_id=f"random-qwen3-{mode}",
+                                   device=device)
+    else:
+        from seats_cli.models.qwen2_5_omni import Qwen25OmniAdapter
+        from seats_cli.models.tiny import build_tiny_processor
+
+        text = dict(TEXT_7B if mode == "gpu" else TEXT_CPU)
+        if args.vocab:
+            text["vocab_size"] = args.vocab
+        config = ModelConfig.from_name("qwen2.5-omni-7b")  # SEATS boundaries, ratio table and media policy
+        model = build_thinker(text, attn, dtype, device)
+        adapter = Qwen25OmniAdapter(model, build_tiny_processor(), config, model_id=f"random-{mode}", device=device)
     layout_kw = LAYOUTS[mode]
     shape = shape_from_frames(config, frame_policy(config), frames=args.frames or layout_kw["frames"],
                               aspect="16:9", audio_seconds=layout_kw["audio_seconds"] if args.audio_seconds is None
@@ -116,7 +156,7 @@ def run(mode: str, attn: str, args) -> dict:
             "kv_cache_mib_full": full["kv_cache_mib"], "kv_cache_mib_seats": m["kv_cache_mib"],
         })
     out = {"mode": mode, "attn_implementation": attn, "dtype": str(dtype).replace("torch.", ""),
-           "text_model": text | {"num_layers": 28},
+           "model_arch": args.model_arch, "text_model": text | {"num_layers": config.architecture.num_layers},
            "layout": {"frames": shape.frames, "height": shape.height, "width": shape.width,
                       "video": layout.n_video, "audio": layout.n_audio, "text": layout.n_text,
                       "windows": len(layout.windows)},
@@ -146,7 +186,8 @@ def _stages(per_layer: list[int]) -> str:
 def print_table(res: dict) -> None:
     lay, m = res["layout"], res["machine"]
     where = m.get("gpu") or f"{m['cpu']} ({m['cpu_count']} cores, {m['threads']} threads)"
-    print(f"\n{res['mode'].upper()} · {res['attn_implementation']} · {res['dtype']} · torch {m['torch']} · {where}")
+    print(f"\n{res['mode'].upper()} · {res['model_arch']} · {res['attn_implementation']} · {res['dtype']} · "
+          f"torch {m['torch']} · {where}")
     print(f"text model {res['text_model']}; layout {lay['frames']} frames {lay['width']}x{lay['height']}: "
           f"video {lay['video']}, audio {lay['audio']}, text {lay['text']}, {lay['windows']} windows; "
           f"medians of {res['repeats']} repeats ({res['warmup']} warm-up left out)")
@@ -184,6 +225,9 @@ def main() -> None:
     ap.add_argument("--attn", default=None,
                     help="comma-separated attention implementations (default: sdpa; GPU adds flash_attention_2 "
                          "when flash-attn is installed)")
+    ap.add_argument("--model-arch", choices=("qwen2.5-7b", "qwen3-30b-a3b"), default="qwen2.5-7b",
+                    help="text architecture: the 7B's (28 layers) or Qwen3-Omni-30B-A3B's (48 layers, MoE, "
+                         "DeepStack; reduced width on --cpu)")
     ap.add_argument("--json", action="store_true", help="also print all results as one JSON object")
     args = ap.parse_args()
     mode = "gpu" if args.gpu else "cpu"
