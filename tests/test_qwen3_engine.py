@@ -125,3 +125,39 @@ def test_a_1_fps_clip_and_the_baselines_run(adapter, clips, one_thread):
         if method == "fastv":  # drop before layer 2: DeepStack rows of layer 2 go only to surviving video rows
             ref = masked_reference_logits(adapter, encoded, res.layer_live)
             assert (res.logits - ref).abs().max().item() <= 1e-4
+
+
+def test_ask_tiny_qwen3_through_the_cli(sample_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from seats_cli.cli import app
+
+    res = CliRunner().invoke(app, ["ask", str(sample_path), QUESTION, "--model", "tiny-qwen3", "--device", "cpu",
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    # 6 s: 12 frames at 288x512 -> 6 grids of 144 tokens; 6 s x 13 = 78 audio tokens; runs V144 A13 x 6
+    assert (out["tokens"]["video"], out["tokens"]["audio"]) == (864, 78)
+    assert [(w["video_total"], w["audio_total"]) for w in out["windows"]] == [(144, 13)] * 6
+    # Stage I windows 2 grids / 26 tokens; TRR 0.35 -> (0.32, 0.70) -> rho (0.448, 0.98): 129 of 288, 25 of 26
+    s1 = out["stage1_windows"]
+    assert (s1["video"]["window"], s1["audio"]["window"]) == (288, 26)
+    assert (s1["video"]["kept"], s1["audio"]["kept"]) == ([129] * 3, [25] * 3)
+    assert [w["kept"][k]["layer"] for w in out["windows"][:1] for k in range(5)] == [0, 27, 31, 35, 39]
+    assert all(r["video"] == r["audio"] == 0 for r in out["layers"][39:])
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--device-map", "balanced"], "error: --device-map 'balanced' is not one of: auto"),
+    (["--device", "cpu", "--device-map", "auto"],
+     "error: --device-map auto spreads a model over GPUs; it cannot be used with --device cpu"),
+])
+def test_device_map_errors_before_loading(sample_path, args, line):
+    from typer.testing import CliRunner
+
+    from seats_cli.cli import app
+
+    res = CliRunner().invoke(app, ["ask", str(sample_path), QUESTION, "--model", "tiny-qwen3", *args])
+    assert res.exit_code == 2 and res.stderr.strip() == line
