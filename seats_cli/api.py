@@ -29,10 +29,14 @@ from seats_cli.schedule import achieved_retention
 TINY_NOTE = "tiny random-weight model: answers are meaningless (use a real checkpoint for real answers)"
 
 
-def retention_note(requested: float, achieved: float, ratio_mode: str, method: str) -> str | None:
+def retention_note(requested: float, achieved: float, ratio_mode: str, method: str,
+                   prunes: bool = True) -> str | None:
     """A note when the achieved layer-mean retention differs from the requested TRR by more than 0.02."""
     if abs(achieved - requested) <= 0.02:
         return None
+    if not prunes:
+        return (f"requested TRR {requested:g}, achieved {achieved:.3f} (both modalities keep everything at Stage I, "
+                f"rho_v = rho_a = 1, so nothing is pruned)")
     why = ("the official (R_v, R_a) pair weighted by this clip's audio share; --ratio-mode exact targets R"
            if ratio_mode == "table" else "rounding, the 1-token floors and Stage III")
     if method == "seats" and achieved > requested and ratio_mode == "exact":
@@ -55,6 +59,12 @@ def context_report(adapter, request, layout, plan) -> dict:
     tokens = layout.seq_len
     if isinstance(plan, SeatsPlan) and plan.prunes:
         tokens = sum(plan.stage1_kept(layout.n_video, layout.n_audio)) + layout.n_text
+    elif getattr(plan, "method", None) in ("random", "divprune"):  # they select before layer 0 too
+        from seats_cli.methods.baselines import _keep_count
+        from seats_cli.schedule import random_keep_count
+
+        count = random_keep_count if plan.method == "random" else _keep_count
+        tokens = count(layout.n_video, plan.ratios.video) + count(layout.n_audio, plan.ratios.audio) + layout.n_text
     limit = getattr(adapter.text_config, "max_position_embeddings", None)
     return {"tokens": tokens, "tokens_before_pruning": layout.seq_len,
             "max_position_id": int(adapter.position_ids(request).max()), "limit": limit}
@@ -143,8 +153,8 @@ class Seats:
             achieved = achieved_retention(layers, layout.n_video, layout.n_audio)
             schedule = plan.to_dict() | {"achieved_trr": achieved["overall"], "achieved_video_trr": achieved["video"],
                                          "achieved_audio_trr": achieved["audio"]}
-            note = None if achieved["overall"] is None else retention_note(plan.trr, achieved["overall"],
-                                                                           plan.ratio_mode, opts.method)
+            note = None if achieved["overall"] is None else retention_note(
+                plan.trr, achieved["overall"], plan.ratio_mode, opts.method, getattr(plan, "prunes", True))
             if note:
                 notes.append(note)
         if not self.config.calibrated and not self.config.tiny and opts.method == "seats":

@@ -80,6 +80,7 @@ class SeatsSettings:
     stage1_video_grids: int = 2  # Stage I video window: this many temporal grids (288 tokens at 16:9)
     stage1_audio_tokens: int = 50  # Stage I audio window (2 s at 25 tokens/s)
     saliency_span: str = "official"  # Stage I window's span; "encoder": the encoder layer's own span
+    saliency_audio_span: int | None = None  # official audio stat window in encoder rows (None: 2 x stage1_audio_tokens)
     stage2_rebalance: bool = False  # official budget arithmetic; True trims the >=1-per-modality surplus to K
     late_removal: bool = True  # Stage III; switchable only from a config file (tests: R = 1 equals full)
 

@@ -76,6 +76,7 @@ def _keep_survivors(cache, layer_live: list[torch.Tensor], survivors: torch.Tens
         if seen.numel() == survivors.numel() or getattr(lay, "keys", None) is None:
             continue
         keep = torch.searchsorted(seen, survivors)  # both ascending; survivors is a subset of what the layer saw
+        keep = keep.to(lay.keys.device)
         lay.keys = lay.keys.index_select(2, keep)
         lay.values = lay.values.index_select(2, keep)
 
@@ -121,7 +122,9 @@ def prefill(
             keep = pruner.at_layer(adapter, state)
             if keep is not None and keep.numel() < live.numel():
                 keep = keep.to(dev)
-                hidden, cos, sin, live = hidden[:, keep], cos[:, keep], sin[:, keep], live[keep]
+                # with --device-map auto the hidden states sit on this layer's GPU, the bookkeeping on ``dev``
+                hidden = hidden[:, keep.to(hidden.device)]
+                cos, sin, live = cos[:, keep], sin[:, keep], live[keep]
                 stage_live.append((idx, live))
         layer_live.append(live)
         if eager and (mask is None or mask.shape[-1] != hidden.shape[1]):
@@ -137,6 +140,7 @@ def prefill(
             hidden = adapter.after_layer(idx, hidden, live, encoded)
     if kv_policy == "survivors":
         _keep_survivors(cache, layer_live, live)
+    hidden = hidden.to(dev)
     final = adapter.final_norm(hidden if return_hidden else hidden[:, -1:])
     logits = adapter.lm_logits(final[:, -1]).float().reshape(-1)
     adapter.synchronize()

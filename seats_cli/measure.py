@@ -47,7 +47,8 @@ def synthetic_request(adapter, shape: RequestShape, config: ModelConfig, *, seed
     embeds = torch.randn(1, layout.seq_len, d, generator=gen).to(adapter.device, adapter.dtype)
     sal_v = torch.rand(layout.n_video, generator=gen).to(adapter.device) if layout.n_video else None
     sal_a = torch.rand(layout.n_audio, generator=gen).to(adapter.device) if layout.n_audio else None
-    enc = EncodedRequest(embeds=embeds, position_ids=pos.to(adapter.device), next_position=int(pos.max()) + 1,
+    nxt = float(pos.max()) + 1.0 if pos.is_floating_point() else int(pos.max()) + 1  # Qwen3's ids are float
+    enc = EncodedRequest(embeds=embeds, position_ids=pos.to(adapter.device), next_position=nxt,
                          video_saliency=sal_v, audio_saliency=sal_a)
     return enc, layout
 

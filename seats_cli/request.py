@@ -90,6 +90,9 @@ class RequestOptions:
         """Validate every option against ``config``; returns self so calls chain."""
         for name in CHOICES:
             check_choice(name, getattr(self, name))
+        cut = media_cut_layer(self.method) if isinstance(self.method, str) else None
+        if cut is not None and not 0 <= cut < config.architecture.num_layers:
+            raise ConfigError(f"--method {self.method!r}: the layer must be in 0..{config.architecture.num_layers - 1}")
         for name in ("trr", "video_trr", "audio_trr"):
             check_ratio(name, getattr(self, name))
         if self.max_new_tokens is not None and (isinstance(self.max_new_tokens, bool)

@@ -114,7 +114,12 @@ def make_item(seed: int, kind: str, answer_index: int, n_windows: int | None = N
 
 def items(seed: int, n: int, kinds=KINDS) -> list[Item]:
     """``n`` items per kind, deterministic in ``seed``; each kind's answers cycle through A–D in a shuffled
-    order, so letters are balanced (exactly when ``n`` is a multiple of 4)."""
+    order, so letters are balanced (exactly when ``n`` is a multiple of 4). Training seeds are 0..999 (their items
+    stay below ``HELD_OUT_SEED``); at most 250 items per kind keep the kinds' seeds apart."""
+    if not 0 <= seed < 1000 and seed < HELD_OUT_SEED:
+        raise ValueError(f"seed {seed}: use a training seed in 0..999 or a held-out seed >= {HELD_OUT_SEED}")
+    if not 0 < n <= 250:
+        raise ValueError(f"n must be in 1..250, got {n}")
     out = []
     for k, kind in enumerate(kinds):
         rng = np.random.default_rng([seed, k])

@@ -217,3 +217,10 @@ def test_nan_saliency_never_wins():
     sal = torch.tensor([1.0, float("nan"), 1.0, 1.0, 1.0, 1.0])
     got = diversity_select(feats, 3, sal)
     assert 1 not in got.tolist() and got.numel() == 3 and len(set(got.tolist())) == 3
+
+
+def test_more_nan_tokens_than_room_still_gives_distinct_picks():
+    feats = torch.randn(5, 8, generator=torch.Generator().manual_seed(3))
+    sal = torch.tensor([1.0, float("nan"), float("nan"), float("nan"), float("nan")])
+    got = diversity_select(feats, 3, sal)
+    assert got.numel() == 3 and len(set(got.tolist())) == 3 and 0 in got.tolist()

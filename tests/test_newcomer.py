@@ -140,3 +140,17 @@ def test_transformers_version_is_checked_with_a_clear_message(installed, ok):
         with pytest.raises(ImportError, match=rf"^seats needs transformers >=5.0,<6 \(tested with 5.24.0\); "
                                               rf"found {installed}"):
             check_transformers(installed)
+
+
+def test_media_cut_layer_is_checked_and_an_explicit_pair_sets_the_trr(tiny_seats, sample_path):
+    cfg = ModelConfig.from_name("tiny")
+    with pytest.raises(ConfigError, match=r"^--method 'media-cut:28': the layer must be in 0\.\.27$"):
+        RequestOptions(method="media-cut:28").check(cfg)
+    RequestOptions(method="media-cut:23").check(cfg)
+    # --video-trr 0.1 --audio-trr 0.1 on 864 video + 150 audio: the request's TRR is 0.1, not the preset's 0.35
+    r = tiny_seats.ask(sample_path, "q", video_trr=0.1, audio_trr=0.1, max_new_tokens=1)
+    assert r.trr == pytest.approx(0.1) and r.schedule["video_trr"] == r.schedule["audio_trr"] == 0.1
+    # TRR 0.9 in table mode -> (0.771, 1.0) -> rho (1, 1): nothing is pruned, and the note says why
+    full = tiny_seats.ask(sample_path, "q", trr=0.9, max_new_tokens=1)
+    assert full.schedule["achieved_trr"] == 1.0
+    assert any("nothing is pruned" in n for n in full.notes)

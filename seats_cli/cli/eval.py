@@ -58,6 +58,16 @@ def eval_(
     cuts = [int(x) for x in media_cuts.split(",") if x.strip()]
     runs = ev.default_runs(names, trrs, cuts)
     check_load_options(device, dtype, "sdpa")
+    from seats_cli.config import resolve_config
+    from seats_cli.media import plan_resize
+    from seats_cli.request import frame_policy
+
+    cfg = resolve_config(model)
+    size = plan_resize(56, 56, 8, frame_policy(cfg))
+    if size != (56, 56):  # the benchmark hands 56x56 frames to the model as they are
+        raise UsageProblem(f"the synthetic clips are 56x56 but {cfg.name}'s frame policy makes them "
+                           f"{size[1]}x{size[0]}; use --model synthetic (or write the clips with --write-clips and "
+                           f"run `seats batch` on them)")
     quiet_libraries()
     from seats_cli.api import Seats
 
@@ -87,13 +97,18 @@ def eval_(
         return
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
     t = Table(title=f"{benchmark} benchmark · {model} · {n} held-out questions per kind (seeds from {bench_seed})")
-    for col in ("run", *kinds, "all", "FLOPs reduction"):
+    for col in ("run", *kinds, "all", "FLOPs reduction", "errors"):
         t.add_column(col, justify="right")
+    failed = {}
+    for r in rows:
+        if "error" in r:
+            label = ev.Run(r["method"], r["trr"]).label
+            failed[label] = failed.get(label, 0) + 1
     for run in runs:
         s = summary[run.label]
         red = s["flops_reduction"]
         t.add_row(run.label, *(f"{s.get(k, 0):.2f}" for k in kinds), f"{s['all']:.2f}",
-                  f"{red:.2f}x" if red else "-")
+                  f"{red:.2f}x" if red else "-", str(failed.get(run.label, 0)))
     stdout.print(t)
     errors = sum(1 for r in rows if "error" in r)
     if errors:

@@ -24,6 +24,9 @@ def build_pruner(method: str, config: ModelConfig, layout: TokenLayout, *, trr: 
         if not 0 <= cut < config.architecture.num_layers:
             raise ValueError(f"media-cut layer must be in 0..{config.architecture.num_layers - 1}, got {cut}")
         return MediaCut(cut), None
+    if trr is None and video_trr is not None and audio_trr is not None and layout.n_video + layout.n_audio:
+        # the explicit pair's own overall ratio on this request, not the preset's default
+        trr = min(1.0, (video_trr * layout.n_video + audio_trr * layout.n_audio) / (layout.n_video + layout.n_audio))
     trr = config.seats.default_trr if trr is None else trr
     mode = ratio_mode or config.seats.ratio_mode
     if method == "seats":

@@ -141,12 +141,12 @@ class OmniAdapter:
         layer ``idx`` added to the surviving visual rows). Nothing for families without them."""
         if idx >= len(encoded.deepstack):
             return hidden
-        rows = encoded.visual_rank[live]
+        rows = encoded.visual_rank[live].to(hidden.device)
         keep = rows >= 0
         if not bool(keep.any()):
             return hidden
         hidden = hidden.clone()
-        hidden[0, keep] = hidden[0, keep] + encoded.deepstack[idx][rows[keep]].to(hidden.dtype)
+        hidden[0, keep] = hidden[0, keep] + encoded.deepstack[idx].to(hidden.device, hidden.dtype)[rows[keep]]
         return hidden
 
     def rotary(self, hidden: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

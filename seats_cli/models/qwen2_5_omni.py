@@ -150,7 +150,7 @@ class Qwen25OmniAdapter(OmniAdapter):
             lens = inp["feature_attention_mask"].sum(-1)
             # official: the Stage I audio window's pre-pool tokens (2 per LLM token); they coincide with the
             # encoder's own 2-s chunks on Qwen2.5
-            token_span = 2 * s.stage1_audio_tokens if span == "official" else None
+            token_span = (s.saliency_audio_span or 2 * s.stage1_audio_tokens) if span == "official" else None
             handles.append(inner.audio_tower.layers[-1].register_forward_pre_hook(
                 self._audio_hook(lens, found, token_span), with_kwargs=True))
         try:
@@ -214,7 +214,8 @@ class Qwen25OmniAdapter(OmniAdapter):
     def query_scores(self, layer_idx, hidden, cos, sin, query_row):
         layer = self.layers[layer_idx]
         attn = layer.self_attn
-        x = layer.input_layernorm(hidden)  # (1, S, D)
+        x = layer.input_layernorm(hidden)
+        cos, sin = cos.to(x.device), sin.to(x.device)  # the layer's device (--device-map auto)  # (1, S, D)
         s = x.shape[1]
         q = attn.q_proj(x[:, query_row:query_row + 1]).view(1, 1, -1, attn.head_dim).transpose(1, 2)
         k = attn.k_proj(x).view(1, s, -1, attn.head_dim).transpose(1, 2)  # (1, H_kv, S, d)

@@ -147,7 +147,7 @@ class Qwen3OmniAdapter(OmniAdapter):
             handles.append(inner.visual.blocks[-1].register_forward_pre_hook(
                 self._vision_hook(inp["video_grid_thw"], found, grids), with_kwargs=True))
         if "input_features" in inp:
-            tokens = 2 * s.stage1_audio_tokens if span == "official" else None  # the authors' 52-token windows
+            tokens = (s.saliency_audio_span or 2 * s.stage1_audio_tokens) if span == "official" else None
             handles.append(inner.audio_tower.layers[-1].register_forward_pre_hook(
                 self._audio_hook(found, tokens), with_kwargs=True))
         try:
@@ -207,6 +207,7 @@ class Qwen3OmniAdapter(OmniAdapter):
         layer = self.layers[layer_idx]
         attn = layer.self_attn
         x = layer.input_layernorm(hidden)
+        cos, sin = cos.to(x.device), sin.to(x.device)  # the layer's device (--device-map auto)
         s, hd = x.shape[1], attn.head_dim
         q = attn.q_norm(attn.q_proj(x[:, query_row:query_row + 1]).view(1, 1, -1, hd)).transpose(1, 2)
         k = attn.k_norm(attn.k_proj(x).view(1, s, -1, hd)).transpose(1, 2)

@@ -78,7 +78,8 @@ def diversity_select_batched(
     # taking the minimum with a picked token's row also marks that token as taken, so each pick costs three
     # small kernels (argmax, row gather, minimum) and no host sync.
     weighted = dist if saliency is None else dist.mul_(saliency.float().unsqueeze(1))  # [B, w, w]: a_j * D_sj
-    weighted.nan_to_num_(nan=float("-inf"))  # a NaN score never wins
+    # a NaN score never wins, yet stays above the picked tokens' -inf (so nothing is ever picked twice)
+    weighted.nan_to_num_(nan=torch.finfo(weighted.dtype).min)
     # first pick: argmax_j of column j's second-smallest entry, diagonal included (the authors' rule)
     first = torch.argmax(torch.topk(weighted, 2, dim=1, largest=False).values[:, 1], dim=-1)
     weighted.diagonal(dim1=1, dim2=2).fill_(float("-inf"))
