@@ -89,8 +89,8 @@ def audio_token_count(samples: int, config: ModelConfig) -> tuple[int, int, bool
 
     Qwen2.5-Omni: WhisperFeatureExtractor padded to 300 s (a multiple of the 160-sample hop), so the frame
     mask has ceil(samples/160) ones; then the processor's ``_get_feat_extract_output_lengths``:
-    (x-1)//2+1, then (x-2)//2+1 → 25 tokens/s. Qwen3-Omni (approximate, no checkpoint to check against):
-    padding=True gives samples//160 frames; 13 tokens per 100 frames plus the remainder's conv arithmetic.
+    (x-1)//2+1, then (x-2)//2+1 → 25 tokens/s. Qwen3-Omni: padding=True gives samples//160 frames; 13 tokens per
+    100 frames plus the remainder's conv arithmetic (checked against the stock Qwen3-Omni processor in the tests).
     """
     if samples <= 0:
         return 0, 0, True
@@ -99,7 +99,7 @@ def audio_token_count(samples: int, config: ModelConfig) -> tuple[int, int, bool
         mel = samples // hop
         leave = mel % 100
         feat = (leave - 1) // 2 + 1
-        return mel, ((feat - 1) // 2 + 1 - 1) // 2 + 1 + (mel // 100) * 13, False
+        return mel, ((feat - 1) // 2 + 1 - 1) // 2 + 1 + (mel // 100) * 13, True
     mel = min(-(-samples // hop), 300 * 100)  # the extractor's chunk_length: 300 s of 100 frames/s
     x = (mel - 1) // 2 + 1
     return mel, (x - 2) // 2 + 1, True

@@ -70,7 +70,7 @@ def test_several_trrs_give_runs_and_human_output():
     q3 = run_json("profile", "--config", "qwen3-omni-30b-a3b", "--analytic", "--json", "--frames", "128",
                   "--audio-seconds", "64", "--text-tokens", "100", "--trr", "0.1")
     assert q3["input"]["tokens"]["video"] == 64 * 144 and q3["input"]["tokens"]["audio"] == 64 * 13
-    assert not q3["input"]["audio_formula_exact"] and any("approximate" in n for n in q3["notes"])
+    assert q3["input"]["audio_formula_exact"] and not any("approximate" in n for n in q3["notes"])
 
 
 def test_usage_errors():

@@ -203,3 +203,20 @@ def test_preset_matches_the_model():
     real = ModelConfig.from_yaml(configs_dir() / "qwen3_omni_30b_a3b.yaml")
     assert cfg.media == real.media and cfg.seats == real.seats
 
+
+
+@pytest.mark.parametrize("samples", [1600, 16000, 64123, 72000, 159999, 160001, 480000, 4800000])
+def test_analytic_audio_tokens_equal_the_qwen3_processor(samples):
+    import numpy as np
+    from transformers.models.qwen3_omni_moe.processing_qwen3_omni_moe import _get_feat_extract_output_lengths
+
+    from seats_cli.config import ModelConfig
+    from seats_cli.models.tiny_qwen3 import build_tiny_qwen3_processor
+    from seats_cli.profile import audio_token_count
+
+    fe = build_tiny_qwen3_processor().feature_extractor(
+        [np.zeros(samples, np.float32)], sampling_rate=16000, padding=True, truncation=False,
+        return_attention_mask=True)
+    mel = int(fe["attention_mask"].sum())
+    assert audio_token_count(samples, ModelConfig.from_name("tiny-qwen3")) == (
+        mel, int(_get_feat_extract_output_lengths(np.array(mel))), True)
