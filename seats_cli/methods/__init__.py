@@ -7,7 +7,8 @@ from seats_cli.request import media_cut_layer
 from seats_cli.config import ModelConfig
 from seats_cli.engine import NoPruning
 from seats_cli.layout import TokenLayout
-from seats_cli.methods.baselines import BaselinePlan, DivPrunePruner, FastVPruner, MediaCut, RandomPruner
+from seats_cli.methods.baselines import (BaselinePlan, DivPrunePruner, DyCokePruner, FastVPruner, MediaCut,
+                                        RandomPruner)
 from seats_cli.methods.seats import SeatsPlan, SeatsPruner
 from seats_cli.schedule import resolve_modality_ratios
 
@@ -41,6 +42,8 @@ def build_pruner(method: str, config: ModelConfig, layout: TokenLayout, *, trr: 
             return RandomPruner(plan), plan
         if method == "divprune":
             return DivPrunePruner(plan), plan
+        if method == "dycoke":
+            return DyCokePruner(plan), plan
         return FastVPruner(plan, config.architecture.num_layers, omni=method == "fastv-om"), plan
     raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
 

@@ -91,6 +91,37 @@ class DivPrunePruner(_BeforeLLM):
         return diversity_select(feats, k)
 
 
+class DyCokePruner:
+    """DyCoke TTM before the LLM on video (audio intact by the authors' reallocation, audio cut at random only
+    when video hits its floor): q from the reallocated video ratio, ``selection.dycoke.dycoke_ttm``."""
+
+    name = "dycoke"
+    drop_layers: frozenset[int] = frozenset()
+
+    def __init__(self, plan: BaselinePlan):
+        self.plan = plan
+
+    def before_llm(self, adapter, encoded, layout: TokenLayout):
+        from seats_cli.schedule import audio_intact_reallocate
+        from seats_cli.selection.dycoke import dycoke_keep_ratio, dycoke_ttm
+
+        vpos = torch.nonzero(layout.modality == VIDEO).flatten()
+        apos = torch.nonzero(layout.modality == AUDIO).flatten()
+        v, a = audio_intact_reallocate(self.plan.ratios.video, self.plan.ratios.audio, vpos.numel(), apos.numel())
+        keep = [torch.nonzero(layout.modality == TEXT).flatten()]
+        n = layout.tokens_per_grid
+        if vpos.numel() and n:
+            q = dycoke_keep_ratio(v, vpos.numel() // n)
+            feats = encoded.embeds[0, vpos.to(encoded.embeds.device)]
+            keep.append(vpos[dycoke_ttm(feats, n, q).cpu()])
+        k_a = apos.numel() if a >= 1 else min(apos.numel(), max(1, round(a * apos.numel())))
+        keep.append(apos if k_a == apos.numel() else apos[_random_subset(apos.numel(), k_a, self.plan.seed, AUDIO)])
+        return torch.cat(keep).sort().values
+
+    def at_layer(self, adapter, state):
+        return None
+
+
 class FastVPruner:
     """One drop before layer K by last-token attention (computed with layer K−1's projections)."""
 
