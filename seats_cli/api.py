@@ -131,16 +131,19 @@ class Seats:
         if not opts.allow_long_context:
             check_context(context, media, opts.method)
 
-        span = plan.saliency_span if is_seats and plan.prunes else None
-        if same and (span is None or last[5] == span):  # the same media and question again (eval): encoded once
+        span = plan.saliency_span if is_seats and plan.prunes else getattr(plan, "saliency_span", None)
+        grids = getattr(plan, "video_span_grids", None)
+        stat = None if span is None else (span, grids)
+        if same and (stat is None or last[5] == stat):  # the same media and question again (eval): encoded once
             encoded, encode_ms = last[4], last[6]
         else:
             ad.synchronize()
             t0 = time.perf_counter()
-            encoded = ad.encode(request, saliency=span)
+            encoded = ad.encode(request, saliency=span, video_span_grids=grids)
             ad.synchronize()
             encode_ms = (time.perf_counter() - t0) * 1000
-        self._last = (media, question, system_prompt, request, encoded, span, encode_ms)
+        if not (same and stat is None):
+            self._last = (media, question, system_prompt, request, encoded, stat, encode_ms)
         result = prefill(ad, encoded, layout, pruner, kv_policy=kv_policy)
         tokens, decode_ms = decode(ad, result, encoded.next_position, max_new_tokens=opts.new_tokens(self.config))
 

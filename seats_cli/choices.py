@@ -1,6 +1,6 @@
 """The allowed values of every enumerated option, defined once (used by validation, the presets and --help)."""
 
-METHODS = ("seats", "full", "random", "divprune", "fastv", "fastv-om", "dycoke")
+METHODS = ("seats", "full", "random", "divprune", "fastv", "fastv-om", "dycoke", "visionzip", "visionzip-om")
 KV_POLICIES = ("survivors", "per_layer")
 SCORE_LAYERS = ("previous", "next")
 RATIO_MODES = ("table", "exact")

@@ -38,7 +38,9 @@ class Pruner(Protocol):
     name: str
     drop_layers: frozenset[int]
 
-    def before_llm(self, adapter: OmniAdapter, encoded: EncodedRequest, layout: TokenLayout) -> torch.Tensor | None: ...
+    def before_llm(self, adapter: OmniAdapter, encoded: EncodedRequest, layout: TokenLayout) -> torch.Tensor | None:
+        """Positions to keep before layer 0 (None: all), or (keep, positions, embeddings) for a method that also
+        writes merged vectors into kept slots (VisionZip)."""
 
     def at_layer(self, adapter: OmniAdapter, state: PruneState) -> torch.Tensor | None: ...
 
@@ -108,9 +110,16 @@ def prefill(
     stage_live: list[tuple[int, torch.Tensor]] = []
 
     keep = pruner.before_llm(adapter, encoded, layout)
+    merged = None
+    if isinstance(keep, tuple):  # a merging method: (keep, positions, new embeddings written into those slots)
+        keep, merged = keep[0], keep[1:]
     if keep is not None:
         keep = keep.to(dev)
         hidden, cos, sin, live = hidden[:, keep], cos[:, keep], sin[:, keep], live[keep]
+    if merged is not None and merged[0].numel():
+        rows = torch.searchsorted(live, merged[0].to(dev))  # each merged vector keeps its anchor's slot
+        hidden = hidden.clone()
+        hidden[0, rows] = merged[1].to(hidden.device, hidden.dtype)
     stage_live.append((0, live))
 
     cache = DynamicCache(config=adapter.text_config)

@@ -25,7 +25,7 @@ def eval_(
     bench_seed: int = typer.Option(1_000_000, "--bench-seed", help="First held-out seed of the questions."),
     n: int = typer.Option(48, "--n", help="Questions per kind (a multiple of 4 balances the letters)."),
     trr: Optional[List[float]] = typer.Option(None, "--trr", help="TRRs (default 0.35 0.25 0.15 0.10 0.05)."),
-    methods: str = typer.Option("seats,random,divprune,fastv,fastv-om,dycoke", "--methods",
+    methods: str = typer.Option("seats,random,divprune,fastv,fastv-om,dycoke,visionzip,visionzip-om", "--methods",
                                 help="Comma-separated methods run at every --trr (full always runs)."),
     media_cuts: str = typer.Option("0,8,16,20,23", "--media-cuts",
                                    help="Diagnostic: layers before which all media is dropped ('' for none)."),

@@ -42,6 +42,8 @@ class BaselinePlan:
     ratios: ModalityRatios
     seed: int = 0
     ratio_mode: str = "table"
+    saliency_span: str | None = None  # the encoder statistic a method needs (VisionZip), else None
+    video_span_grids: int | None = None
 
     def to_dict(self) -> dict:
         return {"method": self.method, "trr": self.trr, "ratio_mode": self.ratio_mode,
@@ -89,6 +91,62 @@ class DivPrunePruner(_BeforeLLM):
     def choose(self, encoded, pos, k, mod):
         feats = encoded.embeds[0, pos.to(encoded.embeds.device)].float()
         return diversity_select(feats, k)
+
+
+class VisionZipPruner:
+    """VisionZip before the LLM (SEATS_SPEC §10.4): per window (video: 1 grid, audio: 50 tokens) the dominant
+    tokens by encoder attention plus contextual anchors that absorb the rest. ``visionzip``: video only, audio
+    intact by the authors' reallocation of the raw pair (audio cut at random when video hits its floor);
+    ``visionzip-om``: both modalities with the pair as given."""
+
+    drop_layers: frozenset[int] = frozenset()
+
+    def __init__(self, plan: BaselinePlan, *, omni: bool, audio_window: int = 50):
+        self.plan = plan
+        self.omni = omni
+        self.name = "visionzip-om" if omni else "visionzip"
+        self.audio_window = audio_window
+
+    def before_llm(self, adapter, encoded, layout: TokenLayout):
+        from seats_cli.schedule import audio_intact_reallocate, fixed_windows
+        from seats_cli.selection.visionzip import visionzip_window
+
+        vpos = torch.nonzero(layout.modality == VIDEO).flatten()
+        apos = torch.nonzero(layout.modality == AUDIO).flatten()
+        v, a = self.plan.ratios.video, self.plan.ratios.audio
+        if not self.omni:
+            v, a = audio_intact_reallocate(v, a, vpos.numel(), apos.numel())
+        keep = [torch.nonzero(layout.modality == TEXT).flatten()]
+        anchor_pos, anchor_vec = [], []
+        jobs = [(vpos, v, encoded.video_saliency, encoded.video_keys, max(1, layout.tokens_per_grid))]
+        if self.omni:
+            jobs.append((apos, a, encoded.audio_saliency, encoded.audio_keys, self.audio_window))
+        else:
+            k_a = apos.numel() if a >= 1 else min(apos.numel(), max(int(a * apos.numel()), 1))
+            keep.append(apos if k_a == apos.numel() else
+                        apos[_random_subset(apos.numel(), k_a, self.plan.seed, AUDIO)])
+        for pos, rho, sal, keys, window in jobs:
+            if pos.numel() == 0:
+                continue
+            if rho >= 1 or sal is None or keys is None:
+                keep.append(pos)
+                continue
+            embeds = encoded.embeds[0, pos.to(encoded.embeds.device)]
+            start = 0
+            for w in fixed_windows(pos.numel(), window):
+                kept, anchors, merged = visionzip_window(embeds[start:start + w], keys[start:start + w],
+                                                         sal[start:start + w], rho)
+                keep.append(pos[(kept + start).cpu()])
+                anchor_pos.append(pos[(anchors + start).cpu()])
+                anchor_vec.append(merged)
+                start += w
+        keep_all = torch.cat(keep).sort().values
+        if not anchor_pos:
+            return keep_all
+        return keep_all, torch.cat(anchor_pos), torch.cat(anchor_vec)
+
+    def at_layer(self, adapter, state):
+        return None
 
 
 class DyCokePruner:

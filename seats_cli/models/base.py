@@ -39,6 +39,10 @@ class EncodedRequest:
     # maps each sequence position to its row in those tensors (-1: not a visual token)
     deepstack: tuple[torch.Tensor, ...] = ()
     visual_rank: torch.Tensor | None = None
+    # keys of the encoders' last layers per LLM token (head mean, merge-unit / pair mean), recorded with saliency:
+    # VisionZip merges non-dominant tokens into the anchors they resemble most by these keys
+    video_keys: torch.Tensor | None = None
+    audio_keys: torch.Tensor | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -79,8 +83,10 @@ class OmniAdapter:
     def prepare(self, media, question: str, system_prompt: str | None = None) -> PreparedRequest:
         raise NotImplementedError
 
-    def encode(self, request: PreparedRequest, *, saliency: str | None = None) -> EncodedRequest:
-        """Encoders, embeddings and position ids; with ``saliency`` ("official"/"encoder") Stage I's saliency."""
+    def encode(self, request: PreparedRequest, *, saliency: str | None = None,
+               video_span_grids: int | None = None) -> EncodedRequest:
+        """Encoders, embeddings and position ids; with ``saliency`` ("official"/"encoder") Stage I's saliency and
+        the encoders' keys; ``video_span_grids`` overrides the vision statistic's span (VisionZip: 1 grid)."""
         raise NotImplementedError
 
     def query_scores(self, layer_idx: int, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,

@@ -95,7 +95,8 @@ class Qwen25OmniAdapter(OmniAdapter):
 
     # ---- encoders -------------------------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, request: PreparedRequest, *, saliency: str | None = None) -> EncodedRequest:
+    def encode(self, request: PreparedRequest, *, saliency: str | None = None,
+               video_span_grids: int | None = None) -> EncodedRequest:
         """Encoders + embeddings + M-RoPE ids. ``saliency`` ("official" or "encoder") also records Stage I's
         saliency per LLM token over that span (docs/METHOD.md §5); None skips it."""
         inner = self.model.model
@@ -103,7 +104,7 @@ class Qwen25OmniAdapter(OmniAdapter):
         ids = inp["input_ids"]
         found: dict[str, torch.Tensor] = {}
         embeds = inner.get_input_embeddings()(ids)
-        with self._saliency_hooks(inp, found, span=saliency):
+        with self._saliency_hooks(inp, found, span=saliency, video_span_grids=video_span_grids):
             if "input_features" in inp:
                 audio = inner.get_audio_features(
                     inp["input_features"], inp["feature_attention_mask"], return_dict=True
@@ -119,6 +120,7 @@ class Qwen25OmniAdapter(OmniAdapter):
         return EncodedRequest(
             embeds=embeds, position_ids=position_ids, next_position=int(position_ids.max()) + 1,
             video_saliency=found.get("video"), audio_saliency=found.get("audio"),
+            video_keys=found.get("video_keys"), audio_keys=found.get("audio_keys"),
         )
 
     @torch.no_grad()
@@ -133,7 +135,7 @@ class Qwen25OmniAdapter(OmniAdapter):
         return position_ids
 
     @contextmanager
-    def _saliency_hooks(self, inp, found: dict, *, span: str | None):
+    def _saliency_hooks(self, inp, found: dict, *, span: str | None, video_span_grids: int | None = None):
         if span is None:
             yield
             return
@@ -143,7 +145,7 @@ class Qwen25OmniAdapter(OmniAdapter):
         s = self.config.seats
         handles = []
         if "pixel_values_videos" in inp:
-            grid_span = s.stage1_video_grids if span == "official" else None
+            grid_span = video_span_grids or (s.stage1_video_grids if span == "official" else None)
             handles.append(inner.visual.blocks[-1].register_forward_pre_hook(
                 self._vision_hook(inp["video_grid_thw"], found, grid_span), with_kwargs=True))
         if "input_features" in inp:
@@ -182,12 +184,16 @@ class Qwen25OmniAdapter(OmniAdapter):
                 _, h, w = (int(x) for x in grid_thw.reshape(-1, 3)[0])
                 cu = span_bounds(n, grids_per_span * h * w)
             per_patch = received_attention(q.transpose(0, 1), k.transpose(0, 1), cu, block.attn.scaling)
-            units = merge_unit_mean(per_patch, visual.spatial_merge_size ** 2)  # window order
+            unit = visual.spatial_merge_size ** 2
+            units = merge_unit_mean(per_patch, unit)  # window order
             window_index, _ = get_vision_window_index(
                 grid_thw, spatial_merge_size=visual.spatial_merge_size, window_size=visual.window_size,
                 patch_size=visual.patch_size,
             )
-            found["video"] = units[torch.argsort(window_index.to(units.device))]  # raster (token) order
+            order = torch.argsort(window_index.to(units.device))
+            found["video"] = units[order]  # raster (token) order
+            keys = k.float().mean(dim=1).reshape(-1, unit, k.shape[-1]).mean(dim=1)  # head mean, merge-unit mean
+            found["video_keys"] = keys[order]
 
         return hook
 
@@ -205,7 +211,9 @@ class Qwen25OmniAdapter(OmniAdapter):
             k = attn.k_proj(x).reshape(n, attn.num_heads, -1)
             cu = kwargs["cu_seqlens"] if tokens_per_span is None else span_bounds(n, tokens_per_span)
             per_frame = received_attention(q.transpose(0, 1), k.transpose(0, 1), cu, attn.scaling)
-            found["audio"] = pair_mean(per_frame, get_pool_indices(feature_lens).to(per_frame.device))
+            first = get_pool_indices(feature_lens).to(per_frame.device)
+            found["audio"] = pair_mean(per_frame, first)
+            found["audio_keys"] = pair_mean(k.float().mean(dim=1), first)
 
         return hook
 

@@ -93,14 +93,15 @@ class Qwen3OmniAdapter(OmniAdapter):
 
     # ---- encoders -------------------------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, request: PreparedRequest, *, saliency: str | None = None) -> EncodedRequest:
+    def encode(self, request: PreparedRequest, *, saliency: str | None = None,
+               video_span_grids: int | None = None) -> EncodedRequest:
         inner = self.model.model
         inp = request.inputs
         ids = inp["input_ids"]
         found: dict[str, torch.Tensor] = {}
         embeds = inner.get_input_embeddings()(ids)
         deepstack: tuple[torch.Tensor, ...] = ()
-        with self._saliency_hooks(inp, found, span=saliency):
+        with self._saliency_hooks(inp, found, span=saliency, video_span_grids=video_span_grids):
             if "input_features" in inp:
                 audio = inner.get_audio_features(inp["input_features"], inp["feature_attention_mask"],
                                                  return_dict=True).last_hidden_state
@@ -118,6 +119,7 @@ class Qwen3OmniAdapter(OmniAdapter):
         return EncodedRequest(
             embeds=embeds, position_ids=position_ids, next_position=float(position_ids.max()) + 1.0,
             video_saliency=found.get("video"), audio_saliency=found.get("audio"),
+            video_keys=found.get("video_keys"), audio_keys=found.get("audio_keys"),
             deepstack=deepstack, visual_rank=rank if deepstack else None,
         )
 
@@ -133,7 +135,7 @@ class Qwen3OmniAdapter(OmniAdapter):
         return position_ids
 
     @contextmanager
-    def _saliency_hooks(self, inp, found: dict, *, span: str | None):
+    def _saliency_hooks(self, inp, found: dict, *, span: str | None, video_span_grids: int | None = None):
         if span is None:
             yield
             return
@@ -143,7 +145,7 @@ class Qwen3OmniAdapter(OmniAdapter):
         s = self.config.seats
         handles = []
         if "pixel_values_videos" in inp:
-            grids = s.stage1_video_grids if span == "official" else None
+            grids = video_span_grids or (s.stage1_video_grids if span == "official" else None)
             handles.append(inner.visual.blocks[-1].register_forward_pre_hook(
                 self._vision_hook(inp["video_grid_thw"], found, grids), with_kwargs=True))
         if "input_features" in inp:
@@ -176,7 +178,9 @@ class Qwen3OmniAdapter(OmniAdapter):
                 _, h, w = (int(x) for x in grid_thw.reshape(-1, 3)[0])
                 cu = span_bounds(n, grids_per_span * h * w)
             per_patch = received_attention(q.transpose(0, 1), k.transpose(0, 1), cu, block.attn.scaling)
-            found["video"] = merge_unit_mean(per_patch, visual.spatial_merge_size ** 2)
+            unit = visual.spatial_merge_size ** 2
+            found["video"] = merge_unit_mean(per_patch, unit)
+            found["video_keys"] = k.float().mean(dim=1).reshape(-1, unit, k.shape[-1]).mean(dim=1)
 
         return hook
 
@@ -194,6 +198,7 @@ class Qwen3OmniAdapter(OmniAdapter):
             if tokens_per_span is not None:
                 cu = span_bounds(n, tokens_per_span)
             found["audio"] = received_attention(q.transpose(0, 1), k.transpose(0, 1), cu, attn.scaling)
+            found["audio_keys"] = k.float().mean(dim=1)
 
         return hook
 
