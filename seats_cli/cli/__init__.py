@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from seats_cli.cli import ask, batch, eval, profile  # noqa: F401  (each registers its command)
+from seats_cli.cli import analyze, ask, batch, eval, profile  # noqa: F401  (each registers its command)
 from seats_cli.cli.common import app
 
 cli = typer.main.get_command(app)

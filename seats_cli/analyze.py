@@ -1,0 +1,150 @@
+"""The layer-dependence analysis behind SEATS's boundaries, and a calibration that turns it into a preset (issue 17).
+
+``analyze`` measures, per decoder layer, (1) the attention mass the last prompt token puts on the video, audio and
+text tokens (that layer's own q/k, the full unpruned forward), and (2) how the answer survives when all video, all
+audio, or both are dropped before that layer (accuracy when the questions carry answers, else agreement with the
+full model's own greedy first token). ``calibrate`` reads the media-drop curve: ``text_only_from`` is the first
+layer from which dropping all media keeps the answers within a tolerance of ``full``; the three ``prune_before``
+layers split the block where that dependence falls. The schedule's math (δ, keep ratios) is unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from seats_cli.engine import NoPruning, prefill
+from seats_cli.layout import AUDIO, TEXT, VIDEO
+
+
+class ModalityCut:
+    """Diagnostic pruner: every token of ``modalities`` dropped before layer ``layer`` (0: before the LLM)."""
+
+    def __init__(self, layer: int, modalities: tuple[int, ...]):
+        self.layer, self.modalities = layer, modalities
+        self.name = f"cut{modalities}@{layer}"
+        self.drop_layers = frozenset({layer}) if layer > 0 else frozenset()
+
+    def _keep(self, modality: torch.Tensor) -> torch.Tensor:
+        drop = torch.zeros_like(modality, dtype=torch.bool)
+        for m in self.modalities:
+            drop |= modality == m
+        return torch.nonzero(~drop).flatten()
+
+    def before_llm(self, adapter, encoded, layout):
+        return self._keep(layout.modality) if self.layer == 0 else None
+
+    def at_layer(self, adapter, state):
+        return self._keep(state.modality)
+
+
+@dataclass
+class Analysis:
+    """Per layer: mean attention mass on video/audio/text, and the answers' score with video / audio / both
+    dropped from that layer (score = accuracy with gold answers, else agreement with the full model)."""
+
+    layers: list[int]
+    attention: dict[str, list[float]]
+    dropped: dict[str, list[float]]
+    full_score: float
+    chance: float | None
+    items: int
+    scored_by: str  # "accuracy" or "agreement with full"
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"layers": self.layers, "attention": self.attention, "dropped": self.dropped,
+                "full_score": self.full_score, "chance": self.chance, "items": self.items,
+                "scored_by": self.scored_by, "notes": self.notes}
+
+
+@torch.no_grad()
+def attention_profile(adapter, encoded, layout) -> dict[str, list[float]]:
+    """Attention mass of the last prompt token on each modality at every layer of the full forward."""
+    hidden = encoded.embeds
+    cos, sin = adapter.rotary(hidden, encoded.position_ids)
+    live = torch.arange(hidden.shape[1], device=hidden.device)
+    mod = layout.modality.to(hidden.device)
+    out = {"video": [], "audio": [], "text": []}
+    for idx, layer in enumerate(adapter.layers):
+        scores = adapter.query_scores(idx, hidden, cos, sin, hidden.shape[1] - 1).float()
+        for name, m in (("video", VIDEO), ("audio", AUDIO), ("text", TEXT)):
+            out[name].append(float(scores[mod == m].sum()))
+        hidden = layer(hidden, attention_mask=None, position_embeddings=(cos, sin))
+        if encoded.deepstack:
+            hidden = adapter.after_layer(idx, hidden, live, encoded)
+    return out
+
+
+def _first_token(adapter, encoded, layout, pruner) -> int:
+    return int(prefill(adapter, encoded, layout, pruner).logits.argmax())
+
+
+def analyze(seats, cases, *, layers: list[int] | None = None, progress=None) -> Analysis:
+    """``cases``: (media, question, gold letter or None). ``seats``: a loaded :class:`seats_cli.api.Seats`."""
+    from seats_cli.synthetic import parse_letter
+
+    ad = seats.adapter
+    n_layers = len(ad.layers)
+    layers = list(range(n_layers)) if layers is None else sorted(set(layers))
+    attention = {"video": [0.0] * n_layers, "audio": [0.0] * n_layers, "text": [0.0] * n_layers}
+    hits = {k: [0] * len(layers) for k in ("video", "audio", "both")}
+    full_hits, graded = 0, 0
+    cases = list(cases)
+    for i, (media, question, gold) in enumerate(cases):
+        request = ad.prepare(media, question)
+        encoded = ad.encode(request)
+        layout = request.layout
+        att = attention_profile(ad, encoded, layout)
+        for k in attention:
+            for j, v in enumerate(att[k]):
+                attention[k][j] += v / len(cases)
+        full_tok = _first_token(ad, encoded, layout, NoPruning())
+
+        def score(tok: int) -> bool:
+            if gold is None:
+                return tok == full_tok
+            return parse_letter(ad.decode_text([tok])) == gold
+
+        if gold is not None:
+            graded += 1
+            full_hits += score(full_tok)
+        for j, layer in enumerate(layers):
+            for key, mods in (("video", (VIDEO,)), ("audio", (AUDIO,)), ("both", (VIDEO, AUDIO))):
+                hits[key][j] += score(_first_token(ad, encoded, layout, ModalityCut(layer, mods)))
+        if progress is not None:
+            progress(i + 1, len(cases))
+    n = max(1, len(cases))
+    by_accuracy = graded == len(cases) and graded > 0
+    return Analysis(
+        layers=layers, attention=attention, dropped={k: [h / n for h in v] for k, v in hits.items()},
+        full_score=full_hits / n if by_accuracy else 1.0, chance=0.25 if by_accuracy else None, items=len(cases),
+        scored_by="accuracy" if by_accuracy else "agreement with full",
+    )
+
+
+def calibrate_boundaries(analysis: Analysis, *, tolerance: float = 0.02, num_layers: int) -> tuple[list[int], int]:
+    """(prune_before, text_only_from) from the both-modalities drop curve.
+
+    ``text_only_from`` = the first analysed layer L such that dropping all media from L on, and from every later
+    analysed layer, scores within ``tolerance`` of ``full``. The block where the dependence falls starts at the
+    first layer whose drop score recovers half of the way from its minimum to ``full``; the three ``prune_before``
+    layers split [start, text_only_from) evenly (at least one layer apart, before text_only_from)."""
+    layers, both, full = analysis.layers, analysis.dropped["both"], analysis.full_score
+    ok = [s >= full - tolerance for s in both]
+    text_only = num_layers
+    for j in range(len(layers) - 1, -1, -1):
+        if not ok[j]:
+            break
+        text_only = layers[j]
+    text_only = max(4, min(text_only, num_layers))
+    low = min(both)
+    half = low + 0.5 * (full - low)
+    start = next((layer for layer, s in zip(layers, both) if s >= half and layer < text_only), text_only - 3)
+    start = max(1, min(start, text_only - 3))
+    span = text_only - start
+    pb = sorted({start + round(i * span / 3) for i in range(3)})
+    while len(pb) < 3:  # degenerate spans: one layer apart, below text_only_from
+        pb = [text_only - 3, text_only - 2, text_only - 1]
+    return pb, text_only

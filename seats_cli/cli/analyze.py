@@ -1,0 +1,173 @@
+"""`seats analyze` and `seats calibrate`: a model's layer dependence on video and audio, and boundaries from it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from seats_cli.cli.common import (
+    DeviceOpt, DtypeOpt, JsonOpt, QuietOpt, UsageProblem, app, check_load_options, guarded, print_json,
+    quiet_libraries, show_progress, status, stdout,
+)
+
+ANALYZE = "Per layer: attention on video/audio/text and the answers with media dropped from that layer."
+CALIBRATE = "Fit a model's SEATS layer boundaries from that analysis and write a preset YAML."
+
+
+def _cases(seats, videos, question, questions, benchmark, n, bench_seed):
+    """(media, question, gold or None) from videos + --question, a JSONL file, or the synthetic benchmark."""
+    from seats_cli.batch import read_jsonl
+    from seats_cli.media import decode_video
+    from seats_cli.request import check_text, frame_policy
+
+    policy = frame_policy(seats.config)
+    if benchmark:
+        if benchmark != "synthetic":
+            raise UsageProblem(f"--benchmark {benchmark!r} is not one of: synthetic")
+        from seats_cli.evaluate import synthetic_items
+        from seats_cli.synthetic import media_of
+
+        return [(media_of(it), it.question, it.answer) for it in synthetic_items(bench_seed, n)]
+    if questions:
+        rows = [r for r in read_jsonl(questions)]
+        bad = [r for r in rows if r.error]
+        if bad:
+            raise UsageProblem(f"{questions}: {bad[0].error}")
+        import json as _json
+
+        raw = [_json.loads(x) for x in Path(questions).read_text(encoding="utf-8").splitlines() if x.strip()]
+        return [(decode_video(r.video, policy), check_text(r.question), (o.get("answer") or None))
+                for r, o in zip(rows, raw)]
+    if not videos or not question:
+        raise UsageProblem("give VIDEO... with --question, or --questions FILE, or --benchmark synthetic")
+    return [(decode_video(v, policy), check_text(question), None) for v in videos]
+
+
+def _run(model, device, dtype, videos, question, questions, benchmark, n, bench_seed, every, quiet):
+    from seats_cli import analyze as an
+    from seats_cli.api import Seats
+
+    check_load_options(device, dtype, "sdpa")
+    quiet_libraries()
+    progress = show_progress(quiet)
+    with status(f"loading {model}", progress):
+        seats = Seats(model, device=device, dtype=dtype)
+    cases = _cases(seats, videos, question, questions, benchmark, n, bench_seed)
+    layers = list(range(0, len(seats.adapter.layers), max(1, every)))
+
+    def tick(done, total):
+        if not quiet:
+            print(f"\ranalysed {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    result = an.analyze(seats, cases, layers=layers, progress=tick)
+    if not quiet:
+        print(file=sys.stderr)
+    return seats, result
+
+
+def _table(result) -> Table:
+    t = Table(title=f"layer dependence over {result.items} questions (score: {result.scored_by}; full "
+                    f"{result.full_score:.2f})")
+    for col in ("layer", "attn video", "attn audio", "attn text", "video dropped", "audio dropped", "both dropped"):
+        t.add_column(col, justify="right")
+    for j, layer in enumerate(result.layers):
+        t.add_row(str(layer), *(f"{result.attention[k][layer]:.3f}" for k in ("video", "audio", "text")),
+                  *(f"{result.dropped[k][j]:.2f}" for k in ("video", "audio", "both")))
+    return t
+
+
+def _plot(result, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageProblem("--plot needs matplotlib (pip install matplotlib)") from None
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for k in ("video", "audio", "text"):
+        a.plot(range(len(result.attention[k])), result.attention[k], label=k)
+    a.set(xlabel="decoder layer", ylabel="attention mass of the last prompt token", title="where the query looks")
+    for k in ("video", "audio", "both"):
+        b.plot(result.layers, result.dropped[k], marker="o", label=f"{k} dropped from layer")
+    b.axhline(result.full_score, color="gray", linestyle="--", label="full")
+    b.set(xlabel="decoder layer", ylabel=result.scored_by, title="answers without the media")
+    for ax in (a, b):
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+@app.command(short_help=ANALYZE)
+@guarded
+def analyze(
+    videos: Optional[List[Path]] = typer.Argument(None, help="Video files (with --question)."),
+    model: str = typer.Option(..., "--model", "-m", help="Hub id, local folder, 'tiny', 'synthetic' ..."),
+    question: Optional[str] = typer.Option(None, "--question", help="The question asked of every VIDEO."),
+    questions: Optional[Path] = typer.Option(None, "--questions", help="JSONL rows {id, video, question, "
+                                             "answer?} (answers: scored by accuracy)."),
+    benchmark: Optional[str] = typer.Option(None, "--benchmark", metavar="[synthetic]",
+                                            help="Held-out questions of a benchmark instead."),
+    n: int = typer.Option(12, "--n", help="Questions per kind with --benchmark."),
+    bench_seed: int = typer.Option(1_000_000, "--bench-seed"),
+    every: int = typer.Option(1, "--every", help="Analyse every N-th layer for the drop curves."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the layer-dependence figure (PNG)."),
+    device: str = DeviceOpt, dtype: str = DtypeOpt, json_out: bool = JsonOpt, quiet: bool = QuietOpt,
+) -> None:
+    """Per decoder layer: the attention mass the last prompt token puts on video, audio and text, and the answers'
+    score when all video, all audio or both are dropped from that layer on."""
+    _, result = _run(model, device, dtype, videos, question, questions, benchmark, n, bench_seed, every, quiet)
+    if plot is not None:
+        _plot(result, plot)
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        stdout.print(_table(result))
+
+
+@app.command(short_help=CALIBRATE)
+@guarded
+def calibrate(
+    videos: Optional[List[Path]] = typer.Argument(None, help="Video files (with --question)."),
+    model: str = typer.Option(..., "--model", "-m"),
+    question: Optional[str] = typer.Option(None, "--question"),
+    questions: Optional[Path] = typer.Option(None, "--questions"),
+    benchmark: Optional[str] = typer.Option(None, "--benchmark", metavar="[synthetic]"),
+    n: int = typer.Option(12, "--n"),
+    bench_seed: int = typer.Option(1_000_000, "--bench-seed"),
+    tolerance: float = typer.Option(0.02, "--tolerance", help="How far below full the media-free answers may be."),
+    out: Path = typer.Option(..., "--out", "-o", help="The preset YAML to write."),
+    device: str = DeviceOpt, dtype: str = DtypeOpt, json_out: bool = JsonOpt, quiet: bool = QuietOpt,
+) -> None:
+    """Measure the layer dependence (as `seats analyze`), fit `text_only_from` and `prune_before`, and write a
+    preset YAML (the model's preset with the fitted boundaries, `calibrated: true`, the evidence in comments)."""
+    import yaml
+
+    from seats_cli import analyze as an
+
+    seats, result = _run(model, device, dtype, videos, question, questions, benchmark, n, bench_seed, 1, quiet)
+    cfg = seats.config
+    pb, tof = an.calibrate_boundaries(result, tolerance=tolerance, num_layers=cfg.architecture.num_layers)
+    raw = yaml.safe_load(Path(cfg.source).read_text())
+    raw["name"] = f"{cfg.name}-calibrated"
+    raw["calibrated"] = True
+    raw["seats"]["prune_before"] = pb
+    raw["seats"]["text_only_from"] = tof
+    evidence = [f"# calibrated by: seats calibrate {' '.join(sys.argv[2:])}",
+                f"# {result.items} questions, score = {result.scored_by}, full {result.full_score:.3f}, "
+                f"tolerance {tolerance}",
+                "# score with all media dropped from layer L: " + ", ".join(
+                    f"{layer}:{s:.2f}" for layer, s in zip(result.layers, result.dropped["both"]))]
+    out.write_text("\n".join(evidence) + "\n" + yaml.safe_dump(raw, sort_keys=False))
+    from seats_cli.config import ModelConfig
+
+    ModelConfig.from_yaml(out)  # what we wrote loads and validates
+    if json_out:
+        print_json({"prune_before": pb, "text_only_from": tof, "out": str(out), "analysis": result.to_dict()})
+    else:
+        stdout.print(_table(result))
+        stdout.print(f"prune_before {pb}, text_only_from {tof} -> {out}")

@@ -1,0 +1,62 @@
+"""`seats analyze` / `seats calibrate` (issue 17): the attention profile sums to 1 per layer and follows the
+modalities, the media-drop curves use the real pruner path, and the boundary fit is a pure, hand-checked rule."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from seats_cli.analyze import Analysis, calibrate_boundaries
+from seats_cli.cli import app
+
+
+def _analysis(both, layers=None, full=1.0):
+    layers = layers or list(range(len(both)))
+    zero = [0.0] * 28
+    return Analysis(layers, {"video": zero, "audio": zero, "text": zero},
+                    {"video": both, "audio": both, "both": both}, full, 0.25, 10, "accuracy")
+
+
+def test_calibrate_boundaries_by_hand():
+    # 28 layers analysed every 2: media needed up to layer 18 (score 0.25), recovering at 20-22, safe from 24
+    layers = list(range(0, 28, 2))
+    both = [0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.5, 0.8, 0.99, 1.0]
+    pb, tof = calibrate_boundaries(_analysis(both, layers), tolerance=0.02, num_layers=28)
+    # text_only_from: first layer from which every later score is >= 0.98 -> 24; the fall starts where the score
+    # recovers half way (0.25 -> 1.0: 0.625) -> layer 22? no: 20 scores 0.5, 22 scores 0.8 >= 0.625 -> start 22,
+    # clipped to text_only_from - 3 = 21 -> prune_before [21, 22, 23]
+    assert (pb, tof) == ([21, 22, 23], 24)
+    # a model that never needs the media from layer 8 on
+    pb, tof = calibrate_boundaries(_analysis([0.25] * 8 + [1.0] * 20), tolerance=0.02, num_layers=28)
+    assert tof == 8 and pb == [5, 6, 7]
+    # one that always needs it: text only never (num_layers), boundaries in the last layers
+    pb, tof = calibrate_boundaries(_analysis([0.25] * 28), tolerance=0.02, num_layers=28)
+    assert tof == 28 and pb == [25, 26, 27]
+
+
+def test_analyze_the_tiny_model_through_the_cli(sample_path, tmp_path):
+    res = CliRunner().invoke(app, ["analyze", str(sample_path), "--model", "tiny", "--question", "What is moving?",
+                                   "--every", "7", "--device", "cpu", "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["layers"] == [0, 7, 14, 21] and out["scored_by"] == "agreement with full" and out["items"] == 1
+    for layer in range(28):  # the query's softmax over all tokens: the three masses sum to 1
+        assert sum(out["attention"][k][layer] for k in ("video", "audio", "text")) == pytest.approx(1.0, abs=1e-5)
+    # with media kept the answer agrees with itself; dropping both before the LLM is a real change of input
+    assert all(0.0 <= s <= 1.0 for s in out["dropped"]["both"])
+
+
+def test_calibrate_writes_a_preset_that_loads(sample_path, tmp_path):
+    from seats_cli.config import ModelConfig
+
+    out = tmp_path / "tiny-cal.yaml"
+    res = CliRunner().invoke(app, ["calibrate", str(sample_path), "--model", "tiny", "--question", "What is moving?",
+                                   "--out", str(out), "--device", "cpu", "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    cfg = ModelConfig.from_yaml(out)
+    assert cfg.calibrated and list(cfg.seats.prune_before) == got["prune_before"]
+    assert cfg.seats.text_only_from == got["text_only_from"]
+    assert out.read_text().startswith("# calibrated by: seats calibrate")
