@@ -22,6 +22,8 @@ def eval_(
     benchmark: str = typer.Option("synthetic", "--benchmark", metavar="[synthetic]", help="Which benchmark."),
     model: str = typer.Option("synthetic", "--model", "-m", help="Default for the synthetic benchmark: its "
                               "trained small model."),
+    config: Optional[str] = typer.Option(None, "--config", help="Preset name or YAML (e.g. one written by "
+                                         "`seats calibrate`); default: the model's."),
     bench_seed: int = typer.Option(1_000_000, "--bench-seed", help="First held-out seed of the questions."),
     n: int = typer.Option(48, "--n", help="Questions per kind (a multiple of 4 balances the letters)."),
     trr: Optional[List[float]] = typer.Option(None, "--trr", help="TRRs (default 0.35 0.25 0.15 0.10 0.05)."),
@@ -62,7 +64,7 @@ def eval_(
     from seats_cli.media import plan_resize
     from seats_cli.request import frame_policy
 
-    cfg = resolve_config(model)
+    cfg = resolve_config(model, config)
     size = plan_resize(56, 56, 8, frame_policy(cfg))
     if size != (56, 56):  # the benchmark hands 56x56 frames to the model as they are
         raise UsageProblem(f"the synthetic clips are 56x56 but {cfg.name}'s frame policy makes them "
@@ -73,7 +75,7 @@ def eval_(
 
     progress = show_progress(quiet)
     with status(f"loading {model}", progress):
-        seats = Seats(model, device=device, dtype=dtype)
+        seats = Seats(model, config=cfg, device=device, dtype=dtype)
     for m in names + [r.method for r in runs if r.method.startswith("media-cut")]:
         RequestOptions(method=m).check(seats.config)
     sink = open(out, "w", encoding="utf-8") if out else None
@@ -92,8 +94,8 @@ def eval_(
             sink.close()
     summary = ev.summarize(rows)
     if json_out:
-        print_json({"benchmark": benchmark, "model": model, "bench_seed": bench_seed, "n_per_kind": n,
-                    "summary": summary})
+        print_json({"benchmark": benchmark, "model": model, "config": cfg.name, "bench_seed": bench_seed,
+                    "n_per_kind": n, "summary": summary})
         return
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
     t = Table(title=f"{benchmark} benchmark · {model} · {n} held-out questions per kind (seeds from {bench_seed})")
