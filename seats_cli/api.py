@@ -161,7 +161,8 @@ class Seats:
             if note:
                 notes.append(note)
         if not self.config.calibrated and not self.config.tiny and opts.method == "seats":
-            notes.append(f"{self.config.name}: SEATS layer boundaries are uncalibrated (scaled from the 7B)")
+            notes.append(f"{self.config.name}: SEATS layer boundaries are uncalibrated (taken from the 7B's; "
+                         f"`seats calibrate` fits this model's own)")
         return AskResult(
             answer=ad.decode_text(tokens), model=self.model_name, method=opts.method,
             trr=None if plan is None else plan.trr,
