@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from seats_cli.cli.common import (
-    DeviceOpt, DtypeOpt, JsonOpt, QuietOpt, SeedOpt, UsageProblem, app, check_load_options, guarded, print_json,
+    DeviceOpt, DtypeOpt, JsonOpt, QuietOpt, UsageProblem, app, check_load_options, guarded, print_json,
     quiet_libraries, show_progress, status, stdout,
 )
 
@@ -24,7 +24,8 @@ def eval_(
                               "trained small model."),
     config: Optional[str] = typer.Option(None, "--config", help="Preset name or YAML (e.g. one written by "
                                          "`seats calibrate`); default: the model's."),
-    bench_seed: int = typer.Option(1_000_000, "--bench-seed", help="First held-out seed of the questions."),
+    bench_seed: int = typer.Option(1_000_000, "--seed", help="First held-out seed of the questions (>= 1,000,000; "
+                                   "training used 0..999)."),
     n: int = typer.Option(48, "--n", help="Questions per kind (a multiple of 4 balances the letters)."),
     trr: Optional[List[float]] = typer.Option(None, "--trr", help="TRRs (default 0.35 0.25 0.15 0.10 0.05)."),
     methods: str = typer.Option("seats,random,divprune,fastv,fastv-om,dycoke,visionzip,visionzip-om", "--methods",
@@ -34,7 +35,9 @@ def eval_(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write one JSONL row per (question, run)."),
     write_clips: Optional[Path] = typer.Option(None, "--write-clips", help="Only write the clips (.mp4) and "
                                                "questions.jsonl (batch rows with the gold answer) to this folder."),
-    device: str = DeviceOpt, dtype: str = DtypeOpt, seed: int = SeedOpt, json_out: bool = JsonOpt,
+    device: str = DeviceOpt, dtype: str = DtypeOpt,
+    seed: int = typer.Option(0, "--run-seed", help="Seed of the random choices of the methods (Random, audio cuts)."),
+    json_out: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Ask every held-out question under `full`, each method at each TRR and the media-cut diagnostics; print the
