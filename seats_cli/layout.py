@@ -160,7 +160,9 @@ def build_layout(
             if last - first != r[1] - r[0] - 1:
                 raise RuntimeError(f"window {j} is not contiguous in the token sequence (processor layout changed?)")
             spans.append((first, last + 1))
-        end = ranges[j + 1][2] if j + 1 < len(ranges) else (duration_s if duration_s is not None else start + seconds_per_window)
+        last_end = start + seconds_per_window if duration_s is None else duration_s
+        last_end = max(last_end, apos.numel() / position_ids_per_second)  # sound may run past the picture
+        end = ranges[j + 1][2] if j + 1 < len(ranges) else last_end
         windows.append(TimeChunk(j, round(start, 3), round(max(start, end), 3), spans[0], spans[1]))
     return TokenLayout(modality=modality, windows=tuple(windows), tokens_per_grid=per_grid)
 
@@ -211,6 +213,7 @@ def build_layout_from_runs(input_ids: torch.Tensor, *, video_token_id: int, audi
         a_seen += 0 if a is None else a[1] - a[0]
     windows = []
     for j, (v, a, start) in enumerate(chunks):
-        end = chunks[j + 1][2] if j + 1 < len(chunks) else (duration_s if duration_s is not None else start)
+        last_end = max(start if duration_s is None else duration_s, a_seen / audio_tokens_per_second)
+        end = chunks[j + 1][2] if j + 1 < len(chunks) else last_end
         windows.append(TimeChunk(j, round(start, 3), round(max(start, end), 3), v, a))
     return TokenLayout(modality=modality, windows=tuple(windows), tokens_per_grid=tokens_per_grid)

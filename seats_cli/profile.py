@@ -145,7 +145,7 @@ def text_token_count(config: ModelConfig, question: str | None, has_audio: bool)
     ]
     text = tok.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
     ids = tok(text)["input_ids"]
-    n_video_placeholders = ids.count(tok.convert_tokens_to_ids("<|VIDEO|>"))
+    n_video_placeholders = ids.count(tok.convert_tokens_to_ids(getattr(tok, "video_token", None) or "<|VIDEO|>"))
     # the processor replaces <|VIDEO|> by <|audio_bos|> V0 A0 ... <|audio_eos|> when the video has audio
     return len(ids) - n_video_placeholders + (2 if has_audio else 0)
 

@@ -115,6 +115,8 @@ def test_sound_that_runs_past_the_video_is_kept_and_said(tmp_path):
     # 33 s x 25 tokens/s, plus the AAC decoder's last 48 ms (33.048 s -> 3305 mel frames -> 826 tokens): the
     # whole track, as the official preprocessing reads it
     assert out["tokens"]["audio"] == 826
+    # the last time chunk is audio only and ends with the sound, not with the picture
+    assert out["windows"][-1]["video_total"] == 0 and out["windows"][-1]["end_s"] == pytest.approx(33.04, abs=0.05)
     note = next(n for n in out["notes"] if n.startswith("the sound track runs past the video"))
     assert note.startswith("the sound track runs past the video (3.0 s): 33.0 s of audio kept")
 
