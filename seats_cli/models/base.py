@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,80 @@ class OmniAdapter:
         """Softmax attention of the ``query_row`` token over all rows of ``hidden``, mean over heads: (S,)."""
         raise NotImplementedError
 
+    def _vision_hook(self, grid_thw, found: dict, grids_per_span: int | None):
+        """A forward pre-hook on the last ViT block recording ``found["video"]`` (and ``"video_keys"``)."""
+        raise NotImplementedError
+
+    def _audio_hook(self, inp: dict, found: dict, tokens_per_span: int | None):
+        """A forward pre-hook on the last audio layer recording ``found["audio"]`` (and ``"audio_keys"``)."""
+        raise NotImplementedError
+
     # ---- common to the Qwen omni thinkers -------------------------------------------------------------
+    def _run_processor(self, media, question: str, system_prompt: str | None) -> tuple[dict, list[int]]:
+        """The stock processor on one video (its own sound interleaved when present): inputs on the model's device
+        and the video grid (t, h, w). Frames arrive at the size ``media.plan_resize`` decided (the processor's
+        bounds included), so the processor is told not to resize them again, and the grid is checked."""
+        system = self.config.system_prompt if system_prompt is None else system_prompt
+        conversation = [
+            {"role": "system", "content": [{"type": "text", "text": system}]},
+            {"role": "user", "content": [{"type": "video", "video": media.path}, {"type": "text", "text": question}]},
+        ]
+        text = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+        kwargs = dict(videos_kwargs={"fps": float(media.sample_fps), "do_resize": False,
+                                     "cap_pixels_per_frame": False})
+        if media.audio is not None and len(media.audio) > 0:
+            kwargs.update(audio=[media.audio], audio_from_video_indices=[0], load_audio_from_video=True)
+        batch = self.processor(text=text, videos=[media.frames], return_tensors="pt", **kwargs)
+        grid = batch["video_grid_thw"][0].tolist()
+        patch = self.processor.video_processor.patch_size
+        height, width = (int(x) for x in media.frames.shape[-2:])
+        if (grid[1] * patch, grid[2] * patch) != (height, width):  # one resize per frame, ours
+            raise RuntimeError(f"the processor made a {grid[2] * patch}x{grid[1] * patch} grid of "
+                               f"{width}x{height} frames")
+        inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        for key in ("pixel_values_videos", "input_features"):
+            if key in inputs:
+                inputs[key] = inputs[key].to(self.dtype)
+        return inputs, grid
+
+    @torch.no_grad()
+    def position_ids(self, request: PreparedRequest) -> torch.Tensor:
+        """The stock model's 3-D M-RoPE ids (3, 1, S) of the unpruned request (float on Qwen3)."""
+        inp = request.inputs
+        fam = inp.get("feature_attention_mask")
+        position_ids, _ = self.model.model.get_rope_index(
+            inp["input_ids"], None, inp.get("video_grid_thw"), inp["attention_mask"], request.use_audio_in_video,
+            fam.sum(-1) if fam is not None else None, inp.get("video_second_per_grid"),
+        )
+        return position_ids
+
+    @contextmanager
+    def _saliency_hooks(self, inp, found: dict, *, span: str | None, video_span_grids: int | None = None):
+        """Record Stage I's saliency (and the encoders' keys) while the encoders run. ``official``: the Stage I
+        window's span (vision: ``stage1_video_grids`` grids; audio: ``saliency_audio_span`` or 2 x
+        ``stage1_audio_tokens`` encoder rows); ``encoder``: each layer's own span; ``video_span_grids`` overrides
+        the vision span (VisionZip: 1 grid)."""
+        if span is None:
+            yield
+            return
+        if span not in ("official", "encoder"):
+            raise ValueError(f"saliency span must be official or encoder, got {span!r}")
+        inner = self.model.model
+        s = self.config.seats
+        handles = []
+        if "pixel_values_videos" in inp:
+            grids = video_span_grids or (s.stage1_video_grids if span == "official" else None)
+            handles.append(inner.visual.blocks[-1].register_forward_pre_hook(
+                self._vision_hook(inp["video_grid_thw"], found, grids), with_kwargs=True))
+        if "input_features" in inp:
+            tokens = (s.saliency_audio_span or 2 * s.stage1_audio_tokens) if span == "official" else None
+            handles.append(inner.audio_tower.layers[-1].register_forward_pre_hook(
+                self._audio_hook(inp, found, tokens), with_kwargs=True))
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
     @property
     def text_model(self):
         return self.model.model.language_model

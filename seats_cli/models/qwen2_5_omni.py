@@ -6,7 +6,6 @@ attention spans), recomputing q/k with the layers' own modules; nothing in trans
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import torch
 
@@ -58,29 +57,8 @@ class Qwen25OmniAdapter(OmniAdapter):
 
     # ---- inputs -------------------------------------------------------------------------------
     def prepare(self, media, question: str, system_prompt: str | None = None) -> PreparedRequest:
-        system = self.config.system_prompt if system_prompt is None else system_prompt
-        conversation = [
-            {"role": "system", "content": [{"type": "text", "text": system}]},
-            {"role": "user", "content": [{"type": "video", "video": media.path}, {"type": "text", "text": question}]},
-        ]
-        text = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
-        with_audio = media.audio is not None and len(media.audio) > 0
-        # frames arrive at the size media.plan_resize decided (the processor's bounds included): no second resize
-        kwargs = dict(videos_kwargs={"fps": float(media.sample_fps), "do_resize": False,
-                                     "cap_pixels_per_frame": False})
-        if with_audio:
-            kwargs.update(audio=[media.audio], audio_from_video_indices=[0], load_audio_from_video=True)
-        batch = self.processor(text=text, videos=[media.frames], return_tensors="pt", **kwargs)
-        grid = batch["video_grid_thw"][0].tolist()
-        patch = self.processor.video_processor.patch_size
-        height, width = (int(x) for x in media.frames.shape[-2:])
-        if (grid[1] * patch, grid[2] * patch) != (height, width):  # one resize per frame, ours
-            raise RuntimeError(f"the processor made a {grid[2] * patch}x{grid[1] * patch} grid of "
-                               f"{width}x{height} frames")
-        inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        for key in ("pixel_values_videos", "input_features"):
-            if key in inputs:
-                inputs[key] = inputs[key].to(self.dtype)
+        inputs, grid = self._run_processor(media, question, system_prompt)
+        with_audio = "input_features" in inputs
         cfg = self.model.config
         layout = build_layout(
             inputs["input_ids"], video_token_id=cfg.video_token_id, audio_token_id=cfg.audio_token_id,
@@ -123,44 +101,6 @@ class Qwen25OmniAdapter(OmniAdapter):
             video_keys=found.get("video_keys"), audio_keys=found.get("audio_keys"),
         )
 
-    @torch.no_grad()
-    def position_ids(self, request: PreparedRequest) -> torch.Tensor:
-        """The stock model's 3-D M-RoPE ids (3, 1, S) of the unpruned request."""
-        inp = request.inputs
-        fam = inp.get("feature_attention_mask")
-        position_ids, _ = self.model.model.get_rope_index(
-            inp["input_ids"], None, inp.get("video_grid_thw"), inp["attention_mask"], request.use_audio_in_video,
-            fam.sum(-1) if fam is not None else None, inp.get("video_second_per_grid"),
-        )
-        return position_ids
-
-    @contextmanager
-    def _saliency_hooks(self, inp, found: dict, *, span: str | None, video_span_grids: int | None = None):
-        if span is None:
-            yield
-            return
-        if span not in ("official", "encoder"):
-            raise ValueError(f"saliency span must be official or encoder, got {span!r}")
-        inner = self.model.model
-        s = self.config.seats
-        handles = []
-        if "pixel_values_videos" in inp:
-            grid_span = video_span_grids or (s.stage1_video_grids if span == "official" else None)
-            handles.append(inner.visual.blocks[-1].register_forward_pre_hook(
-                self._vision_hook(inp["video_grid_thw"], found, grid_span), with_kwargs=True))
-        if "input_features" in inp:
-            lens = inp["feature_attention_mask"].sum(-1)
-            # official: the Stage I audio window's pre-pool tokens (2 per LLM token); they coincide with the
-            # encoder's own 2-s chunks on Qwen2.5
-            token_span = (s.saliency_audio_span or 2 * s.stage1_audio_tokens) if span == "official" else None
-            handles.append(inner.audio_tower.layers[-1].register_forward_pre_hook(
-                self._audio_hook(lens, found, token_span), with_kwargs=True))
-        try:
-            yield
-        finally:
-            for h in handles:
-                h.remove()
-
     def _vision_hook(self, grid_thw, found, grids_per_span: int | None):
         """Attention received in the last ViT block. ``grids_per_span``: stat windows of that many temporal
         grids (the window permutation acts inside each grid, so a span of whole grids is contiguous in the
@@ -197,7 +137,7 @@ class Qwen25OmniAdapter(OmniAdapter):
 
         return hook
 
-    def _audio_hook(self, feature_lens, found, tokens_per_span: int | None):
+    def _audio_hook(self, inp, found, tokens_per_span: int | None):
         from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import get_pool_indices
 
         layer = self.model.model.audio_tower.layers[-1]
@@ -211,7 +151,7 @@ class Qwen25OmniAdapter(OmniAdapter):
             k = attn.k_proj(x).reshape(n, attn.num_heads, -1)
             cu = kwargs["cu_seqlens"] if tokens_per_span is None else span_bounds(n, tokens_per_span)
             per_frame = received_attention(q.transpose(0, 1), k.transpose(0, 1), cu, attn.scaling)
-            first = get_pool_indices(feature_lens).to(per_frame.device)
+            first = get_pool_indices(inp["feature_attention_mask"].sum(-1)).to(per_frame.device)
             found["audio"] = pair_mean(per_frame, first)
             found["audio_keys"] = pair_mean(k.float().mean(dim=1), first)
 

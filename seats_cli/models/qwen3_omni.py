@@ -9,7 +9,6 @@ GPU (``device_map``). Nothing in transformers is patched.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import torch
 
@@ -55,29 +54,7 @@ class Qwen3OmniAdapter(OmniAdapter):
 
     # ---- inputs -------------------------------------------------------------------------------
     def prepare(self, media, question: str, system_prompt: str | None = None) -> PreparedRequest:
-        system = self.config.system_prompt if system_prompt is None else system_prompt
-        conversation = [
-            {"role": "system", "content": [{"type": "text", "text": system}]},
-            {"role": "user", "content": [{"type": "video", "video": media.path}, {"type": "text", "text": question}]},
-        ]
-        text = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
-        with_audio = media.audio is not None and len(media.audio) > 0
-        # the real sample fps (the official wrapper let the processor assume 1 fps); frames are already sized
-        kwargs = dict(videos_kwargs={"fps": float(media.sample_fps), "do_resize": False,
-                                     "cap_pixels_per_frame": False})
-        if with_audio:
-            kwargs.update(audio=[media.audio], audio_from_video_indices=[0], load_audio_from_video=True)
-        batch = self.processor(text=text, videos=[media.frames], return_tensors="pt", **kwargs)
-        grid = batch["video_grid_thw"][0].tolist()
-        patch = self.processor.video_processor.patch_size
-        height, width = (int(x) for x in media.frames.shape[-2:])
-        if (grid[1] * patch, grid[2] * patch) != (height, width):
-            raise RuntimeError(f"the processor made a {grid[2] * patch}x{grid[1] * patch} grid of "
-                               f"{width}x{height} frames")
-        inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        for key in ("pixel_values_videos", "input_features"):
-            if key in inputs:
-                inputs[key] = inputs[key].to(self.dtype)
+        inputs, grid = self._run_processor(media, question, system_prompt)
         cfg = self.model.config
         merge = cfg.vision_config.spatial_merge_size
         layout = build_layout_from_runs(
@@ -123,41 +100,6 @@ class Qwen3OmniAdapter(OmniAdapter):
             deepstack=deepstack, visual_rank=rank if deepstack else None,
         )
 
-    @torch.no_grad()
-    def position_ids(self, request: PreparedRequest) -> torch.Tensor:
-        """The stock model's float 3-D M-RoPE ids (3, 1, S) of the unpruned request."""
-        inp = request.inputs
-        fam = inp.get("feature_attention_mask")
-        position_ids, _ = self.model.model.get_rope_index(
-            inp["input_ids"], None, inp.get("video_grid_thw"), inp["attention_mask"], request.use_audio_in_video,
-            fam.sum(-1) if fam is not None else None, inp.get("video_second_per_grid"),
-        )
-        return position_ids
-
-    @contextmanager
-    def _saliency_hooks(self, inp, found: dict, *, span: str | None, video_span_grids: int | None = None):
-        if span is None:
-            yield
-            return
-        if span not in ("official", "encoder"):
-            raise ValueError(f"saliency span must be official or encoder, got {span!r}")
-        inner = self.model.model
-        s = self.config.seats
-        handles = []
-        if "pixel_values_videos" in inp:
-            grids = video_span_grids or (s.stage1_video_grids if span == "official" else None)
-            handles.append(inner.visual.blocks[-1].register_forward_pre_hook(
-                self._vision_hook(inp["video_grid_thw"], found, grids), with_kwargs=True))
-        if "input_features" in inp:
-            tokens = (s.saliency_audio_span or 2 * s.stage1_audio_tokens) if span == "official" else None
-            handles.append(inner.audio_tower.layers[-1].register_forward_pre_hook(
-                self._audio_hook(found, tokens), with_kwargs=True))
-        try:
-            yield
-        finally:
-            for h in handles:
-                h.remove()
-
     def _vision_hook(self, grid_thw, found, grids_per_span: int | None):
         """Attention received in the last ViT block; patches are grouped by merge unit already (no window
         permutation), so 4 consecutive patches make one LLM token."""
@@ -184,7 +126,7 @@ class Qwen3OmniAdapter(OmniAdapter):
 
         return hook
 
-    def _audio_hook(self, found, tokens_per_span: int | None):
+    def _audio_hook(self, inp, found, tokens_per_span: int | None):
         layer = self.model.model.audio_tower.layers[-1]
 
         def hook(module, args, kwargs):
