@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from seats_cli.models.tiny import SPECIAL_TOKENS, VOCAB_SIZE, _token_id, build_tiny_processor, default_cache_dir
+from seats_cli.models.tiny import (SPECIAL_TOKENS, VOCAB_SIZE, _token_id, build_tiny_processor, model_dir_once,
+                                   tiny_thinker_config)
 
 TRAIN_VERSION = "1"  # bump with any change to scripts/train_tiny.py that changes the weights
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "synthetic.safetensors"
@@ -28,28 +29,10 @@ AUDIO = dict(encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=128, d
 
 
 def synthetic_thinker_config(attn_implementation: str = "sdpa"):
-    from transformers import Qwen2_5OmniThinkerConfig
-
-    text = dict(
-        vocab_size=VOCAB_SIZE, hidden_size=TEXT["hidden_size"], intermediate_size=TEXT["intermediate_size"],
-        num_hidden_layers=TEXT["num_hidden_layers"], num_attention_heads=TEXT["num_attention_heads"],
-        num_key_value_heads=TEXT["num_key_value_heads"], head_dim=TEXT["head_dim"], max_position_embeddings=32768,
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": TEXT["mrope_section"]},
-        tie_word_embeddings=False, eos_token_id=_token_id("<|im_end|>"), pad_token_id=_token_id("<|endoftext|>"),
-    )
-    vision = dict(in_channels=3, patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-                  out_hidden_size=TEXT["hidden_size"], **VISION)
-    audio = dict(num_mel_bins=128, n_window=100, max_source_positions=1500, output_dim=TEXT["hidden_size"], **AUDIO)
-    cfg = Qwen2_5OmniThinkerConfig(
-        text_config=text, vision_config=vision, audio_config=audio,
-        audio_token_index=_token_id("<|AUDIO|>"), image_token_index=_token_id("<|IMAGE|>"),
-        video_token_index=_token_id("<|VIDEO|>"), vision_start_token_id=_token_id("<|vision_bos|>"),
-        vision_end_token_id=_token_id("<|vision_eos|>"), audio_start_token_id=_token_id("<|audio_bos|>"),
-        audio_end_token_id=_token_id("<|audio_eos|>"), user_token_id=ord("u"),
-        position_id_per_seconds=25, seconds_per_chunk=2,
-    )
-    cfg._attn_implementation = attn_implementation
-    return cfg
+    """The tiny thinker's layout at the synthetic model's widths (real 28-layer depth)."""
+    text = {k: v for k, v in TEXT.items() if k != "mrope_section"} | {
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": TEXT["mrope_section"]}}
+    return tiny_thinker_config(attn_implementation, text=text, vision=VISION, audio=AUDIO)
 
 
 def recipe_key() -> str:
@@ -111,24 +94,11 @@ def load_trained(path: Path | None = None):
 
 def synthetic_model_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """Write (once per weights file) and return the folder holding the trained model, via ``save_pretrained``."""
-    import transformers
-
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     digest = hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()[:12] if WEIGHTS.is_file() else "missing"
-    key = hashlib.sha256(f"{recipe_key()}-{digest}-{transformers.__version__}".encode()).hexdigest()[:12]
-    path = root / f"synthetic-qwen2.5-omni-{key}"
-    if (path / "seats_synthetic.json").exists():
-        return path
-    model, meta = load_trained()
-    tmp = root / f".{path.name}.tmp{os.getpid()}"
-    tmp.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(tmp)
-    build_tiny_processor().save_pretrained(tmp)
-    (tmp / "seats_synthetic.json").write_text(json.dumps({"recipe": recipe_key(), "weights": digest, **meta}))
-    try:
-        tmp.rename(path)
-    except OSError:
-        import shutil
 
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    def build():
+        model, meta = load_trained()
+        return model, build_tiny_processor(), {"recipe": recipe_key(), "weights": digest, **meta}
+
+    return model_dir_once(cache_dir, "synthetic-qwen2.5-omni", f"{recipe_key()}-{digest}", "seats_synthetic.json",
+                          build)

@@ -53,7 +53,10 @@ def _token_id(token: str) -> int:
     return NUM_BYTE_TOKENS + SPECIAL_TOKENS.index(token)
 
 
-def tiny_thinker_config(attn_implementation: str = "sdpa"):
+def tiny_thinker_config(attn_implementation: str = "sdpa", *, text: dict | None = None, vision: dict | None = None,
+                        audio: dict | None = None):
+    """The tiny thinker's config; ``text``/``vision``/``audio`` override its sub-config fields (the synthetic
+    model's widths). The encoders' outputs follow the text width."""
     from transformers import Qwen2_5OmniThinkerConfig
 
     text = dict(
@@ -61,16 +64,16 @@ def tiny_thinker_config(attn_implementation: str = "sdpa"):
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32768,
         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
         tie_word_embeddings=False, eos_token_id=_token_id("<|im_end|>"), pad_token_id=_token_id("<|endoftext|>"),
-    )
+    ) | (text or {})
     vision = dict(
         depth=4, hidden_size=32, intermediate_size=64, num_heads=2, in_channels=3, patch_size=14,
         spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[3],
-        out_hidden_size=64,
-    )
+        out_hidden_size=text["hidden_size"],
+    ) | (vision or {})
     audio = dict(
         num_mel_bins=128, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64, d_model=32,
-        output_dim=64, n_window=100, max_source_positions=1500,
-    )
+        output_dim=text["hidden_size"], n_window=100, max_source_positions=1500,
+    ) | (audio or {})
     cfg = Qwen2_5OmniThinkerConfig(
         text_config=text, vision_config=vision, audio_config=audio,
         audio_token_index=_token_id("<|AUDIO|>"), image_token_index=_token_id("<|IMAGE|>"),
@@ -163,20 +166,23 @@ def default_cache_dir() -> Path:
     return Path(base)
 
 
-def tiny_model_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    """Build (once) and return the folder holding the tiny model, written by ``save_pretrained``."""
+def model_dir_once(cache_dir: str | os.PathLike | None, prefix: str, key: str, marker: str, build) -> Path:
+    """The folder ``<cache>/<prefix>-<hash(key, transformers version)>`` holding a model written by
+    ``save_pretrained``, built once: ``build()`` returns (model, processor, marker metadata). Race-safe: a
+    folder is renamed into place whole, and a process that loses the race uses the winner's."""
     import transformers
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = hashlib.sha256(f"{TINY_VERSION}-{TINY_SEED}-{transformers.__version__}".encode()).hexdigest()[:12]
-    path = root / f"tiny-qwen2.5-omni-{key}"
-    if (path / "seats_tiny.json").exists():
+    digest = hashlib.sha256(f"{key}-{transformers.__version__}".encode()).hexdigest()[:12]
+    path = root / f"{prefix}-{digest}"
+    if (path / marker).exists():
         return path
+    model, processor, meta = build()
     tmp = root / f".{path.name}.tmp{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
-    build_tiny_thinker().save_pretrained(tmp)
-    build_tiny_processor().save_pretrained(tmp)
-    (tmp / "seats_tiny.json").write_text(json.dumps({"seed": TINY_SEED, "version": TINY_VERSION}))
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    (tmp / marker).write_text(json.dumps(meta))
     try:
         tmp.rename(path)
     except OSError:  # another process won the race; use its folder
@@ -184,6 +190,13 @@ def tiny_model_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def tiny_model_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Build (once) and return the folder holding the tiny model, written by ``save_pretrained``."""
+    return model_dir_once(cache_dir, "tiny-qwen2.5-omni", f"{TINY_VERSION}-{TINY_SEED}", "seats_tiny.json",
+                          lambda: (build_tiny_thinker(), build_tiny_processor(),
+                                   {"seed": TINY_SEED, "version": TINY_VERSION}))
 
 
 def readable_answer(token_ids: list[int]) -> str:

@@ -11,14 +11,12 @@ Qwen3-Omni's special tokens in the real vocabulary order, and the processor is t
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 
 import torch
 
-from seats_cli.models.tiny import NUM_BYTE_TOKENS, default_cache_dir, readable_answer
+from seats_cli.models.tiny import NUM_BYTE_TOKENS, model_dir_once, readable_answer
 
 TINY_QWEN3_SEED = 4321
 TINY_QWEN3_VERSION = "1"  # bump when the recipe below changes; the cache folder name depends on it
@@ -184,25 +182,9 @@ def build_tiny_qwen3_thinker(seed: int = TINY_QWEN3_SEED):
 
 def tiny_qwen3_model_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """Build (once) and return the folder holding the tiny Qwen3-Omni thinker, written by ``save_pretrained``."""
-    import transformers
-
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = f"{TINY_QWEN3_VERSION}-{TINY_QWEN3_SEED}-{transformers.__version__}"
-    path = root / f"tiny-qwen3-omni-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-    if (path / MARKER).exists():
-        return path
-    tmp = root / f".{path.name}.tmp{os.getpid()}"
-    tmp.mkdir(parents=True, exist_ok=True)
-    build_tiny_qwen3_thinker().save_pretrained(tmp)
-    build_tiny_qwen3_processor().save_pretrained(tmp)
-    (tmp / MARKER).write_text(json.dumps({"seed": TINY_QWEN3_SEED, "version": TINY_QWEN3_VERSION}))
-    try:
-        tmp.rename(path)
-    except OSError:  # another process won the race; use its folder
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    return model_dir_once(cache_dir, "tiny-qwen3-omni", f"{TINY_QWEN3_VERSION}-{TINY_QWEN3_SEED}", MARKER,
+                          lambda: (build_tiny_qwen3_thinker(), build_tiny_qwen3_processor(),
+                                   {"seed": TINY_QWEN3_SEED, "version": TINY_QWEN3_VERSION}))
 
 
 __all__ = ["SPECIAL_TOKENS", "TINY_QWEN3_SEED", "TINY_QWEN3_VERSION", "VOCAB_SIZE", "build_tiny_qwen3_processor",
