@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from seats_cli.flops import TextModelDims
-from seats_cli.media import FramePolicy
+from seats_cli.frames import FramePolicy
 from seats_cli.choices import KV_POLICIES, RATIO_MODES, SALIENCY_SPANS, SCORE_LAYERS
 
 

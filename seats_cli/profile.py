@@ -20,7 +20,7 @@ import torch
 from seats_cli.config import ModelConfig
 from seats_cli.flops import TextModelDims, compare_flops
 from seats_cli.layout import time_interleaved_runs, window_token_ranges
-from seats_cli.media import FramePolicy, plan_resize
+from seats_cli.frames import FramePolicy, plan_resize
 from seats_cli.methods import SeatsPlan
 from seats_cli.request import RequestOptions
 from seats_cli.schedule import achieved_retention, stage1_window_keep, step_keep

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from seats_cli.choices import (FRAME_SIZINGS, KV_POLICIES, METHODS, RATIO_MODES, SALIENCY_SPANS,
                                SCORE_LAYERS)
 from seats_cli.config import ConfigError, ModelConfig
-from seats_cli.media import FramePolicy, MediaError
+from seats_cli.frames import FramePolicy, MediaError
 
 CHOICES = {"method": METHODS, "kv_policy": KV_POLICIES, "score_layer": SCORE_LAYERS, "ratio_mode": RATIO_MODES,
            "saliency_span": SALIENCY_SPANS, "frame_sizing": FRAME_SIZINGS}

@@ -64,7 +64,7 @@ def eval_(
     runs = ev.default_runs(names, trrs, cuts)
     check_load_options(device, dtype, "sdpa")
     from seats_cli.config import resolve_config
-    from seats_cli.media import plan_resize
+    from seats_cli.frames import plan_resize
     from seats_cli.request import frame_policy
 
     cfg = resolve_config(model, config)
