@@ -133,13 +133,14 @@ class Seats:
 
         span = plan.saliency_span if is_seats and plan.prunes else getattr(plan, "saliency_span", None)
         grids = getattr(plan, "video_span_grids", None)
-        stat = None if span is None else (span, grids)
+        extra = getattr(plan, "signals", frozenset())
+        stat = None if span is None and not extra else (span, grids, extra)
         if same and (stat is None or last[5] == stat):  # the same media and question again (eval): encoded once
             encoded, encode_ms = last[4], last[6]
         else:
             ad.synchronize()
             t0 = time.perf_counter()
-            encoded = ad.encode(request, saliency=span, video_span_grids=grids)
+            encoded = ad.encode(request, saliency=span, video_span_grids=grids, extra=extra)
             ad.synchronize()
             encode_ms = (time.perf_counter() - t0) * 1000
         if not (same and stat is None):
@@ -152,11 +153,13 @@ class Seats:
         if self.config.tiny:
             notes.insert(0, TINY_NOTE)
         schedule = None
+        method_notes = list(getattr(pruner, "notes", []))  # what a method could not reach, and why
+        notes += method_notes
         if plan is not None:
             achieved = achieved_retention(layers, layout.n_video, layout.n_audio)
             schedule = plan.to_dict() | {"achieved_trr": achieved["overall"], "achieved_video_trr": achieved["video"],
                                          "achieved_audio_trr": achieved["audio"]}
-            note = None if achieved["overall"] is None else retention_note(
+            note = None if achieved["overall"] is None or method_notes else retention_note(
                 plan.trr, achieved["overall"], plan.ratio_mode, opts.method, getattr(plan, "prunes", True))
             if note:
                 notes.append(note)

@@ -1,6 +1,7 @@
 """The allowed values of every enumerated option, defined once (used by validation, the presets and --help)."""
 
-METHODS = ("seats", "full", "random", "divprune", "fastv", "fastv-om", "dycoke", "visionzip", "visionzip-om")
+METHODS = ("seats", "full", "random", "divprune", "fastv", "fastv-om", "dycoke", "visionzip", "visionzip-om",
+           "omnizip", "fastvid")
 KV_POLICIES = ("survivors", "per_layer")
 SCORE_LAYERS = ("previous", "next")
 RATIO_MODES = ("table", "exact")

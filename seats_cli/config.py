@@ -86,6 +86,43 @@ class SeatsSettings:
 
 
 @dataclass(frozen=True)
+class BaselineSettings:
+    """The baselines' hyperparameters (docs/METHOD.md §10; YAML ``baselines:``): the authors' defaults. Budgets
+    come from the request's (R_v, R_a) pair; these only shape how each method spends them."""
+
+    omnizip_contextual: float = 0.05  # audio anchors per audio token (c)
+    omnizip_merge_top: int = 3  # tokens merged into each audio anchor (g)
+    omnizip_bounds: tuple[float, float] = (0.35, 0.75)  # guided chunks' video pruning ratios (retention 0.25..0.65)
+    fastvid_segments: int = 8  # DySeg: at least c - 1 cuts (c)
+    fastvid_tau: float = 0.84  # DySeg: cut below this transition similarity
+    fastvid_tau_ignore: float = 0.95  # static sub-segments: cut below this similarity
+    fastvid_context_share: float = 0.4  # share of a segment's budget spent on context centres (d)
+    fastvid_context_every: int = 4  # context centres on every p-th sub-segment, counted from the end (p)
+    fastvid_centre_weight: float = 0.6  # DTM: a centre's weight floor (beta)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.omnizip_bounds
+        if not 0 <= lo <= hi <= 1:
+            raise ConfigError(f"baselines.omnizip_bounds must be 0 <= low <= high <= 1, got {self.omnizip_bounds}")
+        for key in ("omnizip_contextual", "fastvid_context_share", "fastvid_centre_weight"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ConfigError(f"baselines.{key} must be in [0, 1], got {getattr(self, key)}")
+        for key in ("omnizip_merge_top", "fastvid_segments", "fastvid_context_every"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                raise ConfigError(f"baselines.{key} must be a whole number >= 1, got {getattr(self, key)!r}")
+
+    @classmethod
+    def from_dict(cls, raw: dict | None) -> "BaselineSettings":
+        raw = dict(raw or {})
+        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown baselines setting(s) {', '.join(sorted(unknown))}")
+        if "omnizip_bounds" in raw:
+            raw["omnizip_bounds"] = tuple(float(x) for x in raw["omnizip_bounds"])
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     name: str
     family: str
@@ -97,6 +134,7 @@ class ModelConfig:
     tiny: bool = False
     system_prompt: str = "You are a helpful assistant."
     max_new_tokens: int = 128  # default answer length (the tiny demo model: a few tokens)
+    baselines: BaselineSettings = field(default_factory=BaselineSettings)
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -142,6 +180,7 @@ class ModelConfig:
                 seats=SeatsSettings(**seats), calibrated=bool(raw.get("calibrated", True)),
                 tiny=bool(raw.get("tiny", False)), max_new_tokens=int(raw.get("max_new_tokens", 128)),
                 system_prompt=" ".join(str(raw.get("system_prompt", cls.system_prompt)).split()),
+                baselines=BaselineSettings.from_dict(raw.get("baselines")),
                 source=str(path),
             )
         except (KeyError, TypeError) as e:

@@ -38,11 +38,30 @@ class Pruner(Protocol):
     name: str
     drop_layers: frozenset[int]
 
-    def before_llm(self, adapter: OmniAdapter, encoded: EncodedRequest, layout: TokenLayout) -> torch.Tensor | None:
-        """Positions to keep before layer 0 (None: all), or (keep, positions, embeddings) for a method that also
-        writes merged vectors into kept slots (VisionZip)."""
+    def before_llm(self, adapter: OmniAdapter, encoded: EncodedRequest,
+                   layout: TokenLayout) -> "torch.Tensor | Merge | None":
+        """Positions to keep before layer 0 (None: all), or a ``Merge`` for a method that also writes merged
+        vectors into some kept slots (VisionZip, OmniZip, FastVID)."""
 
     def at_layer(self, adapter: OmniAdapter, state: PruneState) -> torch.Tensor | None: ...
+
+
+@dataclass(frozen=True)
+class Merge:
+    """A merging method's choice before layer 0: the positions kept (ascending), and new embeddings for some of
+    them (``positions`` ⊆ ``keep``, one row of ``vectors`` each). A merged vector takes its anchor's slot and keeps
+    the anchor's position ids; the encoded request itself is never modified."""
+
+    keep: torch.Tensor
+    positions: torch.Tensor
+    vectors: torch.Tensor
+
+    @classmethod
+    def of(cls, keep: torch.Tensor, positions: list[torch.Tensor], vectors: list[torch.Tensor]):
+        """``keep`` alone when nothing was merged, else the Merge of the concatenated anchors."""
+        if not positions:
+            return keep
+        return cls(keep, torch.cat(positions), torch.cat(vectors))
 
 
 class NoPruning:
@@ -111,15 +130,17 @@ def prefill(
 
     keep = pruner.before_llm(adapter, encoded, layout)
     merged = None
-    if isinstance(keep, tuple):  # a merging method: (keep, positions, new embeddings written into those slots)
-        keep, merged = keep[0], keep[1:]
+    if isinstance(keep, Merge):
+        keep, merged = keep.keep, keep
     if keep is not None:
         keep = keep.to(dev)
         hidden, cos, sin, live = hidden[:, keep], cos[:, keep], sin[:, keep], live[keep]
-    if merged is not None and merged[0].numel():
-        rows = torch.searchsorted(live, merged[0].to(dev))  # each merged vector keeps its anchor's slot
-        hidden = hidden.clone()
-        hidden[0, rows] = merged[1].to(hidden.device, hidden.dtype)
+    if merged is not None and merged.positions.numel():
+        rows = torch.searchsorted(live, merged.positions.to(dev))  # each merged vector keeps its anchor's slot
+        if not torch.equal(live[rows], merged.positions.to(dev)):
+            raise RuntimeError(f"{pruner.name}: a merged vector's position is not among the kept ones")
+        hidden = hidden.clone()  # never write into the encoded request
+        hidden[0, rows] = merged.vectors.to(hidden.device, hidden.dtype)
     stage_live.append((0, live))
 
     cache = DynamicCache(config=adapter.text_config)

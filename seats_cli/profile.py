@@ -306,6 +306,8 @@ class ProfileRun:
     latency: dict | None = None
     engine_layers: list[dict] | None = None
     engine_flops: dict | None = None
+    method: str = "seats"
+    counts: str | None = None  # baselines: "exact", or how a content-dependent count was made analytic
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -354,23 +356,50 @@ def with_achieved(schedule: dict, layers: list[dict], request) -> dict:
                        "achieved_audio_trr": got["audio"]}
 
 
-def analytic_runs(config: ModelConfig, shape: RequestShape, trrs, *, video_trr=None, audio_trr=None,
-                  dims: TextModelDims | None = None, ratio_mode: str | None = None) -> list[ProfileRun]:
+def baseline_run(method: str, config: ModelConfig, shape: RequestShape, trr: float, *, video_trr=None,
+                 audio_trr=None, dims: TextModelDims | None = None, ratio_mode: str | None = None) -> ProfileRun:
+    """One baseline's analytic run: per-layer counts from its definition (``methods.counts``), same pair."""
+    from seats_cli.methods.baselines import BaselinePlan
+    from seats_cli.methods.counts import baseline_layers
+    from seats_cli.schedule import resolve_modality_ratios
+
+    mode = ratio_mode or config.seats.ratio_mode
+    ratios = resolve_modality_ratios(trr, shape.n_video, shape.n_audio, config.seats.ratio_table, video_trr,
+                                     audio_trr, mode=mode)
+    layers, how = baseline_layers(method, config, ratios, shape.n_video, shape.n_audio, shape.n_text,
+                                  shape.tokens_per_grid, shape.video_windows, shape.audio_windows)
+    plan = BaselinePlan(method, trr, ratios, ratio_mode=mode)
+    return ProfileRun(trr, layers, compare_flops(shape.seq_len, layers, dims or config.architecture),
+                      with_achieved(plan.to_dict(), layers, shape), method=method, counts=how)
+
+
+def seats_run(config: ModelConfig, shape: RequestShape, trr: float, *, video_trr=None, audio_trr=None,
+              dims: TextModelDims | None = None, ratio_mode: str | None = None) -> ProfileRun:
     dims = dims or config.architecture
+    plan = SeatsPlan.build(config, trr, shape.n_video, shape.n_audio, shape.tokens_per_grid, video_trr, audio_trr,
+                           ratio_mode=ratio_mode)
+    layers = [r | {"total": r["video"] + r["audio"] + r["text"]}
+              for r in plan.counts(shape.n_video, shape.n_audio, shape.n_text)]
+    run = ProfileRun(trr, layers, compare_flops(shape.seq_len, layers, dims),
+                     with_achieved(plan.to_dict(), layers, shape))
+    if config.family == "qwen2_5_omni":  # Qwen3 interleaves per grid: its Stage II windows differ
+        run.engine_layers = engine_counts(plan, shape.video_windows, shape.audio_windows, shape.n_text,
+                                          config.seats.temperature)
+        run.engine_flops = compare_flops(shape.seq_len, run.engine_layers, dims)
+    return run
+
+
+def analytic_runs(config: ModelConfig, shape: RequestShape, trrs, *, video_trr=None, audio_trr=None,
+                  dims: TextModelDims | None = None, ratio_mode: str | None = None,
+                  methods=("seats",)) -> list[ProfileRun]:
+    """One run per (TRR, method), TRR-major."""
     runs = []
     for trr in trrs:
         trr = resolve_trr(config, shape.n_video, shape.n_audio, trr, video_trr, audio_trr)
-        plan = SeatsPlan.build(config, trr, shape.n_video, shape.n_audio, shape.tokens_per_grid, video_trr, audio_trr,
-                               ratio_mode=ratio_mode)
-        layers = [r | {"total": r["video"] + r["audio"] + r["text"]}
-                  for r in plan.counts(shape.n_video, shape.n_audio, shape.n_text)]
-        run = ProfileRun(trr, layers, compare_flops(shape.seq_len, layers, dims),
-                         with_achieved(plan.to_dict(), layers, shape))
-        if config.family == "qwen2_5_omni":  # Qwen3 interleaves per grid: its Stage II windows differ
-            run.engine_layers = engine_counts(plan, shape.video_windows, shape.audio_windows, shape.n_text,
-                                              config.seats.temperature)
-            run.engine_flops = compare_flops(shape.seq_len, run.engine_layers, dims)
-        runs.append(run)
+        for method in methods:
+            make = seats_run if method == "seats" else lambda *a, **k: baseline_run(method, *a, **k)
+            runs.append(make(config, shape, trr, video_trr=video_trr, audio_trr=audio_trr, dims=dims,
+                             ratio_mode=ratio_mode))
     return runs
 
 
@@ -389,6 +418,7 @@ class ProfileRequest:
     question: str | None = None
     trrs: tuple[float, ...] = ()
     options: RequestOptions = field(default_factory=RequestOptions)
+    methods: tuple[str, ...] = ("seats",)  # analytic mode: the baselines too (methods.counts)
 
     def shape(self, config: ModelConfig, media=None, *, n_text=None, text_source=None) -> RequestShape:
         n_text = self.text_tokens if n_text is None else n_text
@@ -409,16 +439,16 @@ def run_analytic(config: ModelConfig, request: ProfileRequest) -> ProfileResult:
     o = request.options
     shape = request.shape(config, request.decode(config))
     return profile_analytic(config, shape, list(request.trrs) or [None], video_trr=o.video_trr,
-                            audio_trr=o.audio_trr, ratio_mode=o.ratio_mode)
+                            audio_trr=o.audio_trr, ratio_mode=o.ratio_mode, methods=request.methods)
 
 
 def profile_analytic(config: ModelConfig, shape: RequestShape, trrs, *, video_trr=None,
-                     audio_trr=None, ratio_mode: str | None = None) -> ProfileResult:
+                     audio_trr=None, ratio_mode: str | None = None, methods=("seats",)) -> ProfileResult:
     dims = config.architecture
     notes = list(shape.notes)
     if not config.calibrated:
         notes.append(f"{config.name}: SEATS layer boundaries are uncalibrated")
     return ProfileResult(config.name, None, "analytic", shape.to_dict(), asdict(dims),
                          analytic_runs(config, shape, trrs, video_trr=video_trr, audio_trr=audio_trr, dims=dims,
-                                       ratio_mode=ratio_mode),
+                                       ratio_mode=ratio_mode, methods=methods),
                          notes=notes)

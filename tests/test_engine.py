@@ -460,3 +460,90 @@ def test_audio_saliency_equals_brute_force(adapter, sample_path, span):
     assert (got.double() - expected).abs().max().item() <= 1e-5
     for j in range(3):  # one 2 s window of 50 tokens = one span of 100 frames -> sums to 50
         assert got[j * 50:(j + 1) * 50].double().sum().item() == pytest.approx(50.0, rel=1e-5)
+
+
+def _last_block_qk(adapter, request):
+    """q, k (N, heads, d) in float64, after rotary, of the last ViT block, recomputed here from its input."""
+    block = adapter.model.model.visual.blocks[-1]
+    seen = {}
+
+    def pre(module, args, kwargs):
+        seen["hidden"] = (args[0] if args else kwargs["hidden_states"]).detach().clone()
+        seen["cos"], seen["sin"] = (x.detach().clone() for x in kwargs["position_embeddings"])
+
+    handle = block.register_forward_pre_hook(pre, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            adapter.model.model.get_video_features(request.inputs["pixel_values_videos"],
+                                                   request.inputs["video_grid_thw"])
+    finally:
+        handle.remove()
+    attn = block.attn
+    heads, d = attn.num_heads, attn.head_dim
+    with torch.no_grad():
+        x = block.norm1(seen["hidden"]).double()
+        n = x.shape[0]
+        q = torch.nn.functional.linear(x, attn.q.weight.double(), attn.q.bias.double()).view(n, heads, d)
+        k = torch.nn.functional.linear(x, attn.k.weight.double(), attn.k.bias.double()).view(n, heads, d)
+        cos, sin = seen["cos"].double()[:, None], seen["sin"].double()[:, None]
+    return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+
+
+def test_frame_query_attention_equals_brute_force(adapter, sample_path):
+    """FastVID's signal: per temporal grid, the mean of the grid's queries attends (per head) to the grid's
+    merge-unit mean keys; mean over heads; per LLM token in raster order."""
+    _, request, _ = prepared_case(adapter, sample_path, QUESTION)
+    encoded = adapter.encode(request, extra=frozenset({"video_frame_query"}))
+    assert encoded.video_saliency is None and encoded.audio_whole is None  # only what was asked for
+    q, k = _last_block_qk(adapter, request)
+    visual = adapter.model.model.visual
+    t, gh, gw = request.inputs["video_grid_thw"][0].tolist()
+    per_grid, unit = gh * gw, visual.spatial_merge_size ** 2
+    heads, d = q.shape[1], q.shape[2]
+    per_unit = []
+    for g in range(t):
+        rows = slice(g * per_grid, (g + 1) * per_grid)
+        q_bar = q[rows].mean(dim=0)  # (heads, d)
+        k_bar = k[rows].reshape(per_grid // unit, unit, heads, d).mean(dim=1)  # (units, heads, d)
+        p = torch.zeros(per_grid // unit, dtype=torch.float64)
+        for h in range(heads):
+            p += torch.softmax(k_bar[:, h] @ q_bar[h] * d ** -0.5, dim=0)
+        per_unit.append(p / heads)
+    per_unit = torch.cat(per_unit)
+    win = visual.window_size // visual.spatial_merge_size // visual.patch_size
+    expected = torch.empty_like(per_unit)
+    expected[torch.tensor(_raster_order_of_window_order(t, gh // 2, gw // 2, win))] = per_unit
+    got = encoded.video_frame_query
+    assert got.shape == (request.layout.n_video,)
+    assert (got.double() - expected).abs().max().item() <= 1e-6
+    for g in range(t):  # a softmax per grid: each grid's 144 values sum to 1
+        assert got[g * 144:(g + 1) * 144].double().sum().item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_whole_audio_attention_equals_brute_force(adapter, sample_path):
+    """OmniZip's signal: the attention received over the whole clip's audio (no 2-s chunk mask), pair-pooled."""
+    _, request, _ = prepared_case(adapter, sample_path, QUESTION)
+    encoded = adapter.encode(request, saliency="official", extra=frozenset({"audio_whole"}))
+    layer = adapter.model.model.audio_tower.layers[-1]
+    seen = {}
+    handle = layer.register_forward_pre_hook(
+        lambda m, a, kw: seen.update(hidden=(a[0] if a else kw["hidden_states"]).detach().clone()), with_kwargs=True)
+    try:
+        with torch.no_grad():
+            adapter.model.model.get_audio_features(request.inputs["input_features"],
+                                                   request.inputs["feature_attention_mask"])
+    finally:
+        handle.remove()
+    attn = layer.self_attn
+    heads, d = attn.num_heads, attn.head_dim
+    with torch.no_grad():
+        x = layer.self_attn_layer_norm(seen["hidden"]).double()
+        n = x.shape[0]
+        q = torch.nn.functional.linear(x, attn.q_proj.weight.double(), attn.q_proj.bias.double()).view(n, heads, d)
+        k = torch.nn.functional.linear(x, attn.k_proj.weight.double()).view(n, heads, d)
+    per_frame, _ = _brute_force_received(q, k, [(0, n)], d ** -0.5)
+    expected = per_frame.view(-1, 2).mean(dim=1)
+    got = encoded.audio_whole
+    assert got.shape == (150,) and (got.double() - expected).abs().max().item() <= 1e-5
+    assert got.double().sum().item() == pytest.approx(n / 2, rel=1e-5)  # 300 rows, pooled in pairs
+    assert (got - encoded.audio_saliency).abs().max().item() > 1e-3  # not the chunked statistic

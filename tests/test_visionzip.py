@@ -52,7 +52,8 @@ def test_merged_vectors_reach_the_llm(tiny_seats, sample_path):
     _, request, _ = prepared_case(ad, sample_path, "What is moving?")
     enc = ad.encode(request, saliency="official", video_span_grids=1)
     pruner, _ = build_pruner("visionzip-om", ad.config, request.layout, trr=0.35)
-    keep, pos, vec = pruner.before_llm(ad, enc, request.layout)
+    choice = pruner.before_llm(ad, enc, request.layout)
+    keep, pos, vec = choice.keep, choice.positions, choice.vectors
     res = engine.prefill(ad, enc, request.layout, pruner)
     embeds = enc.embeds.clone()
     embeds[0, pos] = vec

@@ -26,6 +26,9 @@ def profile(
         None, "--trr", help="Overall token retention ratio; repeat for several (default: the config's 0.35, or "
                             "the ratio --video-trr and --audio-trr achieve together)."),
     video_trr: Optional[float] = VideoTrrOpt, audio_trr: Optional[float] = AudioTrrOpt,
+    method: Optional[List[str]] = typer.Option(
+        None, "--method", help="Analytic mode: seats (default) or a baseline; repeat for several, or 'all' for "
+                               "SEATS and every baseline side by side (same (R_v, R_a) pair)."),
     model: Optional[str] = typer.Option(
         None, "--model", "-m", envvar="SEATS_MODEL",
         help="Hub id, local folder or 'tiny': measure with these weights (none given: analytic, from --config or "
@@ -65,6 +68,17 @@ def profile(
         check_ratio("trr", r)
     if text_tokens is not None and text_tokens < 1:
         raise UsageProblem("--text-tokens must be at least 1")
+    from seats_cli.choices import METHODS
+
+    methods = [m for m in METHODS if m != "full"] if "all" in (method or []) else list(dict.fromkeys(method or []))
+    for m in methods:
+        if m not in METHODS or m == "full":
+            raise UsageProblem(f"--method {m}: choose seats, all, or a baseline: "
+                               f"{', '.join(x for x in METHODS if x not in ('seats', 'full'))}")
+    methods = methods or ["seats"]
+    if methods != ["seats"] and model is not None and not analytic:
+        raise UsageProblem("measured profiles time SEATS; profile baselines with --analytic (per-method latency: "
+                           "benchmarks/bench_prefill.py --methods)")
     cfg = resolve_config(model or DEFAULT_MODEL, config)
     options = RequestOptions(video_trr=video_trr, audio_trr=audio_trr, fps=fps, max_frames=max_frames,
                              kv_policy=kv_policy, ratio_mode=ratio_mode, frame_sizing=frame_sizing,
@@ -74,7 +88,7 @@ def profile(
     progress = show_progress(quiet)
     request = prof.ProfileRequest(video=video, frames=frames, aspect=aspect, source_height=source_height,
                                   audio_seconds=audio_seconds, text_tokens=text_tokens, question=question,
-                                  trrs=tuple(trr or ()), options=options)
+                                  trrs=tuple(trr or ()), options=options, methods=tuple(methods))
     if analytic or model is None:  # no weights named: from the preset alone, never a download
         with status("computing", progress):
             result = prof.run_analytic(cfg, request)
@@ -115,8 +129,14 @@ def render(result) -> None:
                  f"({inp['tokens_per_grid']} tokens per grid of 2 frames), {len(inp['windows'])} windows; "
                  f"tokens video {tk['video']}, audio {tk['audio']}, text {tk['text']} ({inp['text_source']}), "
                  f"total {tk['total']}")
+    if len({r.method for r in result.runs}) > 1:
+        _render_methods(result)
+        return
     for run in result.runs:
         s = run.schedule
+        if run.method != "seats":
+            _render_baseline(run)
+            continue
         sched = Table(title=f"TRR {run.trr:g}: schedule (video {s['video_trr']:.4f}, audio {s['audio_trr']:.4f})")
         for col in ("modality", "target R_m", "ρ (Stage I)", "δ", "levels", "keep ratios at " + ", ".join(
                 f"L{b}" for b in s["prune_before"])):
@@ -146,6 +166,43 @@ def render(result) -> None:
     if result.mode == "measured":
         _render_latency(result)
     stdout.print(f"[dim]{result.flops_convention}[/dim]")
+    for note in result.notes:
+        stdout.print(f"[yellow]note:[/yellow] {note}")
+
+
+def _render_baseline(run) -> None:
+    s = run.schedule
+    lt = Table(title=f"{run.method} at TRR {run.trr:g} (pair video {s['video_trr']:.4f}, audio {s['audio_trr']:.4f}; "
+               f"counts {run.counts}): tokens entering each layer")
+    for col in ("layers", "video", "audio", "text", "total"):
+        lt.add_column(col, justify="right")
+    keys = [(r["layer"], (r["video"], r["audio"], r["text"], r["total"])) for r in run.layers]
+    for label, key in _ranges(keys):
+        lt.add_row(label, *(str(x) for x in key))
+    stdout.print(lt)
+    f = run.flops
+    stdout.print(f"FLOPs (analytic, §9): full {_flops(f['full'])}, {run.method} {_flops(f['pruned'])}, "
+                 f"reduction [bold]{f['reduction']:.2f}x[/bold]; achieved TRR {s['achieved_trr']:.4f}")
+
+
+def _render_methods(result) -> None:
+    """Several methods: one row per (TRR, method): video/audio entering layer 0 and the last layer, achieved TRR,
+    FLOPs."""
+    from seats_cli.methods.counts import HOW
+
+    t = Table(title="Methods side by side (the same (R_v, R_a) pair per TRR)")
+    for col in ("TRR", "method", "acts", "layer 0 v/a", "last v/a", "achieved", "FLOPs", "reduction", "counts"):
+        t.add_column(col, justify="right")
+    for run in result.runs:
+        first, last = run.layers[0], run.layers[-1]
+        acts = {"seats": "both", "fastv": "in-LLM", "fastv-om": "in-LLM"}.get(run.method, "pre-LLM")
+        t.add_row(f"{run.trr:g}", run.method, acts, f"{first['video']}/{first['audio']}",
+                  f"{last['video']}/{last['audio']}", f"{run.schedule['achieved_trr']:.4f}",
+                  _flops(run.flops["pruned"]), f"{run.flops['reduction']:.2f}x", run.counts or "exact")
+    stdout.print(t)
+    stdout.print(f"[dim]full: {_flops(result.runs[0].flops['full'])}; {result.flops_convention}[/dim]")
+    for how in sorted({r.counts for r in result.runs if r.counts and r.counts != "exact"}):
+        stdout.print(f"[dim]{how}: {HOW[how]}[/dim]")
     for note in result.notes:
         stdout.print(f"[yellow]note:[/yellow] {note}")
 

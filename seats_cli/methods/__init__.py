@@ -7,8 +7,8 @@ from seats_cli.request import media_cut_layer
 from seats_cli.config import ModelConfig
 from seats_cli.engine import NoPruning
 from seats_cli.layout import TokenLayout
-from seats_cli.methods.baselines import (BaselinePlan, DivPrunePruner, DyCokePruner, FastVPruner, MediaCut,
-                                        RandomPruner, VisionZipPruner)
+from seats_cli.methods.baselines import (BaselinePlan, DivPrunePruner, DyCokePruner, FastVIDPruner, FastVPruner,
+                                        MediaCut, OmniZipPruner, RandomPruner, VisionZipPruner)
 from seats_cli.methods.seats import SeatsPlan, SeatsPruner
 from seats_cli.schedule import resolve_modality_ratios
 
@@ -38,14 +38,19 @@ def build_pruner(method: str, config: ModelConfig, layout: TokenLayout, *, trr: 
         ratios = resolve_modality_ratios(trr, layout.n_video, layout.n_audio, config.seats.ratio_table,
                                          video_trr, audio_trr, mode=mode)
         needs_stat = method in ("visionzip", "visionzip-om")  # the 1-grid vision statistic and the encoder keys
+        signals = {"omnizip": frozenset({"audio_whole"}), "fastvid": frozenset({"video_frame_query"})}
         plan = BaselinePlan(method, trr, ratios, seed, mode, "official" if needs_stat else None,
-                            1 if needs_stat else None)
+                            1 if needs_stat else None, signals.get(method, frozenset()))
         if method == "random":
             return RandomPruner(plan), plan
         if method == "divprune":
             return DivPrunePruner(plan), plan
         if method == "dycoke":
             return DyCokePruner(plan), plan
+        if method == "omnizip":
+            return OmniZipPruner(plan, config.baselines), plan
+        if method == "fastvid":
+            return FastVIDPruner(plan, config.baselines), plan
         if method in ("visionzip", "visionzip-om"):
             return VisionZipPruner(plan, omni=method == "visionzip-om"), plan
         return FastVPruner(plan, config.architecture.num_layers, omni=method == "fastv-om"), plan

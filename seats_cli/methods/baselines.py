@@ -8,6 +8,8 @@
   layer K−1's projections; each layer-mean ratio becomes the setting ratio s = (R·L − K)/(L − K). FastV
   reallocates the setting pair audio-intact (audio whole, video gets the rest, 5 % video floor) as the authors'
   code does; FastV-om keeps each modality's own top max(1, round(s·N)).
+- ``visionzip`` / ``visionzip-om``, ``dycoke``, ``omnizip``, ``fastvid``: before the LLM (SEATS_SPEC §10.4, 10.6–10.8);
+  VisionZip, OmniZip and FastVID also merge, writing new vectors into kept slots (``engine.Merge``).
 Per-modality targets (R_v, R_a) come from the same resolution as SEATS (``--trr``, ``--ratio-mode``,
 ``--video-trr``/``--audio-trr``). No late removal: these methods keep their tokens to the last layer.
 """
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from seats_cli.engine import Merge
 from seats_cli.layout import AUDIO, TEXT, VIDEO, TokenLayout
 from seats_cli.schedule import ModalityRatios, fastv_keep_counts, random_keep_count
 from seats_cli.selection import diversity_select
@@ -35,6 +38,25 @@ def _random_subset(n: int, k: int, seed: int, mod: int) -> torch.Tensor:
     return torch.randperm(n, generator=gen)[:k].sort().values
 
 
+def _intact_audio(apos: torch.Tensor, a: float, seed: int, *, rounding=round) -> torch.Tensor:
+    """The audio positions a video-only method keeps after the audio-intact reallocation: all of them, or (a < 1,
+    video at its floor) max(1, rounding(a N_a)) chosen uniformly at random (VisionZip's code: int; the others:
+    round, as FastV's)."""
+    n = apos.numel()
+    if a >= 1 or n == 0:
+        return apos
+    k = min(n, max(int(rounding(a * n)), 1))
+    return apos if k == n else apos[_random_subset(n, k, seed, AUDIO)]
+
+
+def reach_note(method: str, modality: str, target: float, kept: int, total: int, why: str) -> str | None:
+    """A note when a method's kept share of a modality misses its target by more than 0.02 (SEATS_SPEC §8.4)."""
+    if total == 0 or abs(kept / total - target) <= 0.02:
+        return None
+    return (f"{method}: {modality} keeps {kept}/{total} = {kept / total:.3f} of the requested {target:.3f} "
+            f"({why})")
+
+
 @dataclass(frozen=True)
 class BaselinePlan:
     method: str
@@ -44,6 +66,7 @@ class BaselinePlan:
     ratio_mode: str = "table"
     saliency_span: str | None = None  # the encoder statistic a method needs (VisionZip), else None
     video_span_grids: int | None = None
+    signals: frozenset[str] = frozenset()  # further encoder signals (models.base.ENCODER_SIGNALS)
 
     def to_dict(self) -> dict:
         return {"method": self.method, "trr": self.trr, "ratio_mode": self.ratio_mode,
@@ -122,9 +145,7 @@ class VisionZipPruner:
         if self.omni:
             jobs.append((apos, a, encoded.audio_saliency, encoded.audio_keys, self.audio_window))
         else:
-            k_a = apos.numel() if a >= 1 else min(apos.numel(), max(int(a * apos.numel()), 1))
-            keep.append(apos if k_a == apos.numel() else
-                        apos[_random_subset(apos.numel(), k_a, self.plan.seed, AUDIO)])
+            keep.append(_intact_audio(apos, a, self.plan.seed, rounding=int))
         for pos, rho, sal, keys, window in jobs:
             if pos.numel() == 0:
                 continue
@@ -140,10 +161,7 @@ class VisionZipPruner:
                 anchor_pos.append(pos[(anchors + start).cpu()])
                 anchor_vec.append(merged)
                 start += w
-        keep_all = torch.cat(keep).sort().values
-        if not anchor_pos:
-            return keep_all
-        return keep_all, torch.cat(anchor_pos), torch.cat(anchor_vec)
+        return Merge.of(torch.cat(keep).sort().values, anchor_pos, anchor_vec)
 
     def at_layer(self, adapter, state):
         return None
@@ -158,6 +176,7 @@ class DyCokePruner:
 
     def __init__(self, plan: BaselinePlan):
         self.plan = plan
+        self.notes: list[str] = []
 
     def before_llm(self, adapter, encoded, layout: TokenLayout):
         from seats_cli.schedule import audio_intact_reallocate
@@ -169,12 +188,128 @@ class DyCokePruner:
         keep = [torch.nonzero(layout.modality == TEXT).flatten()]
         n = layout.tokens_per_grid
         if vpos.numel() and n:
-            q = dycoke_keep_ratio(v, vpos.numel() // n)
+            frames = vpos.numel() // n
+            q = dycoke_keep_ratio(v, frames)
             feats = encoded.embeds[0, vpos.to(encoded.embeds.device)]
-            keep.append(vpos[dycoke_ttm(feats, n, q).cpu()])
-        k_a = apos.numel() if a >= 1 else min(apos.numel(), max(1, round(a * apos.numel())))
-        keep.append(apos if k_a == apos.numel() else apos[_random_subset(apos.numel(), k_a, self.plan.seed, AUDIO)])
+            kept = dycoke_ttm(feats, n, q)
+            keep.append(vpos[kept.cpu()])
+            whole = frames - frames // 2 - len(range(0, frames - 4, 4))  # grids TTM never prunes
+            self.notes.append(reach_note("dycoke", "video", v, kept.numel(), vpos.numel(),
+                                         f"TTM keeps {whole} of {frames} grids whole: at least {whole / frames:.3f}"
+                                         if q <= 0 else "TTM keeps floor(q n) tokens per pruned grid"))
+        keep.append(_intact_audio(apos, a, self.plan.seed))
+        self.notes = [x for x in self.notes if x]
         return torch.cat(keep).sort().values
+
+    def at_layer(self, adapter, state):
+        return None
+
+
+class OmniZipPruner:
+    """OmniZip before the LLM (SEATS_SPEC §10.6): audio kept by whole-clip audio attention plus merged anchors;
+    each time chunk's video pruning follows its audio's retention (ISTC). Budget mapping: merging ratios
+    rho_a = 1 + c - R_a, rho_v = 1 - R_v. A clip without sound: every chunk is unguided (rho_v)."""
+
+    name = "omnizip"
+    drop_layers: frozenset[int] = frozenset()
+
+    def __init__(self, plan: BaselinePlan, settings):
+        self.plan = plan
+        self.settings = settings
+        self.notes: list[str] = []
+
+    def before_llm(self, adapter, encoded, layout: TokenLayout):
+        from seats_cli.selection import omnizip as oz
+
+        st = self.settings
+        c, lo, hi = st.omnizip_contextual, *st.omnizip_bounds
+        r_v, r_a = self.plan.ratios.video, self.plan.ratios.audio
+        vpos = torch.nonzero(layout.modality == VIDEO).flatten()
+        apos = torch.nonzero(layout.modality == AUDIO).flatten()
+        emb = encoded.embeds[0]
+        video = emb[vpos.to(emb.device)]
+        keep = [torch.nonzero(layout.modality == TEXT).flatten()]
+        anchors, vectors = [], []
+        audio_keep = torch.ones(apos.numel(), dtype=torch.bool)
+        if apos.numel():
+            if encoded.audio_whole is None:
+                raise RuntimeError("omnizip needs the whole-clip audio attention (encode with extra={'audio_whole'})")
+            sel = oz.audio_select(emb[apos.to(emb.device)], video if vpos.numel() else None, encoded.audio_whole,
+                                  1 + c - r_a, c, st.omnizip_merge_top)
+            audio_keep = sel.keep
+            keep.append(apos[sel.keep])
+            if sel.anchors.numel():
+                anchors.append(apos[sel.anchors])
+                vectors.append(sel.merged)
+        v_runs, a_runs = oz.runs(vpos), oz.runs(apos)
+        guided = min(len(v_runs), len(a_runs))
+        retention = [audio_keep[s:e].float().mean().item() for s, e in a_runs[:guided]]
+        ratios = oz.group_ratios([e - s for s, e in v_runs], retention, 1 - r_v, (lo, hi))
+        n = max(1, layout.tokens_per_grid)
+        kept_v = 0
+        for (s, e), m in zip(v_runs, ratios):
+            local = oz.istc(video[s:e], n, m)
+            keep.append(vpos[s + local.cpu()])
+            kept_v += local.numel()
+        if guided > 2:
+            why = (f"guided chunks keep {1 - hi:.2f}..{1 - lo:.2f} of their video, set by their audio's retention "
+                   f"(baselines.omnizip_bounds)")
+        elif guided:
+            why = "with 2 or fewer sound chunks the video budget is not used: each chunk's ratio follows its audio"
+        else:
+            why = "int(n (1 - rho_v)) tokens per grid; tokens past the last whole grid of a chunk are dropped"
+        notes = [reach_note("omnizip", "video", r_v, kept_v, vpos.numel(), why),
+                 reach_note("omnizip", "audio", r_a, int(audio_keep.sum()), apos.numel(),
+                            f"round((R_a - c) N) top tokens plus round(c N) anchors, c = {c:g}")]
+        self.notes = [x for x in notes if x]
+        return Merge.of(torch.cat(keep).sort().values, anchors, vectors)
+
+    def at_layer(self, adapter, state):
+        return None
+
+
+class FastVIDPruner:
+    """FastVID before the LLM on video (SEATS_SPEC §10.8), r = the reallocated video ratio; audio intact by the
+    authors' reallocation (cut at random only when video hits its floor)."""
+
+    name = "fastvid"
+    drop_layers: frozenset[int] = frozenset()
+
+    def __init__(self, plan: BaselinePlan, settings):
+        self.plan = plan
+        self.settings = settings
+        self.notes: list[str] = []
+
+    def before_llm(self, adapter, encoded, layout: TokenLayout):
+        from seats_cli.schedule import audio_intact_reallocate
+        from seats_cli.selection.fastvid import fastvid
+
+        st = self.settings
+        vpos = torch.nonzero(layout.modality == VIDEO).flatten()
+        apos = torch.nonzero(layout.modality == AUDIO).flatten()
+        v, a = audio_intact_reallocate(self.plan.ratios.video, self.plan.ratios.audio, vpos.numel(), apos.numel())
+        keep = [torch.nonzero(layout.modality == TEXT).flatten(), _intact_audio(apos, a, self.plan.seed)]
+        anchors, vectors = [], []
+        n = layout.tokens_per_grid
+        self.notes = []
+        if vpos.numel() and n and v < 1:
+            if encoded.video_frame_query is None:
+                raise RuntimeError("fastvid needs the frame-query attention (encode with extra={'video_frame_query'})")
+            res = fastvid(encoded.embeds[0, vpos.to(encoded.embeds.device)], encoded.video_frame_query, n, v,
+                          seed=self.plan.seed, c=st.fastvid_segments, tau=st.fastvid_tau,
+                          tau_ignore=st.fastvid_tau_ignore, d=st.fastvid_context_share, p=st.fastvid_context_every,
+                          beta=st.fastvid_centre_weight)
+            keep.append(vpos[res.keep.cpu()])
+            if res.anchors.numel():
+                anchors.append(vpos[res.anchors.cpu()])
+                vectors.append(res.merged)
+            note = reach_note("fastvid", "video", v, res.keep.numel(), vpos.numel(),
+                              "floor(n r) per grid, the n/2 context cap and one budgeted grid per static "
+                              "sub-segment keep it at or below r")
+            self.notes = [note] if note else []
+        else:
+            keep.append(vpos)
+        return Merge.of(torch.cat(keep).sort().values, anchors, vectors)
 
     def at_layer(self, adapter, state):
         return None

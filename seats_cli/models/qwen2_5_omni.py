@@ -18,7 +18,7 @@ from seats_cli.models.base import (
     describe_load_failure,
     register_family,
 )
-from seats_cli.selection.saliency import merge_unit_mean, pair_mean, received_attention, span_bounds
+from seats_cli.selection.saliency import pair_mean
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -74,7 +74,7 @@ class Qwen25OmniAdapter(OmniAdapter):
     # ---- encoders -------------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, request: PreparedRequest, *, saliency: str | None = None,
-               video_span_grids: int | None = None) -> EncodedRequest:
+               video_span_grids: int | None = None, extra: frozenset[str] = frozenset()) -> EncodedRequest:
         """Encoders + embeddings + M-RoPE ids. ``saliency`` ("official" or "encoder") also records Stage I's
         saliency per LLM token over that span (docs/METHOD.md §5); None skips it."""
         inner = self.model.model
@@ -82,7 +82,7 @@ class Qwen25OmniAdapter(OmniAdapter):
         ids = inp["input_ids"]
         found: dict[str, torch.Tensor] = {}
         embeds = inner.get_input_embeddings()(ids)
-        with self._saliency_hooks(inp, found, span=saliency, video_span_grids=video_span_grids):
+        with self._saliency_hooks(inp, found, span=saliency, video_span_grids=video_span_grids, extra=extra):
             if "input_features" in inp:
                 audio = inner.get_audio_features(
                     inp["input_features"], inp["feature_attention_mask"], return_dict=True
@@ -99,63 +99,49 @@ class Qwen25OmniAdapter(OmniAdapter):
             embeds=embeds, position_ids=position_ids, next_position=int(position_ids.max()) + 1,
             video_saliency=found.get("video"), audio_saliency=found.get("audio"),
             video_keys=found.get("video_keys"), audio_keys=found.get("audio_keys"),
+            video_frame_query=found.get("video_frame_query"), audio_whole=found.get("audio_whole"),
         )
 
-    def _vision_hook(self, grid_thw, found, grids_per_span: int | None):
-        """Attention received in the last ViT block. ``grids_per_span``: stat windows of that many temporal
-        grids (the window permutation acts inside each grid, so a span of whole grids is contiguous in the
-        block's order); None: the block's own ``cu_seqlens`` (one grid)."""
+    def _vision_qk(self, args, kwargs):
+        """q/k of the last ViT block, recomputed with its own modules (rows in the window permutation's order;
+        the permutation acts inside each temporal grid, so whole grids stay contiguous)."""
         from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import apply_rotary_pos_emb_vision
+
+        block = self.model.model.visual.blocks[-1]
+        hidden = args[0] if args else kwargs["hidden_states"]
+        cos, sin = kwargs["position_embeddings"]
+        x = block.norm1(hidden)
+        n = x.shape[0]
+        q = block.attn.q(x).reshape(n, block.attn.num_heads, -1)
+        k = block.attn.k(x).reshape(n, block.attn.num_heads, -1)
+        q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
+        return q, k, kwargs["cu_seqlens"], block.attn.scaling
+
+    def _vision_unit_order(self, grid_thw, device):
         from transformers.vision_utils import get_vision_window_index
 
         visual = self.model.model.visual
-        block = visual.blocks[-1]
+        window_index, _ = get_vision_window_index(
+            grid_thw, spatial_merge_size=visual.spatial_merge_size, window_size=visual.window_size,
+            patch_size=visual.patch_size,
+        )
+        return torch.argsort(window_index.to(device))
 
-        def hook(module, args, kwargs):
-            hidden = args[0] if args else kwargs["hidden_states"]
-            cos, sin = kwargs["position_embeddings"]
-            x = block.norm1(hidden)
-            n = x.shape[0]
-            q = block.attn.q(x).reshape(n, block.attn.num_heads, -1)
-            k = block.attn.k(x).reshape(n, block.attn.num_heads, -1)
-            q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
-            cu = kwargs["cu_seqlens"]
-            if grids_per_span is not None:
-                _, h, w = (int(x) for x in grid_thw.reshape(-1, 3)[0])
-                cu = span_bounds(n, grids_per_span * h * w)
-            per_patch = received_attention(q.transpose(0, 1), k.transpose(0, 1), cu, block.attn.scaling)
-            unit = visual.spatial_merge_size ** 2
-            units = merge_unit_mean(per_patch, unit)  # window order
-            window_index, _ = get_vision_window_index(
-                grid_thw, spatial_merge_size=visual.spatial_merge_size, window_size=visual.window_size,
-                patch_size=visual.patch_size,
-            )
-            order = torch.argsort(window_index.to(units.device))
-            found["video"] = units[order]  # raster (token) order
-            keys = k.float().mean(dim=1).reshape(-1, unit, k.shape[-1]).mean(dim=1)  # head mean, merge-unit mean
-            found["video_keys"] = keys[order]
+    def _audio_qk(self, args, kwargs):
+        layer = self.model.model.audio_tower.layers[-1]
+        hidden = args[0] if args else kwargs["hidden_states"]
+        attn = layer.self_attn
+        x = layer.self_attn_layer_norm(hidden)
+        n = x.shape[0]
+        q = attn.q_proj(x).reshape(n, attn.num_heads, -1)
+        k = attn.k_proj(x).reshape(n, attn.num_heads, -1)
+        return q, k, kwargs["cu_seqlens"], attn.scaling
 
-        return hook
-
-    def _audio_hook(self, inp, found, tokens_per_span: int | None):
+    def _audio_tokens(self, inp, per_row):
         from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import get_pool_indices
 
-        layer = self.model.model.audio_tower.layers[-1]
-
-        def hook(module, args, kwargs):
-            hidden = args[0] if args else kwargs["hidden_states"]
-            attn = layer.self_attn
-            x = layer.self_attn_layer_norm(hidden)
-            n = x.shape[0]
-            q = attn.q_proj(x).reshape(n, attn.num_heads, -1)
-            k = attn.k_proj(x).reshape(n, attn.num_heads, -1)
-            cu = kwargs["cu_seqlens"] if tokens_per_span is None else span_bounds(n, tokens_per_span)
-            per_frame = received_attention(q.transpose(0, 1), k.transpose(0, 1), cu, attn.scaling)
-            first = get_pool_indices(inp["feature_attention_mask"].sum(-1)).to(per_frame.device)
-            found["audio"] = pair_mean(per_frame, first)
-            found["audio_keys"] = pair_mean(k.float().mean(dim=1), first)
-
-        return hook
+        first = get_pool_indices(inp["feature_attention_mask"].sum(-1)).to(per_row.device)
+        return pair_mean(per_row, first)
 
     # ---- Stage II query ---------------------------------------------------------------------------
     @torch.no_grad()

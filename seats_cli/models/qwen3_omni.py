@@ -21,7 +21,6 @@ from seats_cli.models.base import (
     describe_load_failure,
     register_family,
 )
-from seats_cli.selection.saliency import merge_unit_mean, received_attention, span_bounds
 
 
 @register_family
@@ -71,14 +70,14 @@ class Qwen3OmniAdapter(OmniAdapter):
     # ---- encoders -------------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, request: PreparedRequest, *, saliency: str | None = None,
-               video_span_grids: int | None = None) -> EncodedRequest:
+               video_span_grids: int | None = None, extra: frozenset[str] = frozenset()) -> EncodedRequest:
         inner = self.model.model
         inp = request.inputs
         ids = inp["input_ids"]
         found: dict[str, torch.Tensor] = {}
         embeds = inner.get_input_embeddings()(ids)
         deepstack: tuple[torch.Tensor, ...] = ()
-        with self._saliency_hooks(inp, found, span=saliency, video_span_grids=video_span_grids):
+        with self._saliency_hooks(inp, found, span=saliency, video_span_grids=video_span_grids, extra=extra):
             if "input_features" in inp:
                 audio = inner.get_audio_features(inp["input_features"], inp["feature_attention_mask"],
                                                  return_dict=True).last_hidden_state
@@ -97,52 +96,35 @@ class Qwen3OmniAdapter(OmniAdapter):
             embeds=embeds, position_ids=position_ids, next_position=float(position_ids.max()) + 1.0,
             video_saliency=found.get("video"), audio_saliency=found.get("audio"),
             video_keys=found.get("video_keys"), audio_keys=found.get("audio_keys"),
+            video_frame_query=found.get("video_frame_query"), audio_whole=found.get("audio_whole"),
             deepstack=deepstack, visual_rank=rank if deepstack else None,
         )
 
-    def _vision_hook(self, grid_thw, found, grids_per_span: int | None):
-        """Attention received in the last ViT block; patches are grouped by merge unit already (no window
-        permutation), so 4 consecutive patches make one LLM token."""
+    def _vision_qk(self, args, kwargs):
+        """q/k of the last ViT block; patches are grouped by merge unit already (no window permutation), so 4
+        consecutive patches make one LLM token."""
         from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import apply_rotary_pos_emb_vision
 
-        visual = self.model.model.visual
-        block = visual.blocks[-1]
+        block = self.model.model.visual.blocks[-1]
+        hidden = args[0] if args else kwargs["hidden_states"]
+        cos, sin = kwargs["position_embeddings"]
+        x = block.norm1(hidden)
+        n = x.shape[0]
+        q, k, _ = block.attn.qkv(x).reshape(n, 3, block.attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+        q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
+        cu = kwargs.get("cu_seqlens", args[1] if len(args) > 1 else None)
+        return q, k, cu, block.attn.scaling
 
-        def hook(module, args, kwargs):
-            hidden = args[0] if args else kwargs["hidden_states"]
-            cos, sin = kwargs["position_embeddings"]
-            x = block.norm1(hidden)
-            n = x.shape[0]
-            q, k, _ = block.attn.qkv(x).reshape(n, 3, block.attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
-            q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
-            cu = kwargs.get("cu_seqlens", args[1] if len(args) > 1 else None)
-            if grids_per_span is not None:
-                _, h, w = (int(x) for x in grid_thw.reshape(-1, 3)[0])
-                cu = span_bounds(n, grids_per_span * h * w)
-            per_patch = received_attention(q.transpose(0, 1), k.transpose(0, 1), cu, block.attn.scaling)
-            unit = visual.spatial_merge_size ** 2
-            found["video"] = merge_unit_mean(per_patch, unit)
-            found["video_keys"] = k.float().mean(dim=1).reshape(-1, unit, k.shape[-1]).mean(dim=1)
-
-        return hook
-
-    def _audio_hook(self, inp, found, tokens_per_span: int | None):
+    def _audio_qk(self, args, kwargs):
         layer = self.model.model.audio_tower.layers[-1]
-
-        def hook(module, args, kwargs):
-            hidden = args[0] if args else kwargs["hidden_states"]
-            attn = layer.self_attn
-            x = layer.self_attn_layer_norm(hidden)
-            n = x.shape[0]
-            q = attn.q_proj(x).reshape(n, attn.num_heads, -1)
-            k = attn.k_proj(x).reshape(n, attn.num_heads, -1)
-            cu = kwargs.get("cu_seqlens", args[1] if len(args) > 1 else None)  # Qwen3 passes it positionally
-            if tokens_per_span is not None:
-                cu = span_bounds(n, tokens_per_span)
-            found["audio"] = received_attention(q.transpose(0, 1), k.transpose(0, 1), cu, attn.scaling)
-            found["audio_keys"] = k.float().mean(dim=1)
-
-        return hook
+        hidden = args[0] if args else kwargs["hidden_states"]
+        attn = layer.self_attn
+        x = layer.self_attn_layer_norm(hidden)
+        n = x.shape[0]
+        q = attn.q_proj(x).reshape(n, attn.num_heads, -1)
+        k = attn.k_proj(x).reshape(n, attn.num_heads, -1)
+        cu = kwargs.get("cu_seqlens", args[1] if len(args) > 1 else None)  # Qwen3 passes it positionally
+        return q, k, cu, attn.scaling
 
     # ---- Stage II query ---------------------------------------------------------------------------
     @torch.no_grad()

@@ -1,0 +1,106 @@
+"""Tokens entering each layer for every baseline, from the request's layout alone (``seats profile --analytic``).
+
+Each method's counts follow its definition (docs/METHOD.md §10) with the same (R_v, R_a) pair as SEATS. Where a
+count depends on the content, the analytic value is labelled: OmniZip's video is an *estimate* (every chunk's
+audio assumed to keep the same share), FastVID's an *upper bound* (no two grids alike: one grid per segment).
+"""
+
+from __future__ import annotations
+
+import math
+
+from seats_cli.config import ModelConfig
+from seats_cli.schedule import (ModalityRatios, audio_intact_reallocate, fastv_keep_counts, fixed_windows,
+                                random_keep_count)
+from seats_cli.selection.dycoke import dycoke_keep_ratio
+from seats_cli.selection.omnizip import group_ratios
+from seats_cli.selection.visionzip import visionzip_counts
+
+EXACT, ESTIMATE, UPPER = "exact", "estimate", "upper bound"
+HOW = {EXACT: "from the definition", ESTIMATE: "OmniZip's video with the same audio share kept in every chunk",
+       UPPER: "FastVID's video with no two grids alike (one grid per segment)"}
+
+
+def _intact_audio(n: int, a: float, rounding=round) -> int:
+    return n if a >= 1 or n == 0 else min(n, max(int(rounding(a * n)), 1))
+
+
+def _keep_count(n: int, ratio: float) -> int:
+    return 0 if n == 0 else max(1, min(n, round(ratio * n)))
+
+
+def _runs(video_windows, audio_windows) -> tuple[list[int], list[int]]:
+    """Maximal same-modality runs of the sequence video_0, audio_0, video_1, audio_1, ... (empty parts vanish, so
+    chunks without sound join their neighbours' video)."""
+    out: list[list] = []
+    for v, a in zip(video_windows, audio_windows):
+        for mod, n in (("v", v), ("a", a)):
+            if n:
+                if out and out[-1][0] == mod:
+                    out[-1][1] += n
+                else:
+                    out.append([mod, n])
+    return [n for m, n in out if m == "v"], [n for m, n in out if m == "a"]
+
+
+def pre_llm_counts(method: str, config: ModelConfig, ratios: ModalityRatios, n_video: int, n_audio: int,
+                   tokens_per_grid: int, video_windows=(), audio_windows=()) -> tuple[int, int, str]:
+    """(video, audio, how exact) kept before layer 0 by a pre-LLM baseline."""
+    v, a = ratios.video, ratios.audio
+    n = max(1, tokens_per_grid)
+    b = config.baselines
+    if method == "random":
+        return random_keep_count(n_video, v), random_keep_count(n_audio, a), EXACT
+    if method == "divprune":
+        return _keep_count(n_video, v), _keep_count(n_audio, a), EXACT
+    if method in ("visionzip", "visionzip-om"):
+        if method == "visionzip":
+            v, a = audio_intact_reallocate(v, a, n_video, n_audio)
+            k_a = _intact_audio(n_audio, a, int)
+        else:
+            k_a = n_audio if a >= 1 else sum(sum(visionzip_counts(w, a)) for w in fixed_windows(n_audio, 50))
+        k_v = n_video if v >= 1 else sum(sum(visionzip_counts(w, v)) for w in fixed_windows(n_video, n))
+        return k_v, k_a, EXACT
+    if method == "dycoke":
+        v, a = audio_intact_reallocate(v, a, n_video, n_audio)
+        frames = n_video // n
+        pruned = frames // 2 + len(range(0, frames - 4, 4))
+        k_v = (frames - pruned) * n + pruned * math.floor(dycoke_keep_ratio(v, frames) * n) if frames else n_video
+        return k_v, _intact_audio(n_audio, a), EXACT
+    if method == "fastvid":
+        v, a = audio_intact_reallocate(v, a, n_video, n_audio)
+        k_v = n_video if v >= 1 else (n_video // n) * int(n * v)
+        return k_v, _intact_audio(n_audio, a), UPPER
+    if method == "omnizip":
+        c = b.omnizip_contextual
+        dom = int(max(0, min(n_audio, round((1.0 - (1 + c - a)) * n_audio))))
+        rest = n_audio - dom
+        k_a = dom + (min(round(c * n_audio), rest) if rest and b.omnizip_merge_top > 0 else 0)
+        v_runs, a_runs = _runs(video_windows, audio_windows)
+        guided = min(len(v_runs), len(a_runs))
+        share = k_a / n_audio if n_audio else 0.0
+        k_v = 0
+        for size, m in zip(v_runs, group_ratios(v_runs, [share] * guided, 1 - v, b.omnizip_bounds)):
+            frames = size // n
+            k_v += size if frames == 0 else frames * int(n * (1.0 - m))
+        return k_v, k_a, ESTIMATE if guided else EXACT
+    raise ValueError(f"{method} is not a pre-LLM baseline")
+
+
+def baseline_layers(method: str, config: ModelConfig, ratios: ModalityRatios, n_video: int, n_audio: int,
+                    n_text: int, tokens_per_grid: int, video_windows=(), audio_windows=()) -> tuple[list[dict], str]:
+    """Per-layer rows {layer, video, audio, text, total} of a baseline, and how exact they are."""
+    layers = config.architecture.num_layers
+    if method in ("fastv", "fastv-om"):
+        from seats_cli.methods.baselines import FASTV_LAYER
+
+        k_v, k_a, _ = fastv_keep_counts(ratios.video, ratios.audio, n_video, n_audio, num_layers=layers,
+                                        k=FASTV_LAYER, omni=method == "fastv-om")
+        counts = [(n_video, n_audio) if i < FASTV_LAYER else (k_v, k_a) for i in range(layers)]
+        how = EXACT
+    else:
+        k_v, k_a, how = pre_llm_counts(method, config, ratios, n_video, n_audio, tokens_per_grid, video_windows,
+                                       audio_windows)
+        counts = [(k_v, k_a)] * layers
+    return [{"layer": i, "video": v, "audio": a, "text": n_text, "total": v + a + n_text}
+            for i, (v, a) in enumerate(counts)], how
