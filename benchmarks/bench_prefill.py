@@ -3,6 +3,7 @@ decode speedup and peak memory at R in {0.35, 0.25, 0.15, 0.10}.
 
     python benchmarks/bench_prefill.py --cpu            # 28-layer, 512-wide random model, 32 frames + 16 s
     python benchmarks/bench_prefill.py --gpu            # Qwen2.5-Omni-7B text architecture, bf16, 128 frames + 64 s
+    python benchmarks/bench_prefill.py --cpu --methods seats,random,fastv,omnizip,fastvid   # every method, R 0.35/0.10
 
 No checkpoint and no video are needed: a Qwen2_5OmniThinkerForConditionalGeneration is built in memory with
 random weights (latency does not depend on weight values) and wrapped in the project's adapter; the request
@@ -127,6 +128,8 @@ def run(mode: str, attn: str, args) -> dict:
     def progress(done, total):
         print(f"\r  run {done}/{total}", end="", file=sys.stderr, flush=True)
 
+    if args.methods:
+        return run_methods(adapter, encoded, layout, config, shape, text, args, mode, attn, dtype, progress)
     full, seats = measure(adapter, encoded, layout, config, list(TRRS), repeats=args.repeats, warmup=args.warmup,
                           decode_tokens=args.decode_tokens, progress=progress)
     print(file=sys.stderr)
@@ -165,6 +168,55 @@ def run(mode: str, attn: str, args) -> dict:
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return out
+
+
+METHOD_TRRS = (0.35, 0.10)
+
+
+def run_methods(adapter, encoded, layout, config, shape, text, args, mode, attn, dtype, progress) -> dict:
+    """--methods: full and every listed method at R = 0.35 and 0.10 on the same request, rounds alternating.
+    A pre-LLM method's own selection is part of its prefill time. The request's embeddings and encoder signals
+    are random: FastVID sees no two grids alike (one grid per segment: its largest budget), OmniZip's chunks keep
+    random shares of their audio."""
+    methods = [m for m in args.methods.split(",") if m]
+    full, runs = measure(adapter, encoded, layout, config, list(METHOD_TRRS), repeats=args.repeats,
+                         warmup=args.warmup, decode_tokens=1, progress=progress, methods=methods)
+    print(file=sys.stderr)
+    dims = TextModelDims.from_hf_text_config(adapter.text_config)
+    rows = []
+    kinds = [(m, t) for t in METHOD_TRRS for m in methods]
+    for (method, trr), m in zip(kinds, runs):
+        layers = layer_rows(layout, m["layer_live"])
+        per_layer = [r["video"] + r["audio"] + r["text"] for r in layers]
+        f = compare_flops(layout.seq_len, layers, dims)
+        speedup = full["prefill_ms"]["median"] / m["prefill_ms"]["median"]
+        rows.append({"method": method, "trr": trr, "stage_tokens": _stages(per_layer), "flops_ratio": f["reduction"],
+                     "prefill_ms": m["prefill_ms"], "prefill_speedup": speedup,
+                     "prefill_speedup_paired": paired_speedup(full["prefill_ms"], m["prefill_ms"]),
+                     "speedup_over_flops": speedup / f["reduction"]})
+    return {"mode": mode, "attn_implementation": attn, "dtype": str(dtype).replace("torch.", ""),
+            "model_arch": args.model_arch, "text_model": text | {"num_layers": config.architecture.num_layers},
+            "layout": {"frames": shape.frames, "height": shape.height, "width": shape.width, "video": layout.n_video,
+                       "audio": layout.n_audio, "text": layout.n_text, "windows": len(layout.windows)},
+            "repeats": args.repeats, "warmup": args.warmup, "machine": machine_info(adapter.device),
+            "prefill_ms_full": full["prefill_ms"], "method_rows": rows}
+
+
+def print_methods(res: dict) -> None:
+    lay, m = res["layout"], res["machine"]
+    where = m.get("gpu") or f"{m['cpu']} ({m['cpu_count']} cores, {m['threads']} threads)"
+    print(f"\n{res['mode'].upper()} · {res['model_arch']} · {res['attn_implementation']} · {res['dtype']} · "
+          f"torch {m['torch']} · {where}")
+    print(f"layout {lay['frames']} frames {lay['width']}x{lay['height']}: video {lay['video']}, audio {lay['audio']}, "
+          f"text {lay['text']}; full prefill {res['prefill_ms_full']['median']:.1f} ms median "
+          f"({res['prefill_ms_full']['min']:.1f} min) of {res['repeats']} repeats")
+    print(" | ".join(("method", "R", "tokens per stage", "FLOPs ratio (§9)", "prefill ms median (min)",
+                      "speedup", "(paired)", "speedup/FLOPs")))
+    for r in res["method_rows"]:
+        print(" | ".join([r["method"], f"{r['trr']:.2f}", r["stage_tokens"], f"{r['flops_ratio']:.2f}x",
+                          f"{r['prefill_ms']['median']:.1f} ({r['prefill_ms']['min']:.1f})",
+                          f"{r['prefill_speedup']:.2f}x", f"{r['prefill_speedup_paired']:.2f}x",
+                          f"{r['speedup_over_flops']:.2f}"]))
 
 
 def _executed_flops(tokens, dims: TextModelDims) -> int:
@@ -228,6 +280,10 @@ def main() -> None:
     ap.add_argument("--model-arch", choices=("qwen2.5-7b", "qwen3-30b-a3b"), default="qwen2.5-7b",
                     help="text architecture: the 7B's (28 layers) or Qwen3-Omni-30B-A3B's (48 layers, MoE, "
                          "DeepStack; reduced width on --cpu)")
+    ap.add_argument("--methods", default=None,
+                    help="comma-separated methods (e.g. seats,random,divprune,fastv,fastv-om,dycoke,visionzip,"
+                         "visionzip-om,omnizip,fastvid): prefill of each at R = 0.35 and 0.10 against full instead "
+                         "of the SEATS TRR sweep")
     ap.add_argument("--json", action="store_true", help="also print all results as one JSON object")
     args = ap.parse_args()
     mode = "gpu" if args.gpu else "cpu"
@@ -248,7 +304,7 @@ def main() -> None:
     with torch.no_grad():
         for attn in attns:
             results.append(run(mode, attn, args))
-            print_table(results[-1])
+            (print_methods if args.methods else print_table)(results[-1])
     if args.json:
         print(json.dumps({"command": " ".join(sys.argv), "results": results}))
 

@@ -16,7 +16,8 @@ from typing import Callable, Iterable
 from seats_cli.synthetic import HELD_OUT_SEED, KINDS, Item, items, media_of, parse_letter, write_clip
 
 TRRS = (0.35, 0.25, 0.15, 0.10, 0.05)
-BASELINES = ("random", "divprune", "fastv", "fastv-om", "dycoke", "visionzip", "visionzip-om")
+BASELINES = ("random", "divprune", "fastv", "fastv-om", "dycoke", "visionzip", "visionzip-om", "omnizip",
+             "fastvid")
 MEDIA_CUTS = (0, 8, 16, 20, 23)
 
 

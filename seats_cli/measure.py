@@ -47,9 +47,15 @@ def synthetic_request(adapter, shape: RequestShape, config: ModelConfig, *, seed
     embeds = torch.randn(1, layout.seq_len, d, generator=gen).to(adapter.device, adapter.dtype)
     sal_v = torch.rand(layout.n_video, generator=gen).to(adapter.device) if layout.n_video else None
     sal_a = torch.rand(layout.n_audio, generator=gen).to(adapter.device) if layout.n_audio else None
+
+    def rand(n, *shape):  # the other encoder signals the baselines read (random too)
+        return torch.rand(n, *shape, generator=gen).to(adapter.device) if n else None
+
     nxt = float(pos.max()) + 1.0 if pos.is_floating_point() else int(pos.max()) + 1  # Qwen3's ids are float
     enc = EncodedRequest(embeds=embeds, position_ids=pos.to(adapter.device), next_position=nxt,
-                         video_saliency=sal_v, audio_saliency=sal_a)
+                         video_saliency=sal_v, audio_saliency=sal_a, video_keys=rand(layout.n_video, 64),
+                         audio_keys=rand(layout.n_audio, 64), video_frame_query=rand(layout.n_video),
+                         audio_whole=rand(layout.n_audio))
     return enc, layout
 
 
@@ -82,28 +88,30 @@ def _cache_mib(cache) -> float:
 
 def measure(adapter, encoded, layout: TokenLayout, config: ModelConfig, trrs, *, repeats: int = 5,
             warmup: int = 1, decode_tokens: int = 16, kv_policy: str | None = None, video_trr=None,
-            audio_trr=None, progress=None, ratio_mode: str | None = None) -> tuple[dict, list[dict]]:
-    """Time ``engine.prefill`` (and greedy decode) of full and SEATS at each TRR on the same encoded input.
+            audio_trr=None, progress=None, ratio_mode: str | None = None,
+            methods=("seats",)) -> tuple[dict, list[dict]]:
+    """Time ``engine.prefill`` (and greedy decode) of full and each method at each TRR on the same encoded input
+    (a pre-LLM method's selection is part of its prefill time).
 
-    Rounds alternate full, TRR₁, TRR₂, …; the first ``warmup`` rounds are left out; each SEATS run gets a
-    fresh pruner. Returns (full, [per TRR]) with prefill ms stats, decode ms/token, peak memory, the KV cache
-    size right after prefill and the layer counts the engine used.
+    Rounds alternate full, (TRR₁, method₁), (TRR₁, method₂), …; the first ``warmup`` rounds are left out; each
+    run gets a fresh pruner. Returns (full, [per TRR and method, TRR-major]) with prefill ms stats, decode
+    ms/token, peak memory, the KV cache size right after prefill and the layer counts the engine used.
     """
     if repeats < 1:
         raise ValueError("--repeats must be at least 1")
     kv_policy = kv_policy or config.seats.kv_policy
     dev = adapter.device
-    kinds = [None, *trrs]
+    kinds = [None, *((m, t) for t in trrs for m in methods)]
     rec = {k: {"prefill": [], "cpu": [], "decode": [], "steps": 0, "peak": None, "live": None, "kv": 0.0}
            for k in range(len(kinds))}
     total = warmup + repeats
     for rnd in range(total):
-        for k, trr in enumerate(kinds):
-            if trr is None:
+        for k, kind in enumerate(kinds):
+            if kind is None:
                 pruner = NoPruning()
             else:
-                pruner, _ = build_pruner("seats", config, layout, trr=trr, video_trr=video_trr, audio_trr=audio_trr,
-                                         ratio_mode=ratio_mode)
+                pruner, _ = build_pruner(kind[0], config, layout, trr=kind[1], video_trr=video_trr,
+                                         audio_trr=audio_trr, ratio_mode=ratio_mode)
             if dev.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(dev)
             cpu0 = time.process_time()

@@ -74,7 +74,8 @@ def test_batch_never_loads_a_model_when_every_row_is_bad(tmp_path, sample_path):
     out = [json.loads(ln) for ln in res.stdout.splitlines()]
     assert [r["id"] for r in out] == [1, 2, 3] and all("error" in r for r in out)
     assert "no such file" in out[0]["error"]
-    assert out[1]["error"] == "--method 'bogus' is not one of: seats, full, random, divprune, fastv, fastv-om, dycoke, visionzip, visionzip-om"
+    assert out[1]["error"] == ("--method 'bogus' is not one of: seats, full, random, divprune, fastv, fastv-om, dycoke, "
+                               "visionzip, visionzip-om, omnizip, fastvid")
     assert out[2]["error"] == "--trr 1.5 is out of range: it must satisfy 0 < trr <= 1"
     assert "cannot load" not in res.stderr
 
@@ -85,7 +86,8 @@ def test_a_folder_that_is_not_a_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("option, value, allowed", [
-    ("--method", "bogus", "seats, full, random, divprune, fastv, fastv-om, dycoke, visionzip, visionzip-om"),
+    ("--method", "bogus", "seats, full, random, divprune, fastv, fastv-om, dycoke, visionzip, visionzip-om, "
+                          "omnizip, fastvid"),
     ("--kv-policy", "all", "survivors, per_layer"),
     ("--score-layer", "last", "previous, next"),
     ("--ratio-mode", "solve", "table, exact"),
@@ -112,7 +114,7 @@ def test_help_lists_allowed_values_and_one_line_summaries():
                  "calibrate Fit a model's SEATS layer boundaries from that analysis and write a preset YAML."):
         assert line in flat
     ask = CliRunner().invoke(app, ["ask", "--help"], env=wide).stdout
-    for metavar in ("[seats|full|random|divprune|fastv|fastv-om|dycoke|visionzip|visionzip-om]", "[survivors|per_layer]", "[previous|next]",
+    for metavar in ("[seats|full|random|divprune|fastv|fastv-om|dycoke|visionzip|visionzip-om|omnizip|fastvid]", "[survivors|per_layer]", "[previous|next]",
                     "[auto|float32|bfloat16|float16]", "[auto|cpu|cuda|cuda:N]", "[sdpa|eager|flash_attention_2]",
                     "[table|exact]", "[official|encoder]", "[processor|preset]"):
         assert metavar in ask

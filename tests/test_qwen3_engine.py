@@ -112,12 +112,13 @@ def test_a_1_fps_clip_and_the_baselines_run(adapter, clips, one_thread):
 
     media = decode_video(clips["sound"], frame_policy(adapter.config, fps=1.0))
     request = adapter.prepare(media, QUESTION)
-    encoded = adapter.encode(request, saliency="official")
+    encoded = adapter.encode(request, saliency="official", extra=frozenset({"audio_whole", "video_frame_query"}))
     layout = request.layout
     # 64x48 frames -> 320x448 (factor 32) -> 10 x 14 = 140 tokens per grid; 4 frames at 1 fps -> 2 grids of
     # 2 s, 52 audio tokens: runs V140 A26 V140 A26 (grid time ids 26 apart)
     assert [(w.video_total, w.audio_total) for w in layout.windows] == [(140, 26), (140, 26)]
-    for method in ("seats", "random", "divprune", "fastv", "fastv-om", "dycoke", "visionzip", "visionzip-om"):
+    for method in ("seats", "random", "divprune", "fastv", "fastv-om", "dycoke", "visionzip", "visionzip-om",
+                   "omnizip", "fastvid"):
         pruner, _ = build_pruner(method, adapter.config, layout, trr=0.25)
         res = engine.prefill(adapter, encoded, layout, pruner)
         tokens, _ = engine.decode(adapter, res, encoded.next_position, max_new_tokens=2, eos_token_ids=[])
