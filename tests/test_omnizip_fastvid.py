@@ -357,3 +357,16 @@ def test_analytic_counts_equal_the_engine(tiny_seats, sample_path, trr):
             # lie in the guided band: 6 grids x int(144 x [0.25, 0.65])
             assert run.method == "omnizip" and all(c[1] == w[1] for c, w in zip(counts, want))
             assert 6 * 36 <= counts[0][0] <= 6 * 93 and 6 * 36 <= want[0][0] <= 6 * 93
+
+
+def test_fastvid_upper_bound_when_a_grid_gets_no_whole_token():
+    """floor(n r) = 0: every segment keeps one context token, and the analytic bound counts one per grid."""
+    from seats_cli.config import ModelConfig
+    from seats_cli.methods.counts import pre_llm_counts
+    from seats_cli.schedule import ModalityRatios
+
+    x = _rand(20 * 4, 6, seed=8)
+    res = fv.fastvid(x, torch.rand(80, generator=GEN().manual_seed(9)), 4, 0.2)
+    assert 1 <= res.keep.numel() <= 20 and res.keep.numel() == res.anchors.numel()
+    k_v, _, how = pre_llm_counts("fastvid", ModelConfig.from_name("tiny"), ModalityRatios(0.2, 1.0), 80, 0, 4)
+    assert (k_v, how) == (20, "upper bound")

@@ -303,9 +303,10 @@ class FastVIDPruner:
             if res.anchors.numel():
                 anchors.append(vpos[res.anchors.cpu()])
                 vectors.append(res.merged)
-            note = reach_note("fastvid", "video", v, res.keep.numel(), vpos.numel(),
-                              "floor(n r) per grid, the n/2 context cap and one budgeted grid per static "
-                              "sub-segment keep it at or below r")
+            why = ("floor(n r) per grid, the n/2 context cap and one budgeted grid per static sub-segment keep "
+                   "it at or below r" if res.keep.numel() <= v * vpos.numel() else
+                   f"floor(n r) = {int(n * v)} tokens per grid: each segment still keeps one context token")
+            note = reach_note("fastvid", "video", v, res.keep.numel(), vpos.numel(), why)
             self.notes = [note] if note else []
         else:
             keep.append(vpos)

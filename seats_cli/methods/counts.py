@@ -69,7 +69,8 @@ def pre_llm_counts(method: str, config: ModelConfig, ratios: ModalityRatios, n_v
         return k_v, _intact_audio(n_audio, a), EXACT
     if method == "fastvid":
         v, a = audio_intact_reallocate(v, a, n_video, n_audio)
-        k_v = n_video if v >= 1 else (n_video // n) * int(n * v)
+        # one grid per segment is the most FastVID keeps: floor(n r) per grid, at least 1 (a context token)
+        k_v = n_video if v >= 1 else (n_video // n) * max(int(n * v), 1)
         return k_v, _intact_audio(n_audio, a), UPPER
     if method == "omnizip":
         c = b.omnizip_contextual
