@@ -41,6 +41,8 @@ class AskResult:
     stage1_windows: dict | None = None  # SEATS: {video|audio: {window, totals, kept}} over the fixed windows
     random_weights: bool = False  # the tiny offline model: the answer is meaningless
     context: dict | None = None  # {tokens, tokens_before_pruning, max_position_id, limit}: LLM input vs context
+    # what this request reused from the previous one about the same file: {"decode": bool, "encoders": bool}
+    reused: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -54,6 +54,19 @@ class EncodedRequest:
     audio_whole: torch.Tensor | None = None
 
 
+@dataclass
+class MediaFeatures:
+    """The encoders' outputs for one video and its sound (question-independent): LLM-width features, Qwen3's
+    DeepStack features, and the recorded signals (``found`` keys: video, audio, video_keys, audio_keys,
+    video_frame_query, audio_whole). ``key``: the signals asked for (saliency span, vision span, extra)."""
+
+    audio: torch.Tensor | None
+    video: torch.Tensor | None
+    deepstack: tuple[torch.Tensor, ...]
+    signals: dict
+    key: tuple
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -80,6 +93,7 @@ class OmniAdapter:
     """Base class of a family adapter. Subclasses implement the family-specific parts."""
 
     family = ""
+    float_positions = False  # Qwen3-Omni: the first generated token's position id is a float
 
     def __init__(self, model, processor, config: ModelConfig, *, model_id: str, device: torch.device):
         self.model = model
@@ -92,12 +106,65 @@ class OmniAdapter:
     def prepare(self, media, question: str, system_prompt: str | None = None) -> PreparedRequest:
         raise NotImplementedError
 
+    # ---- encoders: once per video, then one assembly per question --------------------------------
+    @torch.no_grad()
+    def encode_media(self, request: PreparedRequest, *, saliency: str | None = None,
+                     video_span_grids: int | None = None, extra: frozenset[str] = frozenset()) -> MediaFeatures:
+        """Run the stock encoders on the request's video and sound, recording the signals asked for: with
+        ``saliency`` ("official"/"encoder") Stage I's saliency and the encoders' keys; ``video_span_grids``
+        overrides the vision statistic's span (VisionZip: 1 grid); ``extra``: further ``ENCODER_SIGNALS``.
+        Nothing here depends on the question, so one result serves every question about the same media."""
+        inner = self.model.model
+        inp = request.inputs
+        found: dict[str, torch.Tensor] = {}
+        audio = video = None
+        deepstack: tuple[torch.Tensor, ...] = ()
+        with self._saliency_hooks(inp, found, span=saliency, video_span_grids=video_span_grids, extra=extra):
+            if "input_features" in inp:
+                audio = inner.get_audio_features(inp["input_features"], inp["feature_attention_mask"],
+                                                 return_dict=True).last_hidden_state
+            if "pixel_values_videos" in inp:
+                out = inner.get_video_features(inp["pixel_values_videos"], inp["video_grid_thw"], return_dict=True)
+                video = torch.cat(out.pooler_output, dim=0)
+                deepstack = tuple(torch.cat(f, dim=0) for f in (getattr(out, "deepstack_features", None) or ()))
+        return MediaFeatures(audio=audio, video=video, deepstack=deepstack, signals=found,
+                             key=(saliency, video_span_grids, frozenset(extra)))
+
+    @torch.no_grad()
+    def assemble(self, request: PreparedRequest, media: MediaFeatures) -> EncodedRequest:
+        """The LLM input of one question: its token embeddings with the media features written into the
+        placeholders, and the stock model's M-RoPE ids. ``media`` is read, never modified."""
+        inner = self.model.model
+        ids = request.inputs["input_ids"]
+        embeds = inner.get_input_embeddings()(ids)
+        if media.audio is not None:
+            _, _, amask = inner.get_placeholder_mask(ids, inputs_embeds=embeds)
+            embeds = embeds.masked_scatter(amask, media.audio.to(embeds.device, embeds.dtype))
+        if media.video is not None:
+            video = media.video.to(embeds.device, embeds.dtype)
+            _, vmask, _ = inner.get_placeholder_mask(ids, inputs_embeds=embeds, video_features=video)
+            embeds = embeds.masked_scatter(vmask, video)
+        position_ids = self.position_ids(request)
+        found = media.signals
+        rank, deepstack = None, ()
+        if media.deepstack:  # Qwen3 DeepStack: features added to the visual rows of the early decoder layers
+            is_video = ids[0] == self.model.config.video_token_id
+            rank = torch.where(is_video, torch.cumsum(is_video.long(), 0) - 1, torch.full_like(ids[0], -1))
+            deepstack = tuple(f.to(embeds.device, embeds.dtype) for f in media.deepstack)
+        nxt = float(position_ids.max()) + 1.0 if self.float_positions else int(position_ids.max()) + 1
+        return EncodedRequest(
+            embeds=embeds, position_ids=position_ids, next_position=nxt,
+            video_saliency=found.get("video"), audio_saliency=found.get("audio"),
+            video_keys=found.get("video_keys"), audio_keys=found.get("audio_keys"),
+            video_frame_query=found.get("video_frame_query"), audio_whole=found.get("audio_whole"),
+            deepstack=deepstack, visual_rank=rank,
+        )
+
     def encode(self, request: PreparedRequest, *, saliency: str | None = None,
                video_span_grids: int | None = None, extra: frozenset[str] = frozenset()) -> EncodedRequest:
-        """Encoders, embeddings and position ids; with ``saliency`` ("official"/"encoder") Stage I's saliency and
-        the encoders' keys; ``video_span_grids`` overrides the vision statistic's span (VisionZip: 1 grid);
-        ``extra``: further signals of ``ENCODER_SIGNALS`` (``_saliency_hooks``)."""
-        raise NotImplementedError
+        """Encoders, embeddings and position ids in one call (``encode_media`` then ``assemble``)."""
+        return self.assemble(request, self.encode_media(request, saliency=saliency,
+                                                        video_span_grids=video_span_grids, extra=extra))
 
     def query_scores(self, layer_idx: int, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                      query_row: int) -> torch.Tensor:

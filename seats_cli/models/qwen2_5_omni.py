@@ -11,7 +11,6 @@ import torch
 
 from seats_cli.layout import build_layout
 from seats_cli.models.base import (
-    EncodedRequest,
     ModelLoadError,
     OmniAdapter,
     PreparedRequest,
@@ -71,37 +70,7 @@ class Qwen25OmniAdapter(OmniAdapter):
         )
         return PreparedRequest(inputs=inputs, layout=layout, use_audio_in_video=with_audio)
 
-    # ---- encoders -------------------------------------------------------------------------------
-    @torch.no_grad()
-    def encode(self, request: PreparedRequest, *, saliency: str | None = None,
-               video_span_grids: int | None = None, extra: frozenset[str] = frozenset()) -> EncodedRequest:
-        """Encoders + embeddings + M-RoPE ids. ``saliency`` ("official" or "encoder") also records Stage I's
-        saliency per LLM token over that span (docs/METHOD.md §5); None skips it."""
-        inner = self.model.model
-        inp = request.inputs
-        ids = inp["input_ids"]
-        found: dict[str, torch.Tensor] = {}
-        embeds = inner.get_input_embeddings()(ids)
-        with self._saliency_hooks(inp, found, span=saliency, video_span_grids=video_span_grids, extra=extra):
-            if "input_features" in inp:
-                audio = inner.get_audio_features(
-                    inp["input_features"], inp["feature_attention_mask"], return_dict=True
-                ).last_hidden_state
-                _, _, amask = inner.get_placeholder_mask(ids, inputs_embeds=embeds)
-                embeds = embeds.masked_scatter(amask, audio.to(embeds.device, embeds.dtype))
-            if "pixel_values_videos" in inp:
-                out = inner.get_video_features(inp["pixel_values_videos"], inp["video_grid_thw"], return_dict=True)
-                video = torch.cat(out.pooler_output, dim=0).to(embeds.device, embeds.dtype)
-                _, vmask, _ = inner.get_placeholder_mask(ids, inputs_embeds=embeds, video_features=video)
-                embeds = embeds.masked_scatter(vmask, video)
-        position_ids = self.position_ids(request)
-        return EncodedRequest(
-            embeds=embeds, position_ids=position_ids, next_position=int(position_ids.max()) + 1,
-            video_saliency=found.get("video"), audio_saliency=found.get("audio"),
-            video_keys=found.get("video_keys"), audio_keys=found.get("audio_keys"),
-            video_frame_query=found.get("video_frame_query"), audio_whole=found.get("audio_whole"),
-        )
-
+    # ---- encoder signals (the base class runs the encoders: OmniAdapter.encode) -----------------
     def _vision_qk(self, args, kwargs):
         """q/k of the last ViT block, recomputed with its own modules (rows in the window permutation's order;
         the permutation acts inside each temporal grid, so whole grids stay contiguous)."""

@@ -14,7 +14,6 @@ import torch
 
 from seats_cli.layout import build_layout_from_runs
 from seats_cli.models.base import (
-    EncodedRequest,
     ModelLoadError,
     OmniAdapter,
     PreparedRequest,
@@ -26,6 +25,7 @@ from seats_cli.models.base import (
 @register_family
 class Qwen3OmniAdapter(OmniAdapter):
     family = "qwen3_omni"
+    float_positions = True
 
     @classmethod
     def from_pretrained(cls, source, cfg, *, model_id, device, dtype, attn_implementation, revision,
@@ -67,39 +67,7 @@ class Qwen3OmniAdapter(OmniAdapter):
         starts = (ids[:-1] == cfg.vision_start_token_id) & (ids[1:] == cfg.audio_start_token_id)
         return PreparedRequest(inputs=inputs, layout=layout, use_audio_in_video=bool(starts.any()))
 
-    # ---- encoders -------------------------------------------------------------------------------
-    @torch.no_grad()
-    def encode(self, request: PreparedRequest, *, saliency: str | None = None,
-               video_span_grids: int | None = None, extra: frozenset[str] = frozenset()) -> EncodedRequest:
-        inner = self.model.model
-        inp = request.inputs
-        ids = inp["input_ids"]
-        found: dict[str, torch.Tensor] = {}
-        embeds = inner.get_input_embeddings()(ids)
-        deepstack: tuple[torch.Tensor, ...] = ()
-        with self._saliency_hooks(inp, found, span=saliency, video_span_grids=video_span_grids, extra=extra):
-            if "input_features" in inp:
-                audio = inner.get_audio_features(inp["input_features"], inp["feature_attention_mask"],
-                                                 return_dict=True).last_hidden_state
-                _, _, amask = inner.get_placeholder_mask(ids, inputs_embeds=embeds)
-                embeds = embeds.masked_scatter(amask, audio.to(embeds.device, embeds.dtype))
-            if "pixel_values_videos" in inp:
-                out = inner.get_video_features(inp["pixel_values_videos"], inp["video_grid_thw"], return_dict=True)
-                video = torch.cat(out.pooler_output, dim=0).to(embeds.device, embeds.dtype)
-                _, vmask, _ = inner.get_placeholder_mask(ids, inputs_embeds=embeds, video_features=video)
-                embeds = embeds.masked_scatter(vmask, video)
-                deepstack = tuple(torch.cat(f, dim=0).to(embeds.device, embeds.dtype) for f in out.deepstack_features)
-        is_video = ids[0] == self.model.config.video_token_id
-        rank = torch.where(is_video, torch.cumsum(is_video.long(), 0) - 1, torch.full_like(ids[0], -1))
-        position_ids = self.position_ids(request)
-        return EncodedRequest(
-            embeds=embeds, position_ids=position_ids, next_position=float(position_ids.max()) + 1.0,
-            video_saliency=found.get("video"), audio_saliency=found.get("audio"),
-            video_keys=found.get("video_keys"), audio_keys=found.get("audio_keys"),
-            video_frame_query=found.get("video_frame_query"), audio_whole=found.get("audio_whole"),
-            deepstack=deepstack, visual_rank=rank if deepstack else None,
-        )
-
+    # ---- encoder signals (the base class runs the encoders: OmniAdapter.encode) -----------------
     def _vision_qk(self, args, kwargs):
         """q/k of the last ViT block; patches are grouped by merge unit already (no window permutation), so 4
         consecutive patches make one LLM token."""
