@@ -196,9 +196,10 @@ class Seats:
 
     def _media(self, video, policy) -> tuple[DecodedMedia, bool]:
         """``video`` decoded with ``policy``: media given as such, or the file decoded (once for consecutive
-        requests about the same unchanged file, when ``reuse_media``). Returns (media, reused)."""
-        if isinstance(video, DecodedMedia):
-            return video, False
+        requests about the same unchanged file, when ``reuse_media``). Returns (media, reused): whether the media
+        is the previous request's, so nothing was decoded for this one."""
+        if isinstance(video, DecodedMedia):  # decoded by the caller: reused when it served the last request too
+            return video, self._last is not None and self._last[0] is video
         path = os.fspath(video)
         try:
             st = os.stat(path)

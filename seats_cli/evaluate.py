@@ -95,3 +95,220 @@ def summarize(rows: list[dict]) -> dict:
         out[label]["n"] = len(kinds["all"])
         out[label]["flops_reduction"] = sum(red[label]) / len(red[label]) if red[label] else None
     return out
+
+
+# ============================================================================ real benchmarks (local copies)
+@dataclass(frozen=True)
+class EvalSettings:
+    """Everything that shaped an answer, saved in every output row."""
+
+    benchmark: str
+    model: str
+    config: str
+    revision: str | None
+    fps: float
+    max_frames: int
+    use_audio: bool
+    system_prompt: str | None
+    template: str
+    max_new_tokens: int
+    ratio_mode: str | None
+    seed: int
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def row_key(qid: str, method: str, trr: float | None) -> str:
+    return json.dumps([str(qid), method, trr])
+
+
+def shard_of(questions: list, shard: tuple[int, int] | None) -> list:
+    """Questions ``i`` with i % N == I (``shard`` = (I, N)); a question's runs stay in one shard, so its video is
+    decoded and encoded once."""
+    if shard is None:
+        return list(questions)
+    i, n = shard
+    return [q for k, q in enumerate(questions) if k % n == i]
+
+
+def by_video(questions: list) -> list:
+    """Questions grouped by video (first appearance order), so consecutive requests share the decoded media and
+    the encoders' outputs."""
+    groups: dict = {}
+    for q in questions:
+        groups.setdefault(q.video, []).append(q)
+    return [q for qs in groups.values() for q in qs]
+
+
+def done_keys(path: str | Path) -> set[str]:
+    """Keys of the rows of an output file that carry an answer (error rows are run again on --resume)."""
+    keys = set()
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return keys
+    for line in lines:
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(r, dict) and "error" not in r and "id" in r:
+            keys.add(row_key(r["id"], r.get("method"), r.get("trr")))
+    return keys
+
+
+def run_benchmark(seats, questions: list, runs: list[Run], settings: EvalSettings, *, root: Path,
+                  skip: set[str] = frozenset(), write: Callable[[dict], None], should_stop=lambda: False,
+                  on_row: Callable[[dict], None] | None = None) -> int:
+    """Ask every (question, run) not in ``skip``, writing one row each as soon as it is done; a failure (bad file,
+    out of memory, ...) is a row with ``error``. Questions about one video run back to back: its media is
+    decoded once and its encoders run once per set of signals. Returns the rows written."""
+    from dataclasses import replace
+
+    from seats_cli.benchmarks import extract_letter
+    from seats_cli.request import RequestOptions
+
+    written = 0
+    media_of_video: tuple | None = None
+    opts = RequestOptions(fps=settings.fps, max_frames=settings.max_frames)
+    for q in by_video(questions):
+        todo = [r for r in runs if row_key(q.id, r.method, r.trr) not in skip]
+        if not todo:
+            continue
+        if media_of_video is None or media_of_video[0] != q.video:
+            try:
+                media = seats.decode(q.video, opts)
+                if not settings.use_audio:
+                    media = replace(media, audio=None)
+                media_of_video = (q.video, media, None)
+            except Exception as e:  # noqa: BLE001 - every row of this video becomes an error row
+                media_of_video = (q.video, None, str(e) or type(e).__name__)
+        _, media, media_error = media_of_video
+        prompt = build_prompt_for(q, settings.template)
+        for run in todo:
+            if should_stop():
+                return written
+            base = {"benchmark": settings.benchmark, "id": q.id, "method": run.method, "trr": run.trr,
+                    "gold": q.answer, "category": q.category, "video": _relative(q.video, root)}
+            if media_error is not None:
+                row = base | {"error": media_error, "settings": settings.to_dict()}
+            else:
+                try:
+                    r = seats.ask(media, prompt, system_prompt=settings.system_prompt, method=run.method,
+                                  trr=run.trr, seed=settings.seed, max_new_tokens=settings.max_new_tokens,
+                                  ratio_mode=settings.ratio_mode)
+                    letter = extract_letter(r.answer, q.options)
+                    row = base | {"letter": letter, "correct": letter == q.answer, "unparsable": letter is None,
+                                  "settings": settings.to_dict(), "record": r.to_dict()}
+                except Exception as e:  # noqa: BLE001 - a failing run is a row, never lost
+                    row = base | {"error": " ".join(str(e).split()) or type(e).__name__,
+                                  "settings": settings.to_dict()}
+            write(row)
+            written += 1
+            if on_row is not None:
+                on_row(row)
+    return written
+
+
+def build_prompt_for(q, template: str) -> str:
+    from seats_cli.benchmarks import build_prompt
+
+    return build_prompt(q, template)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def read_results(paths) -> list[dict]:
+    """Rows of one or more results files (shards), the last row per (id, method, TRR) winning (a resumed run
+    appends its retries)."""
+    rows: dict[str, dict] = {}
+    for path in paths:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                if n == len(lines):  # a torn last line (a crash mid-write): the run will redo it
+                    continue
+                raise ValueError(f"{path}:{n}: not JSON") from None
+            if isinstance(r, dict) and "id" in r and "method" in r:
+                rows[row_key(r["id"], r["method"], r.get("trr"))] = r
+    return list(rows.values())
+
+
+def benchmark_summary(rows: list[dict]) -> dict:
+    """Per (method, TRR): questions, accuracy overall and per category, unparsable answers, errors, relative
+    accuracy vs ``full`` on the questions both answered, mean FLOPs reduction, mean prefill ms, mean achieved TRR."""
+    full = {r["id"]: bool(r.get("correct")) for r in rows if r["method"] == "full" and "error" not in r}
+    groups: dict = defaultdict(list)
+    for r in rows:
+        groups[(r["method"], r.get("trr"))].append(r)
+    out = []
+    for (method, trr), rs in groups.items():
+        ok = [r for r in rs if "error" not in r]
+        cats: dict = defaultdict(list)
+        for r in ok:
+            cats[r.get("category") or "-"].append(bool(r["correct"]))
+        both = [r for r in ok if r["id"] in full]
+        full_acc = sum(full[r["id"]] for r in both) / len(both) if both else None
+        acc_both = sum(bool(r["correct"]) for r in both) / len(both) if both else None
+
+        def mean(values):
+            values = [v for v in values if v is not None]
+            return sum(values) / len(values) if values else None
+
+        out.append({
+            "method": method, "trr": trr, "label": Run(method, trr).label, "n": len(rs), "answered": len(ok),
+            "errors": len(rs) - len(ok), "unparsable": sum(bool(r.get("unparsable")) for r in ok),
+            "accuracy": mean([float(bool(r["correct"])) for r in ok]),
+            "per_category": {c: sum(v) / len(v) for c, v in sorted(cats.items())},
+            "relative_to_full": (acc_both / full_acc) if full_acc else None,
+            "flops_reduction": mean([r["record"]["flops"]["reduction"] for r in ok]),
+            "prefill_ms": mean([r["record"]["latency_ms"]["prefill"] for r in ok]),
+            "achieved_trr": mean([(r["record"].get("schedule") or {}).get("achieved_trr") for r in ok]),
+        })
+    out.sort(key=lambda s: (s["method"] != "full", s["method"], -(s["trr"] or 0)))
+    return {"runs": out, "questions": len({r["id"] for r in rows}),
+            "benchmarks": sorted({r.get("benchmark") or "-" for r in rows})}
+
+
+def plot_accuracy(summary: dict, path: str | Path) -> Path:
+    """Accuracy against FLOPs reduction, one line per method (``full`` a point at 1x)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ValueError("--plot needs matplotlib: pip install 'seats-cli[eval]'") from None
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    methods = dict.fromkeys(s["method"] for s in summary["runs"])
+    for method in methods:
+        pts = sorted((s["flops_reduction"], s["accuracy"]) for s in summary["runs"]
+                     if s["method"] == method and s["flops_reduction"] and s["accuracy"] is not None)
+        if not pts:
+            continue
+        xs, ys = zip(*pts)
+        ax.plot(xs, ys, marker="*" if method == "full" else "o", linestyle="" if len(pts) == 1 else "-",
+                label=method, markersize=10 if method == "full" else 5)
+    ax.set_xlabel("prefill FLOPs reduction (x, paper convention)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{', '.join(summary['benchmarks'])}: accuracy vs cost ({summary['questions']} questions)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

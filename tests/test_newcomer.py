@@ -109,7 +109,7 @@ def test_help_lists_allowed_values_and_one_line_summaries():
     for line in ("ask Answer a question about a video and report what it cost.",
                  "batch Answer JSONL rows of questions, loading the model once.",
                  "profile Per-layer tokens, schedule and FLOPs for a TRR; with --model, measured latency.",
-                 "eval Accuracy of full, SEATS and the baselines on a benchmark (today: the synthetic one).",
+                 "eval Accuracy of full, SEATS and the baselines on a benchmark (synthetic, or a local copy of a real one).",
                  "analyze Per layer: attention on video/audio/text and the answers with media dropped from that layer.",
                  "calibrate Fit a model's SEATS layer boundaries from that analysis and write a preset YAML."):
         assert line in flat

@@ -1,4 +1,6 @@
-"""`seats eval --benchmark synthetic`: accuracy per question kind for full, SEATS and the baselines."""
+"""`seats eval`: accuracy of full, SEATS and the baselines on a benchmark — the synthetic one (no data needed) or
+a local copy of WorldSense, Daily-Omni, OmniVideoBench, Video-MME, LVOmniBench or a custom folder — and
+`seats eval report` to rebuild the summary (and the accuracy-vs-FLOPs plot) from results files."""
 
 from __future__ import annotations
 
@@ -9,40 +11,88 @@ import typer
 from rich.table import Table
 
 from seats_cli.cli.common import (
-    DeviceOpt, DtypeOpt, JsonOpt, QuietOpt, UsageProblem, app, check_load_options, guarded, print_json,
-    quiet_libraries, show_progress, status, stdout,
+    AttnOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, JsonOpt, LocalOnlyOpt, QuietOpt, RatioModeOpt, RevisionOpt,
+    UsageProblem, app, check_load_options, fail, guarded, print_json, quiet_libraries, show_progress, status, stdout,
 )
 
-SHORT = "Accuracy of full, SEATS and the baselines on a benchmark (today: the synthetic one)."
+SHORT = "Accuracy of full, SEATS and the baselines on a benchmark (synthetic, or a local copy of a real one)."
+SYNTHETIC_METHODS = "seats,random,divprune,fastv,fastv-om,dycoke,visionzip,visionzip-om,omnizip,fastvid"
+
+eval_app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
+app.add_typer(eval_app, name="eval", short_help=SHORT, help=SHORT)
 
 
-@app.command(name="eval", short_help=SHORT)
+@eval_app.callback(invoke_without_command=True)
 @guarded
 def eval_(
-    benchmark: str = typer.Option("synthetic", "--benchmark", metavar="[synthetic]", help="Which benchmark."),
-    model: str = typer.Option("synthetic", "--model", "-m", help="Default for the synthetic benchmark: its "
-                              "trained small model."),
+    ctx: typer.Context,
+    benchmark: str = typer.Option("synthetic", "--benchmark", metavar="[synthetic|worldsense|dailyomni|"
+                                  "omnivideobench|videomme|lvomnibench|custom]", help="Which benchmark."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="The benchmark's local folder, in its published "
+                                            "layout (custom: DIR/questions.jsonl)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Hub id, local folder, tiny (default: the trained "
+                                        "'synthetic' model for the synthetic benchmark, else Qwen/Qwen2.5-Omni-7B)."),
     config: Optional[str] = typer.Option(None, "--config", help="Preset name or YAML (e.g. one written by "
                                          "`seats calibrate`); default: the model's."),
-    bench_seed: int = typer.Option(1_000_000, "--seed", help="First held-out seed of the questions (>= 1,000,000; "
-                                   "training used 0..999)."),
-    n: int = typer.Option(48, "--n", help="Questions per kind (a multiple of 4 balances the letters)."),
-    trr: Optional[List[float]] = typer.Option(None, "--trr", help="TRRs (default 0.35 0.25 0.15 0.10 0.05)."),
-    methods: str = typer.Option("seats,random,divprune,fastv,fastv-om,dycoke,visionzip,visionzip-om,omnizip,fastvid",
-                                "--methods",
-                                help="Comma-separated methods run at every --trr (full always runs)."),
+    method: Optional[List[str]] = typer.Option(None, "--method", help="A method to run (repeat for several; full "
+                                               "always runs)."),
+    methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods run at every --trr "
+                                          f"(default: synthetic {SYNTHETIC_METHODS}; others seats)."),
+    trr: Optional[List[float]] = typer.Option(None, "--trr", help="TRRs (default: synthetic 0.35 0.25 0.15 0.10 "
+                                              "0.05; others 0.35 0.10)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N questions."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: this process runs questions i with i % N == I "
+                                        "(merge the shards' files with `seats eval report`)."),
+    resume: bool = typer.Option(False, "--resume", help="Keep the rows already in --out and run the rest (error rows "
+                                "run again)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="One JSONL row per (question, method, TRR)."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Frames per second (default: the benchmark's, 2)."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Most frames (default: the benchmark's as in "
+                                             "the paper: 128 WorldSense/Daily-Omni, 256 OmniVideoBench, 768 "
+                                             "Video-MME/LVOmniBench)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Answer length (default: the "
+                                                 "benchmark's)."),
+    no_audio: bool = typer.Option(False, "--no-audio", help="Leave the sound track out."),
+    system_prompt: Optional[str] = typer.Option(None, "--system-prompt", help="System prompt (default: the "
+                                                "benchmark's as the paper ran it)."),
+    template: Optional[str] = typer.Option(None, "--template", help="Prompt template with {question} and {options} "
+                                           "(default: the benchmark's)."),
+    ratio_mode: Optional[str] = RatioModeOpt, revision: Optional[str] = RevisionOpt,
+    local_files_only: bool = LocalOnlyOpt,
+    bench_seed: int = typer.Option(1_000_000, "--seed", help="Synthetic: first held-out seed of the questions "
+                                   "(>= 1,000,000; training used 0..999)."),
+    n: int = typer.Option(48, "--n", help="Synthetic: questions per kind (a multiple of 4 balances the letters)."),
     media_cuts: str = typer.Option("0,8,16,20,23", "--media-cuts",
-                                   help="Diagnostic: layers before which all media is dropped ('' for none)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write one JSONL row per (question, run)."),
-    write_clips: Optional[Path] = typer.Option(None, "--write-clips", help="Only write the clips (.mp4) and "
-                                               "questions.jsonl (batch rows with the gold answer) to this folder."),
-    device: str = DeviceOpt, dtype: str = DtypeOpt,
+                                   help="Synthetic: layers before which all media is dropped ('' for none)."),
+    write_clips: Optional[Path] = typer.Option(None, "--write-clips", help="Synthetic: only write the clips (.mp4) "
+                                               "and questions.jsonl (batch rows with the gold answer) to this folder."),
+    device: str = DeviceOpt, device_map: Optional[str] = DeviceMapOpt, dtype: str = DtypeOpt,
+    attn_implementation: str = AttnOpt,
     seed: int = typer.Option(0, "--run-seed", help="Seed of the random choices of the methods (Random, audio cuts)."),
     json_out: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """Ask every held-out question under `full`, each method at each TRR and the media-cut diagnostics; print the
-    accuracy per question kind (and the mean FLOPs reduction) of each run."""
+    """Ask every question under `full` and each method at each TRR and print the accuracy per category, relative
+    to full, with the mean FLOPs reduction and prefill latency. `seats eval report FILE...` rebuilds the summary."""
+    if ctx.invoked_subcommand is not None:
+        return
+    names = [m.strip() for m in (methods or "").split(",") if m.strip()] + list(method or [])
+    if benchmark != "synthetic":
+        return _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, out, fps, max_frames,
+                     max_new_tokens, no_audio, system_prompt, template, ratio_mode, revision, local_files_only, device,
+                     device_map, dtype, attn_implementation, seed, json_out, quiet)
+    for name, given in (("--data-dir", data_dir), ("--limit", limit), ("--shard", shard), ("--template", template),
+                        ("--system-prompt", system_prompt)):
+        if given is not None:
+            raise UsageProblem(f"{name} is for the real benchmarks, not --benchmark synthetic")
+    if resume:
+        raise UsageProblem("--resume is for the real benchmarks, not --benchmark synthetic")
+    _synthetic(model or "synthetic", config, bench_seed, n, trr, ",".join(names) or SYNTHETIC_METHODS, media_cuts,
+               out, write_clips, device, dtype, seed, json_out, quiet, benchmark)
+
+
+def _synthetic(model, config, bench_seed, n, trr, methods, media_cuts, out, write_clips, device, dtype, seed,
+               json_out, quiet, benchmark) -> None:
     from seats_cli import evaluate as ev
     from seats_cli.request import RequestOptions, check_ratio
 
@@ -119,3 +169,174 @@ def eval_(
     errors = sum(1 for r in rows if "error" in r)
     if errors:
         stdout.print(f"[yellow]note:[/yellow] {errors} runs failed (rows with 'error')")
+
+
+# ------------------------------------------------------------------------------------------- real benchmarks
+def _parse_shard(shard: str | None) -> tuple[int, int] | None:
+    if shard is None:
+        return None
+    try:
+        i, n = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise UsageProblem(f"--shard {shard!r} must be I/N, e.g. 0/4") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise UsageProblem(f"--shard {shard}: need 0 <= I < N")
+    return i, n
+
+
+def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, out, fps, max_frames,
+          max_new_tokens, no_audio, system_prompt, template, ratio_mode, revision, local_files_only, device,
+          device_map, dtype, attn_implementation, seed, json_out, quiet) -> None:
+    import json
+
+    from seats_cli import benchmarks as bm
+    from seats_cli import evaluate as ev
+    from seats_cli.cli.batch import _check_writable, _progress, _say
+    from seats_cli.cli.common import DEFAULT_MODEL
+    from seats_cli.config import resolve_config
+    from seats_cli.request import RequestOptions, check_ratio
+
+    if benchmark not in bm.BENCHMARKS:
+        raise UsageProblem(f"--benchmark {benchmark!r} is not one of: synthetic, {', '.join(bm.BENCHMARKS)}")
+    if data_dir is None:
+        raise UsageProblem(f"--benchmark {benchmark} needs --data-dir (the benchmark's local folder)")
+    if resume and out is None:
+        raise UsageProblem("--resume needs --out (the results file to continue)")
+    if limit is not None and limit < 1:
+        raise UsageProblem("--limit must be at least 1")
+    if out is not None:
+        _check_writable(out)
+    part = _parse_shard(shard)
+    trrs = list(trr) if trr else [0.35, 0.10]
+    for r in trrs:
+        check_ratio("trr", r)
+    names = list(dict.fromkeys(m for m in (names or ["seats"]) if m != "full"))
+    model = model or DEFAULT_MODEL
+    cfg = resolve_config(model, config)
+    for m in names:
+        RequestOptions(method=m).check(cfg)
+    spec = bm.SPECS[benchmark]
+    questions = bm.read(benchmark, data_dir)
+    if limit is not None:
+        questions = questions[:limit]
+    questions = ev.shard_of(questions, part)
+    missing = bm.missing_videos(questions)
+    if missing:
+        shown = ", ".join(str(p) for p in missing[:3])
+        raise UsageProblem(f"{len(missing)} video(s) missing under {data_dir} ({shown}{', ...' if len(missing) > 3 else ''})")
+    settings = ev.EvalSettings(
+        benchmark=benchmark, model=model, config=cfg.name, revision=revision, fps=fps or spec.fps,
+        max_frames=max_frames or spec.max_frames, use_audio=spec.use_audio and not no_audio,
+        system_prompt=system_prompt if system_prompt is not None else spec.system_prompt(cfg.system_prompt),
+        template=template or spec.template, max_new_tokens=max_new_tokens or spec.max_new_tokens,
+        ratio_mode=ratio_mode, seed=seed)
+    RequestOptions(fps=settings.fps, max_frames=settings.max_frames, max_new_tokens=settings.max_new_tokens,
+                   ratio_mode=ratio_mode).check(cfg)
+    if "{question}" not in settings.template or "{options}" not in settings.template:
+        raise UsageProblem("--template must contain {question} and {options}")
+    runs = [ev.Run("full", None)] + [ev.Run(m, t) for t in trrs for m in names]
+    skip = ev.done_keys(out) if resume else set()
+    total = sum(1 for q in questions for r in runs if ev.row_key(q.id, r.method, r.trr) not in skip)
+    check_load_options(device, dtype, attn_implementation, device_map)
+    quiet_libraries()
+    from seats_cli.api import Seats
+    from seats_cli.batch import repair_tail, stop_after_current_row
+
+    progress = show_progress(quiet)
+    written = 0
+    if total:
+        with status(f"loading {model}", progress):
+            seats = Seats(model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
+                          revision=revision, local_files_only=local_files_only, device_map=device_map)
+        if resume:
+            note = repair_tail(out)
+            if note and not quiet:
+                _say(f"note: {note}")
+        sink = open(out, "a" if resume else "w", encoding="utf-8") if out else None
+        rows: list[dict] = []
+
+        def write(row: dict) -> None:
+            from seats_cli.batch import to_json_line
+
+            if sink is not None:
+                sink.write(to_json_line(row) + "\n")
+                sink.flush()
+            else:
+                rows.append(row)
+
+        try:
+            with _progress(total, progress) as advance, stop_after_current_row(_say) as should_stop:
+                written = ev.run_benchmark(seats, questions, runs, settings, root=Path(data_dir), skip=skip,
+                                           write=write, should_stop=should_stop, on_row=advance)
+        finally:
+            if sink is not None:
+                sink.close()
+        if written < total:
+            fail(f"interrupted after {written} of {total} rows"
+                 + (f"; rerun with --resume --out {out} to continue" if out else ""), 130)
+    all_rows = ev.read_results([out]) if out else rows
+    summary = ev.benchmark_summary(all_rows)
+    summary["settings"] = settings.to_dict()
+    if json_out:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        render_summary(summary)
+        if out is not None:
+            stdout.print(f"[dim]{written} rows written to {out}; `seats eval report {out}` rebuilds this[/dim]")
+
+
+def render_summary(summary: dict) -> None:
+    runs = summary["runs"]
+    cats = sorted({c for s in runs for c in s["per_category"]})
+    show_cats = cats if 1 < len(cats) <= 8 else []
+    t = Table(title=f"{', '.join(summary['benchmarks'])} · {summary['questions']} questions")
+    for col in ("run", "n", "accuracy", "vs full", *show_cats, "unparsable", "errors", "FLOPs reduction",
+                "prefill ms", "achieved TRR"):
+        t.add_column(col, justify="right")
+
+    def fmt(x, spec=".3f", suffix=""):
+        return "-" if x is None else f"{x:{spec}}{suffix}"
+
+    for s in runs:
+        t.add_row(s["label"], str(s["n"]), fmt(s["accuracy"]), fmt(s["relative_to_full"], ".1%"),
+                  *(fmt(s["per_category"].get(c)) for c in show_cats), str(s["unparsable"]), str(s["errors"]),
+                  fmt(s["flops_reduction"], ".2f", "x"), fmt(s["prefill_ms"], ".1f"), fmt(s["achieved_trr"], ".3f"))
+    stdout.print(t)
+    if len(cats) > 8:
+        stdout.print(f"[dim]{len(cats)} categories: per-category accuracy is in --json[/dim]")
+
+
+@eval_app.command("report", short_help="Summary (and --plot) from results files; shards merge.")
+@guarded
+def report(
+    files: List[Path] = typer.Argument(..., help="Results files of `seats eval --out` (several: shards, merged)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw accuracy against FLOPs reduction (PNG)."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Accuracy overall and per category for each (method, TRR), relative to full on the same questions, mean
+    FLOPs reduction and prefill latency; the last row per (question, method, TRR) counts."""
+    import json
+
+    from seats_cli import evaluate as ev
+
+    for f in files:
+        if not f.is_file():
+            raise UsageProblem(f"{f}: no such file")
+    try:
+        rows = ev.read_results(files)
+    except ValueError as e:
+        raise UsageProblem(str(e)) from None
+    if not rows:
+        raise UsageProblem(f"no result rows in {', '.join(map(str, files))}")
+    summary = ev.benchmark_summary(rows)
+    if plot is not None:
+        try:
+            ev.plot_accuracy(summary, plot)
+        except ValueError as e:
+            raise UsageProblem(str(e)) from None
+    if json_out:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        render_summary(summary)
+        if plot is not None:
+            stdout.print(f"[dim]plot: {plot}[/dim]")

@@ -199,6 +199,11 @@ class OmniAdapter:
             {"role": "user", "content": [{"type": "video", "video": media.path}, {"type": "text", "text": question}]},
         ]
         text = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+        cached = getattr(self, "_processed", None)
+        if cached is not None and cached[0] is media:  # the same media, another question: no second processing
+            inputs = self._reprompt(cached[1], cached[2], text)
+            if inputs is not None:
+                return inputs, cached[3]
         kwargs = dict(videos_kwargs={"fps": float(media.sample_fps), "do_resize": False,
                                      "cap_pixels_per_frame": False})
         if media.audio is not None and len(media.audio) > 0:
@@ -214,7 +219,34 @@ class OmniAdapter:
         for key in ("pixel_values_videos", "input_features"):
             if key in inputs:
                 inputs[key] = inputs[key].to(self.dtype)
+        self._processed = (media, text, inputs, grid)  # one entry: the last media's processed tensors
         return inputs, grid
+
+    def _reprompt(self, old_text: str, old: dict, text: str) -> dict | None:
+        """The processor's output for ``text`` about the media it processed for ``old_text``: the expanded media
+        span of the old ids (everything the video placeholder became, sound interleaved) between the new text's
+        tokens before and after the placeholder; the media tensors are shared. Both texts split at special tokens
+        (``<|vision_bos|>`` / ``<|vision_eos|>``), so tokenizing the parts equals tokenizing the whole (tested
+        against the processor). None when the texts do not have exactly one placeholder each."""
+        token = getattr(self.processor, "video_token", None)
+        if not token or old_text.count(token) != 1 or text.count(token) != 1:
+            return None
+        tok = self.processor.tokenizer
+
+        def ids(part: str) -> list[int]:
+            return tok(part, add_special_tokens=False)["input_ids"]
+
+        old_pre, old_suf = old_text.split(token)
+        pre, suf = text.split(token)
+        old_ids = old["input_ids"][0]
+        start, end = len(ids(old_pre)), old_ids.numel() - len(ids(old_suf))
+        media_ids = old_ids[start:end]
+        new_ids = torch.cat([torch.tensor(ids(pre), dtype=old_ids.dtype, device=old_ids.device), media_ids,
+                             torch.tensor(ids(suf), dtype=old_ids.dtype, device=old_ids.device)])[None]
+        out = dict(old)
+        out["input_ids"] = new_ids
+        out["attention_mask"] = torch.ones_like(new_ids)
+        return out
 
     @torch.no_grad()
     def position_ids(self, request: PreparedRequest) -> torch.Tensor:

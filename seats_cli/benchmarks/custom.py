@@ -1,0 +1,44 @@
+"""`custom`: DIR/questions.jsonl, one row per question:
+{"id", "video" (relative to DIR), "question", "options": ["...", ...], "answer": "B", "category"?}."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from seats_cli.benchmarks.base import BenchmarkError, BenchmarkSpec, Question, gold_letter, strip_letter
+
+SPEC = BenchmarkSpec("custom", max_frames=128)
+
+
+def read(folder: Path) -> list[Question]:
+    path = folder / "questions.jsonl"
+    if not path.is_file():
+        raise BenchmarkError(f"{folder}: no questions.jsonl (custom benchmark rows: id, video, question, options, "
+                             f"answer, category?)")
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise BenchmarkError(f"{path}:{n}: not JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise BenchmarkError(f"{path}:{n}: a row must be a JSON object")
+        missing = [k for k in ("id", "video", "question", "options", "answer") if k not in row]
+        if missing:
+            raise BenchmarkError(f"{path}:{n}: missing {', '.join(missing)}")
+        opts = row["options"]
+        if not isinstance(opts, list) or len(opts) < 2:
+            raise BenchmarkError(f"{path}:{n}: options must be a list of at least 2 texts")
+        options = tuple(strip_letter(o) for o in opts)
+        try:
+            answer = gold_letter(row["answer"], options)
+        except BenchmarkError as e:
+            raise BenchmarkError(f"{path}:{n}: {e}") from None
+        extra = {k: v for k, v in row.items() if k not in ("id", "video", "question", "options", "answer",
+                                                            "category")}
+        out.append(Question(str(row["id"]), folder / str(row["video"]), str(row["question"]), options, answer,
+                            None if row.get("category") is None else str(row["category"]), extra))
+    return out

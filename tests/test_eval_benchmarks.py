@@ -1,0 +1,281 @@
+"""`seats eval` on local copies of the paper's benchmarks (issue 10): tiny copies of each published layout built
+here from generated clips; readers, prompts, the answer extractor, scoring, the summary, resume, shards, the
+report and its plot — the whole path is real, only `--model tiny`'s answers are meaningless."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from media_factory import make_clip
+from seats_cli import benchmarks as bm
+from seats_cli.benchmarks.base import build_prompt, extract_letter, gold_letter, parse_options
+from seats_cli.cli import app
+
+UNLOADABLE = "Qwen/Qwen2.5-Omni-7B"  # not cached and HF_HUB_OFFLINE=1: loading it would fail
+
+
+def run(*args):
+    return CliRunner().invoke(app, [*map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clips") / "clip.mp4", seconds=1.0)
+
+
+def _parquet(path: Path, rows: list[dict]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+def _place(clip: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(clip, dest)
+
+
+def build(name: str, root: Path, clip: Path) -> Path:
+    """A tiny copy of benchmark ``name`` in its published layout: 2 videos, 3 questions."""
+    root.mkdir(parents=True, exist_ok=True)
+    if name == "videomme":
+        rows = [{"video_id": "001", "duration": "short", "domain": "Knowledge", "sub_category": "History",
+                 "url": "u", "videoID": vid, "question_id": qid, "task_type": task, "question": q,
+                 "options": ["A. Apples.", "B. Candles.", "C. Berries.", "D. The same."], "answer": ans}
+                for vid, qid, task, q, ans in (("v1", "001-1", "Counting Problem", "How many?", "C"),
+                                               ("v1", "001-2", "OCR Problems", "What text?", "A"),
+                                               ("v2", "002-1", "Counting Problem", "Which?", "B"))]
+        _parquet(root / "videomme" / "test-00000-of-00001.parquet", rows)
+        for v in ("v1", "v2"):
+            _place(clip, root / "data" / f"{v}.mp4")
+    elif name == "worldsense":
+        rows = [{"index": i, "video": vid, "video_path": f"./videos/{vid}.mp4", "question": f"Q{i}?",
+                 "candidates": ["A. yes", "B. no", "C. maybe", "D. never"], "answer": ans, "duration": "<1min",
+                 "domain": "Sports", "task_domain": "Recognition", "task_type": task, "audio_class": "['Speech']"}
+                for i, (vid, ans, task) in enumerate((("w1", "A", "Counting"), ("w1", "D", "Emotion"),
+                                                      ("w2", "B", "Counting")))]
+        _parquet(root / "data" / "test-00000-of-00001.parquet", rows)
+        for v in ("w1", "w2"):
+            _place(clip, root / "videos" / f"{v}.mp4")
+    elif name == "dailyomni":  # the release's qa.json: no question ids, Videos/<id>/<id>_video.mp4
+        rows = [{"video_id": vid, "Question": q, "Choice": ["A. a dog", "B. a cat", "C. a bird", "D. a fish"],
+                 "Answer": ans, "Type": t, "video_category": "pets", "video_duration": "30s"}
+                for vid, q, ans, t in (("d1", "What barks?", "A", "Inference"), ("d1", "What meows?", "B",
+                                                                                 "Reasoning"),
+                                       ("d2", "What swims?", "D", "Inference"))]
+        (root / "qa.json").write_text(json.dumps(rows))
+        for v in ("d1", "d2"):
+            _place(clip, root / "Videos" / v / f"{v}_video.mp4")
+    elif name == "omnivideobench":  # the GitHub data.json: nested per video, "A.Northwest" options
+        data = [{"video": "video_1", "video_type": "Vlog", "duration": "03:28", "questions": [
+            {"question": "Which direction?", "question_type": "spatial", "audio_type": "Speech",
+             "answer": "Northeast", "options": ["A.Northwest", "B.Southwest", "C.Southeast", "D.Northeast"],
+             "correct_option": "D"},
+            {"question": "Who speaks?", "question_type": "attribute", "audio_type": "Speech", "answer": "a girl",
+             "options": ["A.a girl", "B.a boy", "C.nobody", "D.a dog"], "correct_option": "A"}]},
+                {"video": "video_2", "video_type": "News", "duration": "01:00", "questions": [
+                    {"question": "What colour?", "question_type": "attribute", "audio_type": "Music",
+                     "answer": "red", "options": ["A.blue", "B.red", "C.green", "D.black"], "correct_option": "B"}]}]
+        (root / "data.json").write_text(json.dumps(data))
+        for v in ("video_1", "video_2"):
+            _place(clip, root / "videos" / f"{v}.mp4")
+    elif name == "lvomnibench":  # the xxayt parquet: question_id, stringified options, answer letter
+        rows = [{"question_id": qid, "video_id": vid, "question": q, "options": "['A. one' 'B. two' 'C. three' 'D. four']",
+                 "answer": ans, "question_type": t, "audio_type": "Speech", "difficulty": "easy",
+                 "video_category": "Film", "duration": "10:00"}
+                for qid, vid, q, ans, t in ((1, "video_0", "How many?", "B", "count"),
+                                            (2, "video_0", "Which?", "C", "temporal"),
+                                            (3, "video_1", "When?", "A", "temporal"))]
+        _parquet(root / "data" / "test.parquet", rows)
+        for v in ("video_0", "video_1"):
+            _place(clip, root / "videos" / f"{v}.mp4")
+    elif name == "custom":
+        rows = [{"id": "c1", "video": "clips/a.mp4", "question": "What moves?", "options": ["a square", "a circle"],
+                 "answer": "A", "category": "motion"},
+                {"id": "c2", "video": "clips/a.mp4", "question": "What sound?", "options": ["a tone", "silence"],
+                 "answer": "a tone", "category": "sound"},
+                {"id": "c3", "video": "clips/b.mp4", "question": "How long?", "options": ["1 s", "2 s", "3 s"],
+                 "answer": 0}]
+        (root / "questions.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        for v in ("a", "b"):
+            _place(clip, root / "clips" / f"{v}.mp4")
+    return root
+
+
+EXPECTED = {  # (ids, gold letters, categories, video file names)
+    "videomme": (["001-1", "001-2", "002-1"], "CAB", ["Counting Problem", "OCR Problems", "Counting Problem"],
+                 ["v1.mp4", "v1.mp4", "v2.mp4"]),
+    "worldsense": (["0", "1", "2"], "ADB", ["Counting", "Emotion", "Counting"], ["w1.mp4", "w1.mp4", "w2.mp4"]),
+    "dailyomni": (["d1-0", "d1-1", "d2-0"], "ABD", ["Inference", "Reasoning", "Inference"],
+                  ["d1_video.mp4", "d1_video.mp4", "d2_video.mp4"]),
+    "omnivideobench": (["video_1-0", "video_1-1", "video_2-0"], "DAB", ["spatial", "attribute", "attribute"],
+                       ["video_1.mp4", "video_1.mp4", "video_2.mp4"]),
+    "lvomnibench": (["1", "2", "3"], "BCA", ["count", "temporal", "temporal"],
+                    ["video_0.mp4", "video_0.mp4", "video_1.mp4"]),
+    "custom": (["c1", "c2", "c3"], "AAA", ["motion", "sound", None], ["a.mp4", "a.mp4", "b.mp4"]),
+}
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_readers_read_the_published_layouts(tmp_path, clip, name):
+    root = build(name, tmp_path / name, clip)
+    qs = bm.read(name, root)
+    ids, gold, cats, videos = EXPECTED[name]
+    assert [q.id for q in qs] == ids
+    assert "".join(q.answer for q in qs) == gold
+    assert [q.category for q in qs] == cats
+    assert [q.video.name for q in qs] == videos and all(q.video.is_file() for q in qs)
+    assert all(len(q.options) >= 2 and not q.options[0][:2] in ("A.", "A)") for q in qs)
+    assert bm.missing_videos(qs) == []
+
+
+def test_prompts_follow_each_benchmark_template(tmp_path, clip):
+    q = bm.read("omnivideobench", build("omnivideobench", tmp_path / "o", clip))[0]
+    p = bm.SPECS["omnivideobench"].prompt(q)
+    assert "Question:\nWhich direction?\n\nOptions:\nA. Northwest\nB. Southwest\nC. Southeast\nD. Northeast\n\n" in p
+    assert p.startswith("You are given a video.")
+    v = bm.read("videomme", build("videomme", tmp_path / "v", clip))[0]
+    assert bm.SPECS["videomme"].prompt(v).endswith("How many?\nA. Apples.\nB. Candles.\nC. Berries.\nD. The same.\n"
+                                                   "\nAnswer with the option's letter from the given choices directly.")
+    assert build_prompt(v, "{question} | {options}") == "How many? | A. Apples.\nB. Candles.\nC. Berries.\nD. The same."
+    # the paper's settings: frames, answer length, system prompt
+    assert [bm.SPECS[n].max_frames for n in ("worldsense", "dailyomni", "omnivideobench", "videomme",
+                                             "lvomnibench")] == [128, 128, 256, 768, 768]
+    assert bm.SPECS["videomme"].system_prompt("You are Qwen.") == ""
+    assert bm.SPECS["worldsense"].system_prompt("You are Qwen.").startswith("You are Qwen. Please analyze")
+
+
+@pytest.mark.parametrize("text, want", [
+    ("B", "B"), ("B.", "B"), ("(C) two dogs", "C"), ("The answer is D.", "D"), ("Answer: (b)", "B"),
+    ("D) never", "D"), ("I think it is C", "C"), ("two dogs", "C"), ("It shows a blue cube.", "B"),
+    ("A man holds a red ball", "A"),  # not the letter A: the text of option A
+    ("E", None), ("", None), ("B or C", None), ("none of them", None), ("A", "A"),
+])
+def test_one_deterministic_extractor(text, want):
+    assert extract_letter(text, ("a red ball", "a blue cube", "two dogs", "never")) == want
+
+
+def test_gold_answers_and_options_in_every_published_form():
+    opts = ("one", "two", "three")
+    assert [gold_letter(x, opts) for x in ("B", "(B)", "b.", 1, "two", "B. two")] == ["B"] * 6
+    with pytest.raises(bm.BenchmarkError):
+        gold_letter("E", opts)
+    assert parse_options("['A. x' 'B. y z']") == ["x", "y z"]
+    assert parse_options("A. x B. y C. z") == ["x", "y", "z"]
+    assert parse_options(["A.Northwest", "B.South"]) == ["Northwest", "South"]
+
+
+def test_missing_videos_are_listed_before_any_model_loads(tmp_path, clip):
+    root = build("videomme", tmp_path / "v", clip)
+    (root / "data" / "v2.mp4").unlink()
+    res = run("eval", "--benchmark", "videomme", "--data-dir", root, "--model", UNLOADABLE)
+    assert res.exit_code == 2
+    assert res.stderr.strip().splitlines() == [f"error: 1 video(s) missing under {root} ({root / 'data' / 'v2.mp4'})"]
+
+
+def test_bad_folders_are_one_line_errors(tmp_path):
+    res = run("eval", "--benchmark", "lvomnibench", "--data-dir", tmp_path, "--model", UNLOADABLE)
+    assert res.exit_code == 2 and res.stderr.startswith(f"error: {tmp_path}: no annotation file")
+    res = run("eval", "--benchmark", "nope", "--data-dir", tmp_path)
+    assert res.exit_code == 2 and "is not one of: synthetic, worldsense" in res.stderr
+    res = run("eval", "--benchmark", "custom")
+    assert res.exit_code == 2 and "needs --data-dir" in res.stderr
+
+
+TINY = ("--model", "tiny", "--device", "cpu", "--max-frames", "4", "--max-new-tokens", "2", "--quiet")
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_eval_end_to_end_with_report_and_plot(tmp_path, clip):
+    root = build("videomme", tmp_path / "v", clip)
+    out = tmp_path / "r.jsonl"
+    res = run("eval", "--benchmark", "videomme", "--data-dir", root, *TINY, "--method", "seats",
+              "--method", "fastv", "--trr", "0.35", "--out", out, "--json")
+    assert res.exit_code == 0, res.output
+    rows = _rows(out)
+    assert len(rows) == 3 * 3  # questions x (full, seats@0.35, fastv@0.35)
+    assert [(r["id"], r["method"], r["trr"]) for r in rows[:3]] == [("001-1", "full", None), ("001-1", "seats", 0.35),
+                                                                    ("001-1", "fastv", 0.35)]
+    r = rows[1]
+    assert r["settings"]["max_frames"] == 4 and r["settings"]["system_prompt"] == ""
+    assert r["settings"]["template"].startswith("Select the best answer")
+    assert r["record"]["method"] == "seats" and r["gold"] == "C" and r["video"] == "data/v1.mp4"
+    assert r["correct"] == (r["letter"] == "C") and r["unparsable"] == (r["letter"] is None)
+    # the second question about v1 decoded nothing and ran no encoder again
+    second = [x for x in rows if x["id"] == "001-2"]
+    assert all(x["record"]["reused"]["decode"] and x["record"]["reused"]["encoders"] for x in second)
+    summary = json.loads(res.stdout)
+    by = {s["label"]: s for s in summary["runs"]}
+    assert set(by) == {"full", "seats@0.35", "fastv@0.35"} and summary["questions"] == 3
+    assert by["full"]["relative_to_full"] in (1.0, None) and by["full"]["flops_reduction"] == 1.0
+    acc = sum(x["correct"] for x in rows if x["method"] == "seats") / 3
+    assert by["seats@0.35"]["accuracy"] == pytest.approx(acc)
+    assert set(by["seats@0.35"]["per_category"]) == {"Counting Problem", "OCR Problems"}
+    # the report rebuilds the same summary and draws the plot
+    png = tmp_path / "acc.png"
+    rep = run("eval", "report", out, "--json", "--plot", png)
+    assert rep.exit_code == 0, rep.output
+    assert json.loads(rep.stdout)["runs"] == summary["runs"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_and_shards_lose_and_repeat_nothing(tmp_path, clip):
+    root = build("custom", tmp_path / "c", clip)
+    args = ("eval", "--benchmark", "custom", "--data-dir", root, *TINY, "--method", "random", "--trr", "0.2")
+    whole = tmp_path / "whole.jsonl"
+    assert run(*args, "--out", whole).exit_code == 0
+    want = {(r["id"], r["method"], r["trr"]) for r in _rows(whole)}
+    assert len(want) == 3 * 2
+    # a crash: two rows done, a torn third line
+    part = tmp_path / "part.jsonl"
+    lines = whole.read_text().splitlines()
+    part.write_text(lines[0] + "\n" + lines[1] + "\n" + lines[2][:25])
+    res = run(*args, "--out", part, "--resume")
+    assert res.exit_code == 0, res.output
+    got = [(r["id"], r["method"], r["trr"]) for r in _rows(part)]
+    assert sorted(got) == sorted(want) and len(got) == len(set(got))
+    # shards: disjoint, and the report merges them into the whole
+    s0, s1 = tmp_path / "s0.jsonl", tmp_path / "s1.jsonl"
+    assert run(*args, "--shard", "0/2", "--out", s0).exit_code == 0
+    assert run(*args, "--shard", "1/2", "--out", s1).exit_code == 0
+    ids0, ids1 = {r["id"] for r in _rows(s0)}, {r["id"] for r in _rows(s1)}
+    assert ids0 == {"c1", "c3"} and ids1 == {"c2"}
+    merged = json.loads(run("eval", "report", s0, s1, "--json").stdout)
+    single = json.loads(run("eval", "report", whole, "--json").stdout)
+    assert [(s["label"], s["n"]) for s in merged["runs"]] == [(s["label"], s["n"]) for s in single["runs"]]
+    # the tiny model answers deterministically: the merged shards score as the whole run
+    assert [s["accuracy"] for s in merged["runs"]] == [s["accuracy"] for s in single["runs"]]
+    assert run(*args, "--shard", "2/2").exit_code == 2
+
+
+def test_a_bad_video_is_an_error_row_not_a_lost_one(tmp_path, clip):
+    root = build("custom", tmp_path / "c", clip)
+    (root / "clips" / "b.mp4").write_bytes(b"not a video")
+    out = tmp_path / "r.jsonl"
+    res = run("eval", "--benchmark", "custom", "--data-dir", root, *TINY, "--method", "seats", "--trr", "0.35",
+              "--out", out)
+    assert res.exit_code == 0, res.output
+    rows = _rows(out)
+    assert len(rows) == 3 * 2
+    bad = [r for r in rows if r["id"] == "c3"]
+    assert len(bad) == 2 and all("error" in r for r in bad)
+    summary = json.loads(run("eval", "report", out, "--json").stdout)
+    assert {s["label"]: s["errors"] for s in summary["runs"]} == {"full": 1, "seats@0.35": 1}
+
+
+def test_synthetic_benchmark_through_the_group_command():
+    res = run("eval", "--benchmark", "synthetic", "--n", "1", "--methods", "seats", "--trr", "0.35", "--media-cuts",
+              "", "--device", "cpu", "--json", "--quiet")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)["summary"]
+    assert set(summary) == {"full", "seats@0.35"} and summary["full"]["n"] == 4
+    assert run("eval", "--benchmark", "synthetic", "--shard", "0/2").exit_code == 2

@@ -1,0 +1,53 @@
+"""Several questions about one video (eval, batch): the file is decoded once, the processor's media tensors and
+the encoders' outputs are reused, and every answer equals the one computed from scratch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from media_factory import make_clip
+from seats_cli.media import decode_video
+from seats_cli.request import RequestOptions
+
+QUESTIONS = ["What moves?", "Which tone plays while the square is shown? A. low B. high", "数字?\nline two", "x"]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return make_clip(tmp_path_factory.mktemp("reuse") / "clip.mp4", width=160, height=90, seconds=3.0)
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-qwen3"])
+def test_another_question_equals_the_processor_from_scratch(seats_cache, clip, name):
+    from seats_cli.models import load_model
+
+    ad = load_model(name, device="cpu", dtype="float32", cache_dir=seats_cache)
+    media = decode_video(clip, RequestOptions().frame_policy(ad.config))
+    ad.prepare(media, QUESTIONS[0])
+    for q, system in zip(QUESTIONS[1:], (None, "Be brief.", "")):
+        fast = ad.prepare(media, q, system)
+        ad._processed = None  # from scratch
+        ref = ad.prepare(media, q, system)
+        assert set(fast.inputs) == set(ref.inputs)
+        for k, v in ref.inputs.items():
+            assert torch.equal(fast.inputs[k], v) if torch.is_tensor(v) else fast.inputs[k] == v, k
+        assert fast.layout.windows == ref.layout.windows
+        ad.prepare(media, QUESTIONS[0])  # back to the first question's cache entry
+
+
+def test_reused_answers_equal_fresh_ones(tiny_dir, clip):
+    from seats_cli import Seats
+
+    reuse = Seats("tiny", device="cpu", dtype="float32", cache_dir=tiny_dir.parent)
+    fresh = Seats("tiny", device="cpu", dtype="float32", cache_dir=tiny_dir.parent, reuse_media=False)
+    for i, q in enumerate(QUESTIONS[:3]):
+        for method in ("seats", "fastv", "visionzip"):
+            a = reuse.ask(clip, q, method=method, trr=0.35, max_new_tokens=3)
+            b = fresh.ask(clip, q, method=method, trr=0.35, max_new_tokens=3)
+            assert (a.answer, a.layers, a.flops) == (b.answer, b.layers, b.flops)
+            assert b.reused == {"decode": False, "encoders": False}
+            # the first request decodes; later ones reuse the file, and the encoders once per set of signals
+            assert a.reused["decode"] == ((i, method) != (0, "seats"))
+            # FastV reads no encoder signal: any earlier run of the encoders on this media serves it
+            assert a.reused["encoders"] == (i > 0 or method == "fastv")
