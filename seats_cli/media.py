@@ -30,6 +30,12 @@ _IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe", "t
 _ATTACHED_PIC = 0x0400  # AV_DISPOSITION_ATTACHED_PIC: cover art, not a video
 
 
+def _disposition(stream) -> int:
+    """A stream's disposition bits: an int on some PyAV versions, a ``Flag`` (no int()) on PyAV 15."""
+    d = getattr(stream, "disposition", 0)
+    return int(getattr(d, "value", d))
+
+
 @dataclass(frozen=True)
 class DecodedMedia:
     path: str
@@ -168,7 +174,7 @@ def _pick_audio(streams):
     """The default-disposition audio stream, else the first; None without audio."""
     if not streams:
         return None
-    default = [s for s in streams if int(getattr(s, "disposition", 0)) & 0x0001]  # AV_DISPOSITION_DEFAULT
+    default = [s for s in streams if _disposition(s) & 0x0001]  # AV_DISPOSITION_DEFAULT
     return (default or list(streams))[0]
 
 
@@ -211,7 +217,7 @@ def probe_video(path: str | os.PathLike) -> None:
     p = _check_path(path)
     try:
         with av.open(str(p), mode="r", metadata_errors="ignore") as container:
-            videos = [s for s in container.streams.video if not int(getattr(s, "disposition", 0)) & _ATTACHED_PIC]
+            videos = [s for s in container.streams.video if not _disposition(s) & _ATTACHED_PIC]
             if not videos:
                 kind = "an audio-only file" if container.streams.audio else "not a video file"
                 raise MediaError(f"{p} has no video stream ({kind})")
@@ -250,7 +256,7 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
         reason = " ".join(str(getattr(e, "strerror", None) or e).split())
         raise MediaError(f"{p} is not a readable media file ({reason})") from None
     with container:
-        videos = [s for s in container.streams.video if not int(getattr(s, "disposition", 0)) & _ATTACHED_PIC]
+        videos = [s for s in container.streams.video if not _disposition(s) & _ATTACHED_PIC]
         if not videos:
             kind = "an audio-only file" if container.streams.audio else "not a video file"
             raise MediaError(f"{p} has no video stream ({kind})")
@@ -300,7 +306,7 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
             audio_channels = getattr(layout, "nb_channels", None) or getattr(ctx, "channels", None)
             audio_total_s = _seconds(astream.duration, astream.time_base)
             if len(audio_streams) > 1:
-                which = "its default" if int(getattr(astream, "disposition", 0)) & 0x0001 else "the first"
+                which = "its default" if _disposition(astream) & 0x0001 else "the first"
                 notes.append(f"the file has {len(audio_streams)} audio streams; using {which}, stream "
                              f"#{astream.index}")
 
