@@ -340,3 +340,25 @@ def report(
         render_summary(summary)
         if plot is not None:
             stdout.print(f"[dim]plot: {plot}[/dim]")
+
+
+@eval_app.command("export-lmms", short_help="Write an lmms-eval task (for --include_path) from a local benchmark.")
+@guarded
+def export_lmms(
+    benchmark: str = typer.Option(..., "--benchmark", help="worldsense, dailyomni, omnivideobench, videomme, "
+                                  "lvomnibench or custom."),
+    data_dir: Path = typer.Option(..., "--data-dir", help="The benchmark's local folder (its published layout)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the task (YAML, rows, utils.py)."),
+) -> None:
+    """A `generate_until` lmms-eval task over the benchmark's questions (prompts as the paper ran them, scored with
+    seats' letter extractor): `lmms_eval --model seats --model_args pretrained=...,method=seats,trr=0.1,<printed
+    args> --tasks seats_<benchmark> --include_path OUT`."""
+    from seats_cli import benchmarks as bm
+    from seats_cli.lmms_tasks import export
+
+    if benchmark not in bm.BENCHMARKS:
+        raise UsageProblem(f"--benchmark {benchmark!r} is not one of: {', '.join(bm.BENCHMARKS)}")
+    path, model_args = export(benchmark, data_dir, out)
+    stdout.print(f"wrote {path}\nrun: lmms_eval --model seats --model_args pretrained=Qwen/Qwen2.5-Omni-7B,method=seats,"
+                 f"trr=0.1,{model_args} --tasks seats_{benchmark} --include_path {out}", markup=False,
+                 highlight=False)
