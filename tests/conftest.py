@@ -24,6 +24,7 @@ def seats_cache(tmp_path_factory):
     cache = os.environ.get("SEATS_TEST_CACHE") or str(tmp_path_factory.mktemp("seats-cache"))
     os.environ["SEATS_CACHE"] = cache
     os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"  # the lmms tier loads exported tasks' local JSON with `datasets`
     return Path(cache)
 
 
