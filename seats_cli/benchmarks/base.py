@@ -208,3 +208,15 @@ def make_question(qid, video: Path, question, options, answer, category=None, ex
         raise BenchmarkError(f"{where}: {e}") from None
     return Question(str(qid), video, str(question), opts, gold, None if category is None else str(category),
                     dict(extra or {}))
+
+
+class QuestionIds:
+    """Ids for releases whose rows have none: "<video id>-<rank of the question among that video's>"."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}
+
+    def __call__(self, given, video_id: str) -> str:
+        rank = self.seen.get(video_id, 0)
+        self.seen[video_id] = rank + 1
+        return str(given) if given is not None else f"{video_id}-{rank}"

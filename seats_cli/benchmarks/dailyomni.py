@@ -4,10 +4,9 @@ video_category, video_duration) or the parquet under ``data/`` (adds question_id
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
-from seats_cli.benchmarks.base import BenchmarkSpec, first_video, load_rows, make_question, need
+from seats_cli.benchmarks.base import BenchmarkSpec, QuestionIds, first_video, load_rows, make_question, need
 
 SPEC = BenchmarkSpec(
     "dailyomni", max_frames=128, max_new_tokens=32,
@@ -20,15 +19,12 @@ SPEC = BenchmarkSpec(
 
 def read(folder: Path):
     rows, path = load_rows(folder, ("qa.json", "data/*.parquet", "*.parquet", "*.jsonl"))
-    seen: Counter = Counter()
+    ids = QuestionIds()
     out = []
     for i, r in enumerate(rows):
         where = f"{path.name} row {i}"
         vid = str(need(r, "video_id", where))
-        qid = r.get("question_id")
-        if qid is None:  # the release has no question id: the video's id and the question's rank in it
-            qid = f"{vid}-{seen[vid]}"
-        seen[vid] += 1
+        qid = ids(r.get("question_id"), vid)
         video = first_video(folder, [f"videos/{vid}/{vid}_video.mp4", f"Videos/{vid}/{vid}_video.mp4",
                                      f"videos/{vid}.mp4"])
         out.append(make_question(qid, video, need(r, ("Question", "question"), where),

@@ -4,10 +4,9 @@ question, options, correct_option, question_type, audio_type, difficulty, video_
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
-from seats_cli.benchmarks.base import BenchmarkSpec, first_video, load_rows, make_question, need
+from seats_cli.benchmarks.base import BenchmarkSpec, QuestionIds, first_video, load_rows, make_question, need
 
 SPEC = BenchmarkSpec(
     "lvomnibench", max_frames=768, max_new_tokens=32, system="",
@@ -18,15 +17,12 @@ SPEC = BenchmarkSpec(
 
 def read(folder: Path):
     rows, path = load_rows(folder, ("data.json", "data/*.parquet", "*.parquet", "*.jsonl"))
-    seen: Counter = Counter()
+    ids = QuestionIds()
     out = []
     for i, r in enumerate(rows):
         where = f"{path.name} row {i}"
         vid = str(need(r, "video_id", where))
-        qid = r.get("question_id")
-        if qid is None:
-            qid = f"{vid}-{seen[vid]}"
-        seen[vid] += 1
+        qid = ids(r.get("question_id"), vid)
         video = first_video(folder, [f"videos/{vid}.mp4", f"videos/{vid}"])
         out.append(make_question(qid, video, need(r, "question", where), need(r, "options", where),
                                  need(r, ("answer", "correct_option"), where), r.get("question_type"),

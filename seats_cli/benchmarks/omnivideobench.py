@@ -5,10 +5,9 @@ field with or without its extension). Categories: question_type."""
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
-from seats_cli.benchmarks.base import BenchmarkSpec, first_video, load_rows, make_question, need
+from seats_cli.benchmarks.base import BenchmarkSpec, QuestionIds, first_video, load_rows, make_question, need
 
 SPEC = BenchmarkSpec(
     "omnivideobench", max_frames=256, max_new_tokens=32, system="",
@@ -29,15 +28,12 @@ def _flatten(rows):
 
 def read(folder: Path):
     rows, path = load_rows(folder, ("data.parquet", "*.parquet", "data.json", "*.json", "*.jsonl"))
-    seen: Counter = Counter()
+    ids = QuestionIds()
     out = []
     for i, r in enumerate(_flatten(rows)):
         where = f"{path.name} question {i}"
         vid = str(need(r, "video", where))
-        qid = r.get("question_id")
-        if qid is None:
-            qid = f"{Path(vid).stem}-{seen[vid]}"
-        seen[vid] += 1
+        qid = ids(r.get("question_id"), Path(vid).stem)
         video = first_video(folder, [vid, f"videos/{vid}", f"videos/{vid}.mp4", f"{vid}.mp4"])
         out.append(make_question(qid, video, need(r, "question", where), need(r, "options", where),
                                  need(r, ("correct_option", "answer"), where), r.get("question_type"),
