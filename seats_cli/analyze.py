@@ -81,47 +81,94 @@ def _first_token(adapter, encoded, layout, pruner) -> int:
     return int(prefill(adapter, encoded, layout, pruner).logits.argmax())
 
 
-def analyze(seats, cases, *, layers: list[int] | None = None, progress=None) -> Analysis:
-    """``cases``: (media, question, gold letter or None). ``seats``: a loaded :class:`seats_cli.api.Seats`."""
+def analyze_case(seats, media, question: str, gold, layers: list[int], options=None) -> dict:
+    """One question's contribution: attention mass per layer and modality, and for each analysed layer whether
+    the answer survives dropping video / audio / both from it (``gold`` letter, or agreement with full when None).
+    ``options``: the question's option texts (real benchmarks; the letter is read with ``extract_letter``)."""
+    from seats_cli.benchmarks import extract_letter
     from seats_cli.synthetic import parse_letter
 
     ad = seats.adapter
-    n_layers = len(ad.layers)
-    layers = list(range(n_layers)) if layers is None else sorted(set(layers))
-    attention = {"video": [0.0] * n_layers, "audio": [0.0] * n_layers, "text": [0.0] * n_layers}
-    hits = {k: [0] * len(layers) for k in ("video", "audio", "both")}
-    full_hits, graded = 0, 0
-    cases = list(cases)
-    for i, (media, question, gold) in enumerate(cases):
-        request = ad.prepare(media, question)
-        encoded = ad.encode(request)
-        layout = request.layout
-        att = attention_profile(ad, encoded, layout)
-        for k in attention:
-            for j, v in enumerate(att[k]):
-                attention[k][j] += v / len(cases)
-        full_tok = _first_token(ad, encoded, layout, NoPruning())
+    request = ad.prepare(media, question)
+    encoded = ad.encode(request)
+    layout = request.layout
+    att = attention_profile(ad, encoded, layout)
+    full_tok = _first_token(ad, encoded, layout, NoPruning())
 
-        def score(tok: int) -> bool:
-            if gold is None:
-                return tok == full_tok
-            return parse_letter(ad.decode_text([tok])) == gold
+    def letter(tok: int):
+        text = ad.decode_text([tok])
+        return extract_letter(text, options) if options else parse_letter(text)
 
-        if gold is not None:
-            graded += 1
-            full_hits += score(full_tok)
-        for j, layer in enumerate(layers):
-            for key, mods in (("video", (VIDEO,)), ("audio", (AUDIO,)), ("both", (VIDEO, AUDIO))):
-                hits[key][j] += score(_first_token(ad, encoded, layout, ModalityCut(layer, mods)))
-        if progress is not None:
-            progress(i + 1, len(cases))
+    def score(tok: int) -> bool:
+        return tok == full_tok if gold is None else letter(tok) == gold
+
+    hits = {key: [score(_first_token(ad, encoded, layout, ModalityCut(layer, mods))) for layer in layers]
+            for key, mods in (("video", (VIDEO,)), ("audio", (AUDIO,)), ("both", (VIDEO, AUDIO)))}
+    return {"attention": att, "hits": hits, "graded": gold is not None,
+            "full_hit": score(full_tok) if gold is not None else True}
+
+
+def aggregate(cases: list[dict], layers: list[int], n_layers: int) -> Analysis:
+    """Means over the per-question results of ``analyze_case``."""
     n = max(1, len(cases))
-    by_accuracy = graded == len(cases) and graded > 0
+    attention = {k: [sum(c["attention"][k][j] for c in cases) / n for j in range(n_layers)]
+                 for k in ("video", "audio", "text")}
+    dropped = {k: [sum(c["hits"][k][j] for c in cases) / n for j in range(len(layers))]
+               for k in ("video", "audio", "both")}
+    by_accuracy = bool(cases) and all(c["graded"] for c in cases)
     return Analysis(
-        layers=layers, attention=attention, dropped={k: [h / n for h in v] for k, v in hits.items()},
-        full_score=full_hits / n if by_accuracy else 1.0, chance=0.25 if by_accuracy else None, items=len(cases),
+        layers=layers, attention=attention, dropped=dropped,
+        full_score=sum(c["full_hit"] for c in cases) / n if by_accuracy else 1.0,
+        chance=0.25 if by_accuracy else None, items=len(cases),
         scored_by="accuracy" if by_accuracy else "agreement with full",
     )
+
+
+def analyze(seats, cases, *, layers: list[int] | None = None, progress=None, checkpoint=None) -> Analysis:
+    """``cases``: (media or a callable returning it, question, gold letter or None[, key[, options]]); media are
+    decoded one at a time. ``checkpoint``: a JSONL file that keeps each question's result as soon as it is done;
+    an analysis started again with the same file (and layers) skips the questions it holds."""
+    import json
+    from pathlib import Path
+
+    n_layers = len(seats.adapter.layers)
+    layers = list(range(n_layers)) if layers is None else sorted(set(layers))
+    cases = list(cases)
+    done: dict[str, dict] = {}
+    if checkpoint is not None and Path(checkpoint).is_file():
+        for line in Path(checkpoint).read_text(encoding="utf-8").splitlines():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line: that question runs again
+            if r.get("layers") == layers:
+                done[r["key"]] = r
+    sink = open(checkpoint, "a", encoding="utf-8") if checkpoint is not None else None
+    results, reused = [], 0
+    try:
+        for i, case in enumerate(cases):
+            media, question, gold = case[:3]
+            key = str(case[3]) if len(case) > 3 else f"{i}:{question}"
+            options = case[4] if len(case) > 4 else None
+            if key in done:
+                results.append(done[key])
+                reused += 1
+            else:
+                r = analyze_case(seats, media() if callable(media) else media, question, gold, layers, options)
+                r = {"key": key, "layers": layers, **r}
+                results.append(r)
+                if sink is not None:
+                    sink.write(json.dumps(r) + "\n")
+                    sink.flush()
+            if progress is not None:
+                progress(i + 1, len(cases))
+    finally:
+        if sink is not None:
+            sink.close()
+    analysis = aggregate(results, layers, n_layers)
+    if reused:
+        analysis.notes.append(f"{reused} of {len(cases)} questions read back from {checkpoint}")
+    return analysis
 
 
 def calibrate_boundaries(analysis: Analysis, *, tolerance: float = 0.02, num_layers: int) -> tuple[list[int], int]:

@@ -60,3 +60,42 @@ def test_calibrate_writes_a_preset_that_loads(sample_path, tmp_path):
     assert cfg.calibrated and list(cfg.seats.prune_before) == got["prune_before"]
     assert cfg.seats.text_only_from == got["text_only_from"]
     assert out.read_text().startswith("# calibrated by: seats calibrate")
+
+
+def test_a_long_analysis_resumes_from_its_checkpoint(tmp_path):
+    """Each question's result is kept as soon as it is done; a rerun with the same checkpoint reads them back (the
+    same analysis), a torn last line is run again, and the synthetic questions are analysed one clip at a time."""
+    ck = tmp_path / "ck.jsonl"
+    args = ["analyze", "--model", "synthetic", "--benchmark", "synthetic", "--n", "1", "--every", "14",
+            "--checkpoint", str(ck), "--device", "cpu", "--json", "--quiet"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    lines = ck.read_text().splitlines()
+    assert len(lines) == 4 and all(json.loads(x)["layers"] == [0, 14] for x in lines)
+    again = CliRunner().invoke(app, args)
+    a, b = json.loads(first.stdout), json.loads(again.stdout)
+    assert b["notes"] == [f"4 of 4 questions read back from {ck}"]
+    assert {k: v for k, v in a.items() if k != "notes"} == {k: v for k, v in b.items() if k != "notes"}
+    ck.write_text("\n".join(lines[:3]) + "\n" + lines[3][:40])  # a crash while writing the fourth
+    third = CliRunner().invoke(app, args)
+    c = json.loads(third.stdout)
+    assert c["notes"] == [f"3 of 4 questions read back from {ck}"]
+    assert c["dropped"] == a["dropped"] and c["full_score"] == a["full_score"] and a["scored_by"] == "accuracy"
+
+
+def test_analyze_reads_a_real_benchmark_copy(tmp_path, sample_path):
+    """`--benchmark custom --data-dir`: the benchmark's prompts, scored by accuracy against its gold letters."""
+    import shutil
+
+    shutil.copy(sample_path, tmp_path / "a.mp4")
+    rows = [{"id": "q1", "video": "a.mp4", "question": "What moves?", "options": ["a square", "a circle"],
+             "answer": "A"}, {"id": "q2", "video": "a.mp4", "question": "What sound?", "options": ["a tone", "none"],
+                              "answer": "B"}]
+    (tmp_path / "questions.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    res = CliRunner().invoke(app, ["analyze", "--model", "tiny", "--benchmark", "custom", "--data-dir", str(tmp_path),
+                                   "--every", "14", "--device", "cpu", "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["items"] == 2 and out["scored_by"] == "accuracy" and out["layers"] == [0, 14]
+    bad = CliRunner().invoke(app, ["analyze", "--model", "tiny", "--benchmark", "nope", "--data-dir", str(tmp_path)])
+    assert bad.exit_code == 2 and "is not one of: synthetic, worldsense" in bad.stderr

@@ -18,20 +18,33 @@ ANALYZE = "Per layer: attention on video/audio/text and the answers with media d
 CALIBRATE = "Fit a model's SEATS layer boundaries from that analysis and write a preset YAML."
 
 
-def _cases(seats, videos, question, questions, benchmark, n, bench_seed):
-    """(media, question, gold or None) from videos + --question, a JSONL file, or the synthetic benchmark."""
+def _cases(seats, videos, question, questions, benchmark, n, bench_seed, data_dir=None, limit=None):
+    """(media or a loader, question, gold or None, key[, options]) from videos + --question, a JSONL file, the
+    synthetic benchmark, or a local copy of a real one (--benchmark NAME --data-dir DIR: the paper's prompts)."""
+    from functools import partial
+
     from seats_cli.batch import read_jsonl
     from seats_cli.media import decode_video
     from seats_cli.request import check_text, frame_policy
 
     policy = frame_policy(seats.config)
-    if benchmark:
-        if benchmark != "synthetic":
-            raise UsageProblem(f"--benchmark {benchmark!r} is not one of: synthetic")
+    if benchmark == "synthetic":
         from seats_cli.evaluate import synthetic_items
         from seats_cli.synthetic import media_of
 
-        return [(media_of(it), it.question, it.answer) for it in synthetic_items(bench_seed, n)]
+        return [(partial(media_of, it), it.question, it.answer, it.id) for it in synthetic_items(bench_seed, n)]
+    if benchmark:
+        from seats_cli import benchmarks as bm
+
+        if data_dir is None:
+            raise UsageProblem(f"--benchmark {benchmark} needs --data-dir")
+        qs = bm.read(benchmark, data_dir)[:limit]
+        missing = bm.missing_videos(qs)
+        if missing:
+            raise UsageProblem(f"{len(missing)} video(s) missing under {data_dir} ({missing[0]}, ...)")
+        spec = bm.SPECS[benchmark]
+        pol = frame_policy(seats.config, fps=spec.fps, max_frames=spec.max_frames)
+        return [(partial(decode_video, q.video, pol), spec.prompt(q), q.answer, q.id, q.options) for q in qs]
     if questions:
         rows = [r for r in read_jsonl(questions)]
         bad = [r for r in rows if r.error]
@@ -40,30 +53,42 @@ def _cases(seats, videos, question, questions, benchmark, n, bench_seed):
         import json as _json
 
         raw = [_json.loads(x) for x in Path(questions).read_text(encoding="utf-8").splitlines() if x.strip()]
-        return [(decode_video(r.video, policy), check_text(r.question), (o.get("answer") or None))
-                for r, o in zip(rows, raw)]
+        return [(partial(decode_video, r.video, policy), check_text(r.question), (o.get("answer") or None),
+                 json_key(r.id)) for r, o in zip(rows, raw)][:limit]
     if not videos or not question:
-        raise UsageProblem("give VIDEO... with --question, or --questions FILE, or --benchmark synthetic")
-    return [(decode_video(v, policy), check_text(question), None) for v in videos]
+        raise UsageProblem("give VIDEO... with --question, or --questions FILE, or --benchmark NAME")
+    return [(partial(decode_video, v, policy), check_text(question), None, str(v)) for v in videos][:limit]
 
 
-def _run(model, device, dtype, videos, question, questions, benchmark, n, bench_seed, every, quiet):
+def json_key(value) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _run(model, device, dtype, videos, question, questions, benchmark, n, bench_seed, every, quiet,
+         data_dir=None, limit=None, checkpoint=None):
     from seats_cli import analyze as an
     from seats_cli.api import Seats
 
+    if benchmark and benchmark != "synthetic":
+        from seats_cli import benchmarks as bm
+
+        if benchmark not in bm.BENCHMARKS:
+            raise UsageProblem(f"--benchmark {benchmark!r} is not one of: synthetic, {', '.join(bm.BENCHMARKS)}")
     check_load_options(device, dtype, "sdpa")
     quiet_libraries()
     progress = show_progress(quiet)
     with status(f"loading {model}", progress):
         seats = Seats(model, device=device, dtype=dtype)
-    cases = _cases(seats, videos, question, questions, benchmark, n, bench_seed)
+    cases = _cases(seats, videos, question, questions, benchmark, n, bench_seed, data_dir, limit)
     layers = list(range(0, len(seats.adapter.layers), max(1, every)))
 
     def tick(done, total):
         if not quiet:
             print(f"\ranalysed {done}/{total}", end="", file=sys.stderr, flush=True)
 
-    result = an.analyze(seats, cases, layers=layers, progress=tick)
+    result = an.analyze(seats, cases, layers=layers, progress=tick, checkpoint=checkpoint)
     if not quiet:
         print(file=sys.stderr)
     return seats, result
@@ -110,9 +135,13 @@ def analyze(
     question: Optional[str] = typer.Option(None, "--question", help="The question asked of every VIDEO."),
     questions: Optional[Path] = typer.Option(None, "--questions", help="JSONL rows {id, video, question, "
                                              "answer?} (answers: scored by accuracy)."),
-    benchmark: Optional[str] = typer.Option(None, "--benchmark", metavar="[synthetic]",
-                                            help="Held-out questions of a benchmark instead."),
-    n: int = typer.Option(12, "--n", help="Questions per kind with --benchmark."),
+    benchmark: Optional[str] = typer.Option(None, "--benchmark", help="Questions of a benchmark instead: synthetic, "
+                                            "or a local copy of a real one with --data-dir (e.g. videomme)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="The real benchmark's local folder."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N questions."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Keep each question's result in this "
+                                              "JSONL; run again with it to resume a long analysis."),
+    n: int = typer.Option(12, "--n", help="Questions per kind with --benchmark synthetic."),
     bench_seed: int = typer.Option(1_000_000, "--bench-seed"),
     every: int = typer.Option(1, "--every", help="Analyse every N-th layer for the drop curves."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the layer-dependence figure (PNG)."),
@@ -120,7 +149,8 @@ def analyze(
 ) -> None:
     """Per decoder layer: the attention mass the last prompt token puts on video, audio and text, and the answers'
     score when all video, all audio or both are dropped from that layer on."""
-    _, result = _run(model, device, dtype, videos, question, questions, benchmark, n, bench_seed, every, quiet)
+    _, result = _run(model, device, dtype, videos, question, questions, benchmark, n, bench_seed, every, quiet,
+                     data_dir, limit, checkpoint)
     if plot is not None:
         _plot(result, plot)
     if json_out:
@@ -136,7 +166,10 @@ def calibrate(
     model: str = typer.Option(..., "--model", "-m"),
     question: Optional[str] = typer.Option(None, "--question"),
     questions: Optional[Path] = typer.Option(None, "--questions"),
-    benchmark: Optional[str] = typer.Option(None, "--benchmark", metavar="[synthetic]"),
+    benchmark: Optional[str] = typer.Option(None, "--benchmark", help="synthetic, or a real one with --data-dir."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    limit: Optional[int] = typer.Option(None, "--limit"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Resumable: per-question results JSONL."),
     n: int = typer.Option(12, "--n"),
     bench_seed: int = typer.Option(1_000_000, "--bench-seed"),
     tolerance: float = typer.Option(0.02, "--tolerance", help="How far below full the media-free answers may be."),
@@ -149,7 +182,8 @@ def calibrate(
 
     from seats_cli import analyze as an
 
-    seats, result = _run(model, device, dtype, videos, question, questions, benchmark, n, bench_seed, 1, quiet)
+    seats, result = _run(model, device, dtype, videos, question, questions, benchmark, n, bench_seed, 1, quiet,
+                         data_dir, limit, checkpoint)
     cfg = seats.config
     pb, tof = an.calibrate_boundaries(result, tolerance=tolerance, num_layers=cfg.architecture.num_layers)
     raw = yaml.safe_load(Path(cfg.source).read_text())
