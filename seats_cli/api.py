@@ -91,9 +91,13 @@ class Seats:
                  cache_dir: str | os.PathLike | None = None, device_map: str | None = None,
                  reuse_media: bool = True):
         self.config = config if isinstance(config, ModelConfig) else resolve_config(model, config)
+        t0 = time.perf_counter()
         self.adapter = load_model(model, config=self.config, device=device, dtype=dtype,
                                   attn_implementation=attn_implementation, revision=revision,
                                   local_files_only=local_files_only, cache_dir=cache_dir, device_map=device_map)
+        self.adapter.synchronize()
+        self.load_ms = (time.perf_counter() - t0) * 1000  # reported once, by the first request
+        self._load_pending = True
         self.model_name = model
         self.dims = TextModelDims.from_hf_text_config(self.adapter.text_config)
         # Requests about the same file share work: the last decoded file (path, policy, stat) -> media, and the
@@ -115,6 +119,7 @@ class Seats:
         ``options`` are those of :class:`~seats_cli.request.RequestOptions` (method, trr, video_trr, audio_trr,
         fps, max_frames, max_new_tokens, seed, kv_policy, score_layer, ratio_mode, saliency_span, frame_sizing);
         None or absent means the preset's default."""
+        t_start = time.perf_counter()
         question = check_question(question)
         unknown = set(options) - set(RequestOptions.names())
         if unknown:
@@ -124,10 +129,15 @@ class Seats:
         kv_policy = opts.kv_policy or self.config.seats.kv_policy
         _seed_everything(opts.seed)
         media, decode_reused = self._media(video, opts.frame_policy(self.config))
+        media_ms = 0.0 if decode_reused else media.decode_ms  # decoded for this request (here or by the caller)
+        if isinstance(video, DecodedMedia):
+            t_start -= media_ms / 1000  # the caller's decode is part of this request's total
         ad = self.adapter
         last = self._last
         same = last is not None and last[0] is media and last[1:3] == (question, system_prompt)
+        t_prep = time.perf_counter()
         request = last[3] if same else ad.prepare(media, question, system_prompt)
+        prepare_ms = (time.perf_counter() - t_prep) * 1000
         self._last = (media, question, system_prompt, request)
         layout = request.layout
         pruner, plan = build_pruner(opts.method, self.config, layout, trr=opts.trr, video_trr=opts.video_trr,
@@ -185,7 +195,8 @@ class Seats:
             trr=None if plan is None else plan.trr,
             tokens={"video": layout.n_video, "audio": layout.n_audio, "text": layout.n_text},
             flops=compare_flops(layout.seq_len, layers, self.dims),
-            latency_ms={"encode": encode_ms, "prefill": result.prefill_ms, "decode": decode_ms},
+            latency_ms=self._latency(t_start, media_ms, prepare_ms, encode_ms, result.prefill_ms, decode_ms,
+                                     len(tokens)),
             layers=layers, windows=window_reports(layout, result.stage_live), generated_tokens=len(tokens),
             device=describe_device(ad.device), dtype=str(ad.dtype).replace("torch.", ""), kv_policy=kv_policy,
             schedule=schedule, media=media.to_dict(), notes=notes,
@@ -193,6 +204,19 @@ class Seats:
             random_weights=self.config.tiny, context=context,
             reused={"decode": decode_reused, "encoders": encoders_reused},
         )
+
+    def _latency(self, t_start, media_ms, prepare_ms, encode_ms, prefill_ms, decode_ms, generated) -> dict:
+        """Where the request's time went (ms): ``load`` (the model load, reported by the process's first request
+        only, so a batch's rows add up), ``media`` (decode + resample; ~0 when reused), ``prepare`` (the
+        processor), ``encode`` (encoders + embeddings), ``prefill``, ``decode``, ``total`` (this call, load
+        excluded; a caller's decode of the media for this request included), and ``decode_tok_per_s`` (tokens
+        after the first / decode time)."""
+        load = self.load_ms if self._load_pending else 0.0
+        self._load_pending = False
+        steps = max(0, generated - 1)
+        return {"load": load, "media": media_ms, "prepare": prepare_ms, "encode": encode_ms, "prefill": prefill_ms,
+                "decode": decode_ms, "total": (time.perf_counter() - t_start) * 1000,
+                "decode_tok_per_s": steps / (decode_ms / 1000) if steps and decode_ms > 0 else None}
 
     def _media(self, video, policy) -> tuple[DecodedMedia, bool]:
         """``video`` decoded with ``policy``: media given as such, or the file decoded (once for consecutive

@@ -7,8 +7,10 @@ sampled ones are kept (resized at once), and the audio is mixed to mono and resa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -58,6 +60,7 @@ class DecodedMedia:
     rotation: int = 0  # counterclockwise degrees applied to bring the frames upright (display matrix)
     audio_stream: int | None = None  # container index of the audio stream used
     audio_streams: int = 0  # audio streams in the file
+    decode_ms: float = field(default=0.0, compare=False)  # wall time decode_video took (frames + audio resample)
 
     def to_dict(self) -> dict:
         """Metadata only (no arrays), JSON-serialisable."""
@@ -236,8 +239,10 @@ def decode_video(path: str | os.PathLike, policy: FramePolicy = FramePolicy(),
     `progress(decoded, expected_total)` is called after each decoded video frame when given.
     """
     p = _check_path(path)
+    t0 = time.perf_counter()
     try:
-        return _decode(p, policy, progress, count_first=False)
+        media = _decode(p, policy, progress, count_first=False)
+        return dataclasses.replace(media, decode_ms=(time.perf_counter() - t0) * 1000)
     except MediaError as e:
         if str(p) in str(e):
             raise

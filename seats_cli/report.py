@@ -95,13 +95,19 @@ def render(result: AskResult, console: Console) -> None:
     console.print(t)
 
     f = Table(title="LLM prefill cost (FLOPs analytic, paper convention; latency measured on " + result.device + ")")
-    for col in ("full", "pruned", "reduction", "encode", "prefill", "decode"):
+    for col in ("full", "pruned", "reduction", "prefill", "decode"):
         f.add_column(col, justify="right")
     lat = result.latency_ms
+    tps = lat.get("decode_tok_per_s")
     f.add_row(_fmt_flops(result.flops["full"]), _fmt_flops(result.flops["pruned"]), f"{result.flops['reduction']:.2f}x",
-              f"{lat['encode']:.1f} ms", f"{lat['prefill']:.1f} ms",
-              f"{lat['decode']:.1f} ms ({result.generated_tokens} tok)")
+              f"{lat['prefill']:.1f} ms",
+              f"{lat['decode']:.1f} ms ({result.generated_tokens} tok" + (f", {tps:.1f} tok/s)" if tps else ")"))
     console.print(f)
+    parts = [f"{k} {lat[k]:.0f}" for k in ("load", "media", "prepare", "encode", "prefill", "decode") if k in lat
+             and (k != "load" or lat[k])]
+    if "total" in lat:
+        console.print(f"[dim]whole request {lat['total']:.0f} ms: " + ", ".join(parts)
+                      + (" (load: once per process)" if lat.get("load") else "") + "[/dim]")
 
     if result.stage1_windows:
         parts = []

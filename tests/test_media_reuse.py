@@ -51,3 +51,20 @@ def test_reused_answers_equal_fresh_ones(tiny_dir, clip):
             assert a.reused["decode"] == ((i, method) != (0, "seats"))
             # FastV reads no encoder signal: any earlier run of the encoders on this media serves it
             assert a.reused["encoders"] == (i > 0 or method == "fastv")
+
+
+def test_the_latency_report_covers_the_whole_request(tiny_dir, clip):
+    """load (once per process), media, prepare, encode, prefill, decode, total (the parts add up) and decode tok/s."""
+    from seats_cli import Seats
+
+    s = Seats("tiny", device="cpu", dtype="float32", cache_dir=tiny_dir.parent)
+    first = s.ask(clip, "What moves?", max_new_tokens=4).latency_ms
+    second = s.ask(clip, "What sounds?", max_new_tokens=4).latency_ms
+    keys = {"load", "media", "prepare", "encode", "prefill", "decode", "total", "decode_tok_per_s"}
+    assert set(first) == set(second) == keys
+    assert first["load"] > 0 and second["load"] == 0.0  # reported by the first request only
+    assert first["media"] > 0 and second["media"] == 0.0  # the second reuses the decoded file
+    for lat in (first, second):
+        parts = sum(lat[k] for k in ("media", "prepare", "encode", "prefill", "decode"))
+        assert parts <= lat["total"] <= parts + 200  # the rest: layout, context check, bookkeeping
+        assert lat["decode_tok_per_s"] is None or lat["decode_tok_per_s"] > 0
