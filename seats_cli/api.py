@@ -107,6 +107,16 @@ class Seats:
         self._features = None  # (media, {signals asked for: MediaFeatures})
         self._last = None  # (media, question, system prompt, request)
 
+    @classmethod
+    def from_adapter(cls, adapter, *, name: str | None = None, reuse_media: bool = True) -> "Seats":
+        """A ``Seats`` around an adapter built elsewhere (benchmarks: random full-size models built on the device)."""
+        self = cls.__new__(cls)
+        self.config, self.adapter, self.model_name = adapter.config, adapter, name or adapter.model_id
+        self.load_ms, self._load_pending = 0.0, False
+        self.dims = TextModelDims.from_hf_text_config(adapter.text_config)
+        self.reuse_media, self._decoded, self._features, self._last = reuse_media, None, None, None
+        return self
+
     def decode(self, video: str | os.PathLike, options: RequestOptions | None = None) -> DecodedMedia:
         """Decode and validate a video with this model's media policy (and the request's overrides)."""
         options = (options or RequestOptions()).check(self.config)

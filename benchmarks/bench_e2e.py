@@ -1,0 +1,142 @@
+"""The whole request, full vs SEATS, side by side: media decode, processor, encoders, prefill, decode, total, and
+peak memory (issue 12 items 1 and 6).
+
+    python benchmarks/bench_e2e.py --gpu    # Qwen2.5-Omni-7B thinker at full size (text, vision and audio
+                                            # encoders), random weights, bf16, a generated 64 s 1280x720 H.264+AAC
+                                            # clip -> 128 frames at 2 fps + 64 s of sound
+    python benchmarks/bench_e2e.py --cpu    # the same path on the tiny model and an 8 s clip (a dry run)
+
+No checkpoint is needed: the model is built directly on the device with random weights (latency does not depend
+on their values) and wrapped in the project's adapter with a processor that has the real special-token ids and
+chat template. Each (method, TRR) runs --repeats times after one warm-up, alternating, with media reuse off (every
+request decodes and encodes, as a single `seats ask` does); medians are printed and --json dumps everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+RUNS = (("full", None), ("seats", 0.35), ("seats", 0.10))
+PARTS = ("media", "prepare", "encode", "prefill", "decode", "total")
+
+
+def thinker_7b_config(attn: str):
+    """Qwen2.5-Omni-7B's thinker (docs/METHOD.md §11 facts; the library defaults differ for the vision width)."""
+    from transformers import Qwen2_5OmniThinkerConfig
+
+    cfg = Qwen2_5OmniThinkerConfig()
+    v, a, t = cfg.vision_config, cfg.audio_config, cfg.text_config
+    v.depth, v.hidden_size, v.intermediate_size, v.num_heads, v.out_hidden_size = 32, 1280, 3420, 16, 3584
+    v.patch_size, v.temporal_patch_size, v.spatial_merge_size, v.window_size = 14, 2, 2, 112
+    v.fullatt_block_indexes = [7, 15, 23, 31]
+    a.encoder_layers, a.d_model, a.encoder_attention_heads, a.encoder_ffn_dim, a.output_dim = 32, 1280, 20, 5120, 3584
+    a.num_mel_bins, a.n_window = 128, 100
+    assert (t.hidden_size, t.num_hidden_layers, t.intermediate_size, t.vocab_size) == (3584, 28, 18944, 152064)
+    for c in (cfg, v, a, t):
+        c._attn_implementation = attn
+    return cfg
+
+
+def build(mode: str, attn: str):
+    from seats_cli.api import Seats
+    from seats_cli.config import ModelConfig
+
+    if mode == "cpu":
+        seats = Seats("tiny", device="cpu", dtype="float32", attn_implementation=attn, reuse_media=False)
+        return seats, 0.0
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+    from seats_cli.models.qwen2_5_omni import Qwen25OmniAdapter
+    from seats_cli.models.tiny import build_tiny_processor
+
+    dev = torch.device("cuda")
+    t0 = time.perf_counter()
+    torch.manual_seed(0)
+    with torch.device(dev):  # straight onto the GPU, bf16: no host copy of the weights
+        model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(thinker_7b_config(attn),
+                                                                        dtype=torch.bfloat16).eval()
+    torch.cuda.synchronize()
+    build_s = time.perf_counter() - t0
+    ad = Qwen25OmniAdapter(model, build_tiny_processor(), ModelConfig.from_name("qwen2.5-omni-7b"),
+                           model_id="random-qwen2.5-omni-7b", device=dev)
+    return Seats.from_adapter(ad, reuse_media=False), build_s
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    g = ap.add_mutually_exclusive_group(required=True)
+    g.add_argument("--gpu", action="store_true")
+    g.add_argument("--cpu", action="store_true")
+    ap.add_argument("--seconds", type=float, default=None, help="clip length (default 64 on GPU, 8 on CPU)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--new-tokens", type=int, default=16)
+    ap.add_argument("--attn", default="sdpa")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None, help="write all results here")
+    args = ap.parse_args()
+    mode = "gpu" if args.gpu else "cpu"
+    if mode == "gpu" and not torch.cuda.is_available():
+        sys.exit("error: --gpu needs a CUDA device")
+    if mode == "cpu":
+        torch.set_num_threads(args.threads)
+    from media_factory import make_clip
+
+    from seats_cli.machine import machine_info
+
+    seconds = args.seconds or (64.0 if mode == "gpu" else 8.0)
+    t0 = time.perf_counter()
+    clip = make_clip(Path(tempfile.mkdtemp(prefix="seats-e2e-")) / "clip.mp4", width=1280, height=720, fps=25,
+                     seconds=seconds)
+    clip_s = time.perf_counter() - t0
+    seats, build_s = build(mode, args.attn)
+    question = "What happens in this video, and which sound plays? Answer in one sentence."
+    rec: dict = {f"{m}@{t}": [] for m, t in RUNS}
+    peak: dict = {}
+    first = None
+    with torch.no_grad():
+        for rnd in range(args.repeats + 1):
+            for method, trr in RUNS:
+                key = f"{method}@{trr}"
+                if mode == "gpu":
+                    torch.cuda.reset_peak_memory_stats()
+                r = seats.ask(clip, question, method=method, trr=trr, max_new_tokens=args.new_tokens, seed=0)
+                first = first or r
+                if rnd:
+                    rec[key].append(r.latency_ms | {"flops_reduction": r.flops["reduction"],
+                                                    "generated": r.generated_tokens})
+                    if mode == "gpu":
+                        peak[key] = max(peak.get(key, 0), torch.cuda.max_memory_allocated() / 2**30)
+    m = machine_info(seats.adapter.device)
+    where = m.get("gpu") or f"{m['cpu']} ({m['threads']} threads)"
+    print(f"{mode.upper()} · {seats.model_name} · {args.attn} · {seats.adapter.dtype} · torch {m['torch']} · {where}")
+    print(f"clip {seconds:g} s 1280x720 H.264+AAC -> {first.media['frames']} frames {first.media['width']}x"
+          f"{first.media['height']}, tokens video {first.tokens['video']} audio {first.tokens['audio']} text "
+          f"{first.tokens['text']}; model built in {build_s:.1f} s; medians of {args.repeats} repeats (1 warm-up left "
+          f"out), every request decoding and encoding")
+    print("run | " + " | ".join(f"{p} ms" for p in PARTS) + " | decode tok/s | FLOPs reduction | speedup (total)"
+          + (" | peak GPU GiB" if peak else ""))
+    med = {k: {p: statistics.median(x[p] for x in v) for p in PARTS} for k, v in rec.items()}
+    for key, v in rec.items():
+        tps = [x["decode_tok_per_s"] for x in v if x["decode_tok_per_s"]]
+        print(" | ".join([key, *(f"{med[key][p]:.0f}" for p in PARTS), f"{statistics.median(tps):.1f}" if tps else "-",
+                          f"{v[0]['flops_reduction']:.2f}x", f"{med['full@None']['total'] / med[key]['total']:.2f}x"]
+                         + ([f"{peak[key]:.1f}"] if peak else [])))
+    if args.json:
+        args.json.write_text(json.dumps({"mode": mode, "machine": m, "clip_seconds": seconds, "clip_build_s": clip_s,
+                                         "model_build_s": build_s, "runs": rec, "peak_gib": peak,
+                                         "tokens": first.tokens, "media": first.media}, default=str))
+
+
+if __name__ == "__main__":
+    main()

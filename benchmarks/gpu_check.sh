@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# One-shot GPU check (issue 12 item 7), for a GPU machine without network that has torch and an older
+# transformers but no PyAV: installs the wheels of scripts/gpu_wheels.sh (.whl/) into a temporary site folder, then
+# runs the GPU tier, the prefill benchmark and the end-to-end benchmark, writing logs and JSON into RESULTS_DIR
+# (summary.txt: one line per step with its exit status and seconds). Budget: under 8 minutes on an H100.
+#
+#   bash scripts/gpu_wheels.sh                       # here, with pip access: .whl/ (~51 MB)
+#   bash benchmarks/gpu_check.sh RESULTS_DIR         # there (device tool: carry .whl, RESULTS_DIR under $OUT)
+#   bash benchmarks/gpu_check.sh RESULTS_DIR --dry-run   # anywhere, CPU, small sizes: the script's own check
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${1:?usage: benchmarks/gpu_check.sh RESULTS_DIR [--dry-run]}"
+DRY="${2:-}"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 SEATS_CACHE="$OUT/.seats-cache"
+if [ "$DRY" = "--dry-run" ]; then
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+else
+    ls .whl/*.whl >/dev/null 2>&1 || { echo "error: no .whl/ (run scripts/gpu_wheels.sh where pip works)" >&2; exit 2; }
+    SITE="$(mktemp -d)"
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
+        || { echo "error: installing .whl/ failed" >&2; exit 2; }
+    export PYTHONPATH="$SITE:$PWD"
+fi
+: > "$OUT/summary.txt"
+python3 - > "$OUT/env.txt" 2>&1 <<'PY'
+import platform, torch, transformers, av, seats_cli
+print("python", platform.python_version(), "torch", torch.__version__, "transformers", transformers.__version__,
+      "av", av.__version__, "seats_cli", seats_cli.__file__)
+print("cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")
+PY
+cat "$OUT/env.txt" | tee -a "$OUT/summary.txt"
+command -v nvidia-smi >/dev/null && nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+
+step() {  # step NAME SECONDS COMMAND...: run it with a time limit, log to NAME.log, one summary line
+    local name="$1" limit="$2" start rc
+    shift 2
+    start=$(date +%s)
+    timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+    rc=$?
+    echo "$name rc=$rc $(( $(date +%s) - start ))s" | tee -a "$OUT/summary.txt"
+}
+
+if [ "$DRY" = "--dry-run" ]; then
+    step pytest_gpu 120 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py --collect-only
+    step bench_prefill 300 python3 benchmarks/bench_prefill.py --cpu --frames 4 --audio-seconds 2 --repeats 1 \
+        --decode-tokens 2 --json
+    step bench_e2e 300 python3 benchmarks/bench_e2e.py --cpu --seconds 4 --repeats 1 --new-tokens 4 \
+        --json "$OUT/bench_e2e.json"
+else
+    step pytest_gpu 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py
+    step bench_prefill 150 python3 benchmarks/bench_prefill.py --gpu --repeats 5 --json
+    step bench_e2e 170 python3 benchmarks/bench_e2e.py --gpu --repeats 2 --json "$OUT/bench_e2e.json"
+fi
+grep -c "rc=0" "$OUT/summary.txt" | xargs -I{} echo "{} of 3 steps passed" | tee -a "$OUT/summary.txt"
