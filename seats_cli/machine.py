@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 
@@ -13,13 +14,19 @@ def machine_info(device: torch.device) -> dict:
     info = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+    return info | {"cpu": cpu_model(), "cpu_count": os.cpu_count()}
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name (read once per process: every request reports it)."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
     except OSError:
         pass
-    return info | {"cpu": cpu, "cpu_count": os.cpu_count()}
+    return cpu
 
 
 def describe_device(device: torch.device) -> str:

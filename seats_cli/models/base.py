@@ -29,6 +29,7 @@ class PreparedRequest:
     inputs: dict[str, Any]
     layout: TokenLayout
     use_audio_in_video: bool
+    positions: torch.Tensor | None = None  # the M-RoPE ids, computed once (OmniAdapter.position_ids)
 
 
 @dataclass
@@ -250,13 +251,17 @@ class OmniAdapter:
 
     @torch.no_grad()
     def position_ids(self, request: PreparedRequest) -> torch.Tensor:
-        """The stock model's 3-D M-RoPE ids (3, 1, S) of the unpruned request (float on Qwen3)."""
+        """The stock model's 3-D M-RoPE ids (3, 1, S) of the unpruned request (float on Qwen3), computed once per
+        request (the context check and the assembly both read them)."""
+        if request.positions is not None:
+            return request.positions
         inp = request.inputs
         fam = inp.get("feature_attention_mask")
         position_ids, _ = self.model.model.get_rope_index(
             inp["input_ids"], None, inp.get("video_grid_thw"), inp["attention_mask"], request.use_audio_in_video,
             fam.sum(-1) if fam is not None else None, inp.get("video_second_per_grid"),
         )
+        request.positions = position_ids
         return position_ids
 
     def _vision_hook(self, grid_thw, found: dict, grids_per_span: int | None, *, stat: bool = True,
