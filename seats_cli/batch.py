@@ -243,6 +243,34 @@ def repair_tail(path: str | os.PathLike) -> str | None:
     return None
 
 
+# ----------------------------------------------------------------------------- shards
+
+def shard_rows(rows: list[BatchRow], shard: tuple[int, int]) -> list[BatchRow]:
+    """Rows ``i`` (0-based, input order) with i % N == I: a deterministic split for Slurm arrays, Kubernetes jobs or
+    several machines; ``merge_outputs`` puts the shards' lines back in input order."""
+    i, n = shard
+    return [row for k, row in enumerate(rows) if k % n == i]
+
+
+def merge_outputs(rows: list[BatchRow], outputs: list[str | os.PathLike]) -> list[dict]:
+    """One record per input row, in input order: the last line for its id in the shards' output files (a resumed
+    shard appends retries); a row with no line gets an error record."""
+    last: dict[str, dict] = {}
+    for path in outputs:
+        try:
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError as e:
+            raise BatchInputError(f"cannot read {path}: {e.strerror or e}") from None
+        for line in text.splitlines():
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line: that row has no result
+            if isinstance(obj, dict) and obj.get("id") is not None:
+                last[json.dumps(obj["id"], ensure_ascii=False)] = obj
+    return [last.get(row.key) or error_record(row, "no result for this row in the merged outputs") for row in rows]
+
+
 # ----------------------------------------------------------------------------- running
 
 def prevalidate(rows: Iterable[BatchRow], config) -> list[BatchRow]:

@@ -355,3 +355,34 @@ def test_first_ctrl_c_stops_after_the_row_second_stops_now():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_shards_merge_back_in_input_order(tmp_path, sample_path):
+    """--shard I/N splits the rows deterministically; --merge puts the shards' lines back in input order (ids and
+    their types kept) and equals the unsharded run; a row missing from every shard is an error line, exit 1."""
+    shutil.copy(sample_path, tmp_path / "a.mp4")
+    rows = [{"id": 1, "video": "a.mp4", "question": "What moves?"},
+            {"id": "1", "video": "a.mp4", "question": "What sound?", "method": "full"},
+            {"id": 25, "video": "a.mp4", "question": "Where?", "trr": 0.2},
+            {"id": "x", "video": "a.mp4", "question": "Which colour?"}]
+    src = jsonl(tmp_path / "rows.jsonl", rows)
+    whole = tmp_path / "whole.jsonl"
+    assert batch(str(src), "--out", str(whole), "--quiet").exit_code == 0
+    parts = []
+    for i in range(2):
+        part = tmp_path / f"out.{i}.jsonl"
+        res = batch(str(src), "--shard", f"{i}/2", "--out", str(part), "--quiet")
+        assert res.exit_code == 0, res.output
+        parts.append(part)
+    assert [r["id"] for r in lines_of(parts[0].read_text())] == [1, 25]
+    assert [r["id"] for r in lines_of(parts[1].read_text())] == ["1", "x"]
+    merged = tmp_path / "merged.jsonl"
+    res = batch(str(src), "--merge", str(parts[0]), "--merge", str(parts[1]), "--out", str(merged))
+    assert res.exit_code == 0, res.output
+    got, want = lines_of(merged.read_text()), lines_of(whole.read_text())
+    assert [r["id"] for r in got] == [1, "1", 25, "x"]
+    assert [(r["answer"], r["layers"]) for r in got] == [(r["answer"], r["layers"]) for r in want]
+    res = batch(str(src), "--merge", str(parts[0]), "--out", str(merged))
+    assert res.exit_code == 1 and "2 of 4 rows have no result" in res.stderr
+    assert [("error" in r) for r in lines_of(merged.read_text())] == [False, True, False, True]
+    assert batch(str(src), "--shard", "2/2").exit_code == 2

@@ -46,6 +46,10 @@ def batch(
     ratio_mode: Optional[str] = RatioModeOpt, saliency_span: Optional[str] = SaliencySpanOpt,
     frame_sizing: Optional[str] = FrameSizingOpt, allow_long_context: bool = LongContextOpt,
     revision: Optional[str] = RevisionOpt, local_files_only: bool = LocalOnlyOpt, quiet: bool = QuietOpt,
+    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: only rows i with i % N == I (0-based input "
+                                        "order), for N processes or machines; put the outputs back with --merge."),
+    merge: Optional[list[Path]] = typer.Option(None, "--merge", help="Shards' output files: write one line per input "
+                                               "row, in input order, to --out (no model is loaded)."),
 ) -> None:
     """Answer many questions about videos from JSONL rows, loading the model once.
 
@@ -61,6 +65,9 @@ def batch(
     Exit 0: all answered; 1: some row failed; 2: bad input or options (duplicate ids ...: nothing is run).
 
     Ctrl-C stops after the current row (twice: at once), keeps what is written, and exits 130.
+
+    Sharding: `--shard I/N --out out.I.jsonl` on each of N workers, then `seats batch rows.jsonl --merge out.0.jsonl
+    --merge out.1.jsonl ... --out out.jsonl` (rows need ids).
     """
     from seats_cli import api
     from seats_cli import batch as runner
@@ -74,6 +81,31 @@ def batch(
     if to_file:
         _check_writable(Path(out))
     rows = runner.check_unique_ids(runner.read_jsonl(source or "-"))
+    if (shard or merge) and any(row.key is None for row in rows):
+        bad = next(row for row in rows if row.key is None)
+        raise UsageProblem(f"--shard/--merge need an id on every row (line {bad.line} has none)")
+    if merge:
+        if shard or resume:
+            raise UsageProblem("--merge writes the merged output; it takes no --shard or --resume")
+        for path in merge:
+            if not path.is_file():
+                raise UsageProblem(f"--merge {path}: no such file")
+        records = runner.merge_outputs(rows, merge)
+        lines = [runner.to_json_line(record) for record in records]
+        if to_file:
+            Path(out).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        else:
+            write = _stdout_writer()
+            for line in lines:
+                write(line)
+        missing = sum("error" in r and r["error"].startswith("no result") for r in records)
+        if missing:
+            fail(f"{missing} of {len(rows)} rows have no result in the merged outputs", 1)
+        return
+    if shard:
+        from seats_cli.cli.eval import _parse_shard
+
+        rows = runner.shard_rows(rows, _parse_shard(shard))
     todo = rows
     if resume:
         done = runner.completed_ids(out)
