@@ -269,6 +269,8 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
         _refuse_non_video(p, container, vstream)
         audio_streams = list(container.streams.audio)
         astream = _pick_audio(audio_streams)
+        # read now: after the container closes, a stream's fields are freed memory (garbage on PyAV 15)
+        astream_index = None if astream is None else int(astream.index)
         vstream.thread_type = "AUTO"
         declared, rate = int(vstream.frames or 0), _stream_rate(vstream)
         video_start = _seconds(vstream.start_time, vstream.time_base) or 0.0
@@ -347,7 +349,7 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
         source_fps=rate, source_frames=total, height=h, width=w, audio=final_audio,
         audio_source_rate=audio_rate, audio_source_channels=audio_channels, notes=tuple(notes),
         audio_sample_rate=policy.audio_sample_rate, rotation=sampler.rotation,
-        audio_stream=None if astream is None else int(astream.index), audio_streams=len(audio_streams),
+        audio_stream=astream_index, audio_streams=len(audio_streams),
     )
 
 

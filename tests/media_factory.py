@@ -111,7 +111,7 @@ def make_clip(
         if cover_art:
             cover = out.add_stream("mjpeg", rate=1)
             cover.width, cover.height, cover.pix_fmt = 64, 64, "yuvj420p"
-            cover.disposition = av.stream.Disposition.attached_pic
+            cover.disposition = disposition(av.stream.Disposition.attached_pic)
             picture = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 200, np.uint8), format="rgb24")
             picture.pts = 0
             for packet in list(cover.encode(picture)) + list(cover.encode(None)):
@@ -179,3 +179,8 @@ def make_video_without_frames(path: str | Path, audio_rate: int = 16000) -> Path
         for packet in vstream.encode(None):
             out.mux(packet)
     return path
+
+
+def disposition(flag) -> int:
+    """A Disposition flag as the int every PyAV version's setter takes (PyAV 15's Flag has no int())."""
+    return int(getattr(flag, "value", flag))

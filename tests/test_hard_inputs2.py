@@ -18,7 +18,7 @@ import av
 import numpy as np
 import pytest
 
-from media_factory import make_clip
+from media_factory import disposition, make_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--model", "tiny", "--device", "cpu", "--max-new-tokens", "1"]
@@ -146,7 +146,7 @@ def _two_audio_streams(path: Path) -> Path:
         for hz, default in ((880, False), (220, True)):
             a = c.add_stream("aac", rate=16000)
             a.layout = "mono"
-            a.disposition = av.stream.Disposition.default if default else av.stream.Disposition(0)
+            a.disposition = disposition(av.stream.Disposition.default) if default else 0
             tracks.append((a, hz))
         for i in range(20):
             f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 90, np.uint8), format="rgb24")
