@@ -50,6 +50,12 @@ def batch(
                                         "order), for N processes or machines; put the outputs back with --merge."),
     merge: Optional[list[Path]] = typer.Option(None, "--merge", help="Shards' output files: write one line per input "
                                                "row, in input order, to --out (no model is loaded)."),
+    backend: str = typer.Option("local", "--backend", metavar="[local|ray]", help="local: this process; ray: a pool "
+                                "of Ray actors, one model load each (pip install 'seats-cli[distributed]')."),
+    workers: int = typer.Option(1, "--workers", help="--backend ray: actors in the pool."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="--backend ray: GPUs per actor (e.g. 1)."),
+    address: Optional[str] = typer.Option(None, "--address", help="--backend ray: 'auto' or 'ray://host:port' "
+                                          "(default: a local cluster started on demand)."),
 ) -> None:
     """Answer many questions about videos from JSONL rows, loading the model once.
 
@@ -72,6 +78,22 @@ def batch(
     from seats_cli import api
     from seats_cli import batch as runner
     from seats_cli.config import resolve_config
+
+    if backend not in ("local", "ray"):
+        raise UsageProblem(f"--backend {backend!r} is not one of: local, ray")
+    if backend == "ray":
+        from seats_cli.distributed import RayMissing, require_ray
+
+        try:
+            require_ray()
+        except RayMissing as e:
+            raise UsageProblem(str(e)) from None
+        if workers < 1:
+            raise UsageProblem("--workers must be at least 1")
+        if gpus_per_worker < 0:
+            raise UsageProblem("--gpus-per-worker must be >= 0")
+    elif (workers, gpus_per_worker, address) != (1, 0.0, None):
+        raise UsageProblem("--workers, --gpus-per-worker and --address are for --backend ray")
 
     if source is None and _isatty(sys.stdin):
         raise UsageProblem("no input: give a JSONL FILE, or pipe rows to stdin ('-')")
@@ -129,6 +151,10 @@ def batch(
     todo = runner.prevalidate(todo, cfg)  # bad options and unreadable files: error rows, before any loading
     bar = show_progress(quiet) and (to_file or not _isatty(sys.stdout))  # on a terminal, the lines are the progress
     answer = _never_called
+    load = dict(model=model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
+                revision=revision, local_files_only=local_files_only, device_map=device_map)
+    if backend == "ray":
+        return _run_ray(todo, out, to_file, resume, quiet, bar, load, defaults, workers, gpus_per_worker, address)
     if any(row.error is None for row in todo):
         with status(f"loading {model}", bar):
             answer = api.Seats(model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
@@ -161,6 +187,37 @@ def batch(
         fail(f"interrupted after {summary.written} of {len(todo)} rows{hint}", 130)
     if summary.failed:
         fail(f"{summary.failed} of {len(todo)} rows failed (see the \"error\" field of their lines)", 1)
+
+
+def _run_ray(todo, out, to_file, resume, quiet, bar, load, defaults, workers, gpus_per_worker, address) -> None:
+    """--backend ray: the same rows, lines and exit codes as local; the pool writes in input order."""
+    from seats_cli import batch as runner
+    from seats_cli.distributed import run_ray
+
+    if to_file:
+        note = runner.repair_tail(out) if resume else None
+        if note and not quiet:
+            _say(f"note: {note}")
+        sink = open(out, "a" if resume else "w", encoding="utf-8", newline="\n")
+        write = _file_writer(sink)
+    else:
+        sink, write = None, _stdout_writer()
+    failed = 0
+
+    def done(record):
+        nonlocal failed
+        failed += "error" in record
+        advance(record)
+
+    try:
+        with _progress(len(todo), bar) as advance:
+            run_ray(todo, write, load=load, defaults=defaults, workers=workers, gpus_per_worker=gpus_per_worker,
+                    address=address, on_row_done=done)
+    finally:
+        if sink is not None:
+            sink.close()
+    if failed:
+        fail(f"{failed} of {len(todo)} rows failed (see the \"error\" field of their lines)", 1)
 
 
 def _say(message: str) -> None:

@@ -1,0 +1,5 @@
+"""`python -m seats_cli.cli`: the `seats` command."""
+
+from seats_cli.cli import main
+
+main()

@@ -1,0 +1,99 @@
+"""`seats batch --backend ray`: the same rows answered by a pool of Ray actors, each loading the model once.
+
+The driver reads and validates the rows (so ids keep their JSON types and bad rows never reach a worker), hands
+each row to Ray Data as its JSON text, and writes one output line per input row, in input order, as results come
+back (``preserve_order``). A worker answers a row exactly as ``--backend local`` does (``batch.answer_row``: a failing
+row becomes an error line); a worker that dies is restarted by Ray and its rows are run again, so no row is lost or
+written twice. Ray is the optional extra ``seats-cli[distributed]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Callable
+
+INSTALL = 'pip install "seats-cli[distributed]"  (from a checkout: pip install -e ".[distributed]")'
+
+
+class RayMissing(ImportError):
+    pass
+
+
+def require_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise RayMissing(f"--backend ray needs Ray Data: {INSTALL}") from None
+    return ray
+
+
+class RowAnswerer:
+    """One Ray actor: loads the model once, then answers rows (``batch.answer_row``) as JSON lines."""
+
+    def __init__(self, load: dict, defaults: dict, fail_once: str | None = None):
+        from seats_cli.api import Seats
+
+        self.seats = Seats(**load)
+        self.defaults = defaults
+        self.fail_once = fail_once  # tests: a marker path; the first worker to see row id "kill" dies once
+
+    def __call__(self, batch: dict) -> dict:
+        import os
+
+        from seats_cli import batch as runner
+
+        lines = []
+        for text in batch["row"]:
+            row = runner.BatchRow(**json.loads(text))
+            if self.fail_once and row.id == "kill" and not os.path.exists(self.fail_once):
+                open(self.fail_once, "w").close()
+                os._exit(1)  # a worker lost mid-run (a preempted node, an OOM kill)
+            lines.append(runner.to_json_line(runner.answer_row(row, self.seats.ask, self.defaults)))
+        return {"line": lines}
+
+
+def run_ray(rows, write_line: Callable[[str], None], *, load: dict, defaults: dict, workers: int = 1,
+            gpus_per_worker: float = 0.0, address: str | None = None, on_row_done=None,
+            fail_once: str | None = None) -> int:
+    """Answer ``rows`` (validated ``BatchRow``s; rows already carrying an error are written by the driver) on a
+    Ray cluster (``address``: "auto", "ray://...", or None for a local one started here) with ``workers`` actors of
+    ``gpus_per_worker`` GPUs each; returns the number of lines written."""
+    ray = require_ray()
+    from seats_cli import batch as runner
+
+    rows = list(rows)
+    import logging
+
+    logging.getLogger("ray").setLevel(logging.ERROR)  # results on stdout, a progress bar on stderr: no Ray chatter
+    if not ray.is_initialized():
+        kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        if address:
+            ray.init(address=address, **kwargs)
+        else:  # one logical CPU per actor plus one for Ray Data's own read/split tasks (no deadlock on 2 cores)
+            ray.init(num_cpus=workers + 1, **kwargs)
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    ctx.enable_progress_bars = False
+    todo = [r for r in rows if r.error is None]
+    if todo:
+        ds = ray.data.from_items([{"row": json.dumps(dataclasses.asdict(r))} for r in todo])
+        ds = ds.repartition(len(todo))  # one block per row: rows spread over the pool and retried alone
+        out = ds.map_batches(
+            RowAnswerer, fn_constructor_kwargs=dict(load=load, defaults=defaults, fail_once=fail_once),
+            batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=gpus_per_worker or None,
+            num_cpus=1,  # Ray Data restarts a dead actor and retries its rows by default
+        )
+        it = iter(out.iter_rows())
+    written = 0
+    for row in rows:  # input order: error rows from the driver, answers from the pool (in order)
+        if row.error is not None:
+            line = runner.to_json_line(runner.error_record(row, row.error))
+        else:
+            line = next(it)["line"]
+        write_line(line)
+        written += 1
+        if on_row_done is not None:
+            on_row_done(json.loads(line))
+    return written
