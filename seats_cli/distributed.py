@@ -54,18 +54,10 @@ class RowAnswerer:
         return {"line": lines}
 
 
-def run_ray(rows, write_line: Callable[[str], None], *, load: dict, defaults: dict, workers: int = 1,
-            gpus_per_worker: float = 0.0, address: str | None = None, on_row_done=None,
-            fail_once: str | None = None) -> int:
-    """Answer ``rows`` (validated ``BatchRow``s; rows already carrying an error are written by the driver) on a
-    Ray cluster (``address``: "auto", "ray://...", or None for a local one started here) with ``workers`` actors of
-    ``gpus_per_worker`` GPUs each; returns the number of lines written."""
-    ray = require_ray()
-    from seats_cli import batch as runner
-
-    rows = list(rows)
+def _start(address: str | None, workers: int):
     import logging
 
+    ray = require_ray()
     logging.getLogger("ray").setLevel(logging.ERROR)  # results on stdout, a progress bar on stderr: no Ray chatter
     if not ray.is_initialized():
         kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
@@ -76,16 +68,35 @@ def run_ray(rows, write_line: Callable[[str], None], *, load: dict, defaults: di
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = False
+    return ray
+
+
+def _pool(items: list[dict], actor, kwargs: dict, *, workers: int, gpus_per_worker: float, address: str | None):
+    """The actor pool's outputs for ``items`` (one Ray block each, so work spreads and a lost one is retried
+    alone), in input order."""
+    ray = _start(address, workers)
+    ds = ray.data.from_items(items).repartition(len(items))
+    out = ds.map_batches(actor, fn_constructor_kwargs=kwargs, batch_size=1,
+                         compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=gpus_per_worker or None,
+                         num_cpus=1)  # Ray Data restarts a dead actor and retries its rows by default
+    return iter(out.iter_rows())
+
+
+def run_ray(rows, write_line: Callable[[str], None], *, load: dict, defaults: dict, workers: int = 1,
+            gpus_per_worker: float = 0.0, address: str | None = None, on_row_done=None,
+            fail_once: str | None = None) -> int:
+    """Answer ``rows`` (validated ``BatchRow``s; rows already carrying an error are written by the driver) on a
+    Ray cluster (``address``: "auto", "ray://...", or None for a local one started here) with ``workers`` actors of
+    ``gpus_per_worker`` GPUs each; returns the number of lines written."""
+    from seats_cli import batch as runner
+
+    rows = list(rows)
     todo = [r for r in rows if r.error is None]
+    it = iter(())
     if todo:
-        ds = ray.data.from_items([{"row": json.dumps(dataclasses.asdict(r))} for r in todo])
-        ds = ds.repartition(len(todo))  # one block per row: rows spread over the pool and retried alone
-        out = ds.map_batches(
-            RowAnswerer, fn_constructor_kwargs=dict(load=load, defaults=defaults, fail_once=fail_once),
-            batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=gpus_per_worker or None,
-            num_cpus=1,  # Ray Data restarts a dead actor and retries its rows by default
-        )
-        it = iter(out.iter_rows())
+        it = _pool([{"row": json.dumps(dataclasses.asdict(r))} for r in todo], RowAnswerer,
+                   dict(load=load, defaults=defaults, fail_once=fail_once), workers=workers,
+                   gpus_per_worker=gpus_per_worker, address=address)
     written = 0
     for row in rows:  # input order: error rows from the driver, answers from the pool (in order)
         if row.error is not None:
@@ -96,4 +107,53 @@ def run_ray(rows, write_line: Callable[[str], None], *, load: dict, defaults: di
         written += 1
         if on_row_done is not None:
             on_row_done(json.loads(line))
+    return written
+
+
+class VideoAnswerer:
+    """One Ray actor for `seats eval`: loads the model once; each work item is one video's questions, asked under
+    every run as `--backend local` does (``evaluate.run_benchmark``: the video decoded and encoded once)."""
+
+    def __init__(self, load: dict, runs, settings, root, skip):
+        from seats_cli.api import Seats
+
+        self.seats = Seats(**load)
+        self.runs, self.settings, self.root, self.skip = runs, settings, root, skip
+
+    def __call__(self, batch: dict) -> dict:
+        import pickle
+
+        from seats_cli.evaluate import run_benchmark
+
+        out = []
+        for blob in batch["questions"]:
+            rows: list[dict] = []
+            run_benchmark(self.seats, pickle.loads(blob), self.runs, self.settings, root=self.root, skip=self.skip,
+                          write=rows.append)
+            out.append(json.dumps(rows))
+        return {"rows": out}
+
+
+def run_eval_ray(questions, runs, settings, *, root, skip, write, load: dict, workers: int = 1,
+                 gpus_per_worker: float = 0.0, address: str | None = None, on_row=None) -> int:
+    """`seats eval --backend ray`: one work item per video (its questions x runs), rows written in the order
+    `--backend local` writes them."""
+    import pickle
+
+    from seats_cli.evaluate import by_video
+
+    groups: dict = {}
+    for q in by_video(questions):
+        groups.setdefault(q.video, []).append(q)
+    items = [{"questions": pickle.dumps(qs)} for qs in groups.values()]
+    written = 0
+    if not items:
+        return written
+    for result in _pool(items, VideoAnswerer, dict(load=load, runs=runs, settings=settings, root=root, skip=skip),
+                        workers=workers, gpus_per_worker=gpus_per_worker, address=address):
+        for row in json.loads(result["rows"]):
+            write(row)
+            written += 1
+            if on_row is not None:
+                on_row(row)
     return written

@@ -82,3 +82,20 @@ def test_without_ray_installed_the_backend_says_how(monkeypatch, rows):
     monkeypatch.setattr(dist, "require_ray", missing)
     res = CliRunner().invoke(app, ["batch", str(rows), "--backend", "ray", *FAST])
     assert res.exit_code == 2 and 'pip install "seats-cli[distributed]"' in res.stderr
+
+
+def test_eval_on_ray_equals_local(cluster, tmp_path, sample_path):
+    """`seats eval --backend ray`: work items are videos (their questions x runs); the rows equal --backend local's,
+    in the same order."""
+    from test_eval_benchmarks import build
+
+    root = build("custom", tmp_path / "c", sample_path)
+    args = ["eval", "--benchmark", "custom", "--data-dir", str(root), "--model", "tiny", "--device", "cpu",
+            "--max-frames", "4", "--max-new-tokens", "2", "--method", "seats", "--trr", "0.35", "--quiet"]
+    local, remote = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    assert CliRunner().invoke(app, [*args, "--out", str(local)]).exit_code == 0
+    res = CliRunner().invoke(app, [*args, "--out", str(remote), "--backend", "ray", "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    a, b = _lines(local), _lines(remote)
+    assert [(r["id"], r["method"], r["trr"]) for r in a] == [(r["id"], r["method"], r["trr"]) for r in b]
+    assert [(r["letter"], r["record"]["layers"]) for r in a] == [(r["letter"], r["record"]["layers"]) for r in b]

@@ -69,6 +69,11 @@ def eval_(
     device: str = DeviceOpt, device_map: Optional[str] = DeviceMapOpt, dtype: str = DtypeOpt,
     attn_implementation: str = AttnOpt,
     seed: int = typer.Option(0, "--run-seed", help="Seed of the random choices of the methods (Random, audio cuts)."),
+    backend: str = typer.Option("local", "--backend", metavar="[local|ray]", help="Real benchmarks: ray runs the "
+                                "videos on a pool of Ray actors (pip install 'seats-cli[distributed]')."),
+    workers: int = typer.Option(1, "--workers", help="--backend ray: actors in the pool."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="--backend ray: GPUs per actor."),
+    address: Optional[str] = typer.Option(None, "--address", help="--backend ray: 'auto' or 'ray://host:port'."),
     json_out: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -77,10 +82,27 @@ def eval_(
     if ctx.invoked_subcommand is not None:
         return
     names = [m.strip() for m in (methods or "").split(",") if m.strip()] + list(method or [])
+    if backend not in ("local", "ray"):
+        raise UsageProblem(f"--backend {backend!r} is not one of: local, ray")
+    if backend == "ray":
+        from seats_cli.distributed import RayMissing, require_ray
+
+        if benchmark == "synthetic":
+            raise UsageProblem("--backend ray is for the real benchmarks, not --benchmark synthetic")
+        try:
+            require_ray()
+        except RayMissing as e:
+            raise UsageProblem(str(e)) from None
+        if workers < 1 or gpus_per_worker < 0:
+            raise UsageProblem("--workers must be >= 1 and --gpus-per-worker >= 0")
+    elif (workers, gpus_per_worker, address) != (1, 0.0, None):
+        raise UsageProblem("--workers, --gpus-per-worker and --address are for --backend ray")
     if benchmark != "synthetic":
         return _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, out, fps, max_frames,
                      max_new_tokens, no_audio, system_prompt, template, ratio_mode, revision, local_files_only, device,
-                     device_map, dtype, attn_implementation, seed, json_out, quiet)
+                     device_map, dtype, attn_implementation, seed, json_out, quiet,
+                     ray=dict(workers=workers, gpus_per_worker=gpus_per_worker, address=address)
+                     if backend == "ray" else None)
     for name, given in (("--data-dir", data_dir), ("--limit", limit), ("--shard", shard), ("--template", template),
                         ("--system-prompt", system_prompt)):
         if given is not None:
@@ -186,7 +208,7 @@ def _parse_shard(shard: str | None) -> tuple[int, int] | None:
 
 def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, out, fps, max_frames,
           max_new_tokens, no_audio, system_prompt, template, ratio_mode, revision, local_files_only, device,
-          device_map, dtype, attn_implementation, seed, json_out, quiet) -> None:
+          device_map, dtype, attn_implementation, seed, json_out, quiet, ray=None) -> None:
     import json
 
     from seats_cli import benchmarks as bm
@@ -244,10 +266,13 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
 
     progress = show_progress(quiet)
     written = 0
+    load = dict(model=model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
+                revision=revision, local_files_only=local_files_only, device_map=device_map)
     if total:
-        with status(f"loading {model}", progress):
-            seats = Seats(model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
-                          revision=revision, local_files_only=local_files_only, device_map=device_map)
+        seats = None
+        if ray is None:
+            with status(f"loading {model}", progress):
+                seats = Seats(**load)
         if resume:
             note = repair_tail(out)
             if note and not quiet:
@@ -265,9 +290,16 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
                 rows.append(row)
 
         try:
-            with _progress(total, progress) as advance, stop_after_current_row(_say) as should_stop:
-                written = ev.run_benchmark(seats, questions, runs, settings, root=Path(data_dir), skip=skip,
-                                           write=write, should_stop=should_stop, on_row=advance)
+            if ray is not None:
+                from seats_cli.distributed import run_eval_ray
+
+                with _progress(total, progress) as advance:
+                    written = run_eval_ray(questions, runs, settings, root=Path(data_dir), skip=skip, write=write,
+                                           load=load, on_row=advance, **ray)
+            else:
+                with _progress(total, progress) as advance, stop_after_current_row(_say) as should_stop:
+                    written = ev.run_benchmark(seats, questions, runs, settings, root=Path(data_dir), skip=skip,
+                                               write=write, should_stop=should_stop, on_row=advance)
         finally:
             if sink is not None:
                 sink.close()
