@@ -161,14 +161,7 @@ def batch(
                                revision=revision, local_files_only=local_files_only,
                                device_map=device_map).ask
 
-    if to_file:
-        note = runner.repair_tail(out) if resume else None
-        if note and not quiet:
-            _say(f"note: {note}")
-        sink = open(out, "a" if resume else "w", encoding="utf-8", newline="\n")
-        write = _file_writer(sink)
-    else:
-        sink, write = None, _stdout_writer()
+    sink, write = _open_output(out, to_file, resume, quiet)
     try:
         with _progress(len(todo), bar) as advance, runner.stop_after_current_row(_say) as should_stop:
             summary = runner.run_batch(todo, answer, write, defaults=defaults, should_stop=should_stop,
@@ -191,17 +184,9 @@ def batch(
 
 def _run_ray(todo, out, to_file, resume, quiet, bar, load, defaults, workers, gpus_per_worker, address) -> None:
     """--backend ray: the same rows, lines and exit codes as local; the pool writes in input order."""
-    from seats_cli import batch as runner
     from seats_cli.distributed import run_ray
 
-    if to_file:
-        note = runner.repair_tail(out) if resume else None
-        if note and not quiet:
-            _say(f"note: {note}")
-        sink = open(out, "a" if resume else "w", encoding="utf-8", newline="\n")
-        write = _file_writer(sink)
-    else:
-        sink, write = None, _stdout_writer()
+    sink, write = _open_output(out, to_file, resume, quiet)
     failed = 0
 
     def done(record):
@@ -218,6 +203,20 @@ def _run_ray(todo, out, to_file, resume, quiet, bar, load, defaults, workers, gp
             sink.close()
     if failed:
         fail(f"{failed} of {len(todo)} rows failed (see the \"error\" field of their lines)", 1)
+
+
+def _open_output(out, to_file: bool, resume: bool, quiet: bool):
+    """(file or None, write_line): --out FILE (appending after a torn last line is repaired, with --resume) or
+    stdout."""
+    from seats_cli import batch as runner
+
+    if not to_file:
+        return None, _stdout_writer()
+    note = runner.repair_tail(out) if resume else None
+    if note and not quiet:
+        _say(f"note: {note}")
+    sink = open(out, "a" if resume else "w", encoding="utf-8", newline="\n")
+    return sink, _file_writer(sink)
 
 
 def _say(message: str) -> None:
