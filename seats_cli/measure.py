@@ -193,6 +193,35 @@ def profile_measured(adapter, encoded, layout: TokenLayout, shape: RequestShape,
                          notes=all_notes)
 
 
+PARTS = ("media", "prepare", "encode", "prefill", "decode", "total")
+
+
+def whole_requests(adapter, video, question: str, trrs, *, repeats: int = 3, decode_tokens: int = 16,
+                   options: dict | None = None) -> list[dict]:
+    """Where a whole request's time goes, full vs SEATS at each TRR: each run asks the file from scratch (media
+    reuse off), rounds alternating, one warm-up left out; per run the median ms of every ``latency_ms`` part."""
+    from seats_cli.api import Seats
+
+    seats = Seats.from_adapter(adapter, reuse_media=False)
+    kinds = [("full", None)] + [("seats", t) for t in trrs]
+    rec: dict = {k: [] for k in kinds}
+    for rnd in range(repeats + 1):
+        for method, trr in kinds:
+            r = seats.ask(video, question, method=method, trr=trr, max_new_tokens=decode_tokens, **(options or {}))
+            if rnd:
+                rec[(method, trr)].append(r.latency_ms)
+    out = []
+    for (method, trr), lats in rec.items():
+        med = {p: statistics.median(x[p] for x in lats) for p in PARTS}
+        tps = [x["decode_tok_per_s"] for x in lats if x["decode_tok_per_s"]]
+        out.append({"method": method, "trr": trr, "median_ms": med, "repeats": repeats,
+                    "decode_tok_per_s": statistics.median(tps) if tps else None})
+    base = out[0]["median_ms"]["total"]
+    for row in out:
+        row["speedup_total"] = base / row["median_ms"]["total"]
+    return out
+
+
 def layout_matches(shape: RequestShape, layout: TokenLayout) -> bool:
     """Whether the analytic layout equals the processor's (token counts and windows)."""
     return (shape.n_text == layout.n_text
@@ -224,10 +253,16 @@ def run_measured(config: ModelConfig, request, model: str, *, repeats: int = 5, 
         shape = request.shape(config)
         encoded, layout = synthetic_request(adapter, shape, config, seed=o.seed)
         notes.append("synthetic request: random embeddings and saliency, real position ids and layout")
-    return profile_measured(adapter, encoded, layout, shape, config, list(request.trrs) or [None], model=model,
-                            repeats=repeats, warmup=warmup, decode_tokens=decode_tokens, kv_policy=o.kv_policy,
-                            video_trr=o.video_trr, audio_trr=o.audio_trr, ratio_mode=o.ratio_mode,
-                            progress=progress, notes=notes)
+    result = profile_measured(adapter, encoded, layout, shape, config, list(request.trrs) or [None], model=model,
+                              repeats=repeats, warmup=warmup, decode_tokens=decode_tokens, kv_policy=o.kv_policy,
+                              video_trr=o.video_trr, audio_trr=o.audio_trr, ratio_mode=o.ratio_mode,
+                              progress=progress, notes=notes)
+    if media is not None:  # a real file: the whole request too (media, processor, encoders, prefill, decode)
+        result.requests = whole_requests(
+            adapter, request.video, request.question or DEFAULT_QUESTION, [r.trr for r in result.runs],
+            repeats=max(1, min(repeats, 3)), decode_tokens=decode_tokens,
+            options=dict(fps=o.fps, max_frames=o.max_frames, frame_sizing=o.frame_sizing, kv_policy=o.kv_policy))
+    return result
 
 
 __all__ = ["layout_matches", "run_measured", "machine_info", "measure", "paired_speedup", "profile_measured",

@@ -326,12 +326,15 @@ class ProfileResult:
     flops_convention: str = FLOPS_CONVENTION
     machine: dict | None = None
     notes: list[str] = field(default_factory=list)
+    requests: list[dict] | None = None  # measured with a video: whole requests, full vs SEATS (measure.whole_requests)
 
     def to_dict(self) -> dict:
         d = {"config": self.config, "model": self.model, "mode": self.mode, "input": self.input, "dims": self.dims,
              "flops_convention": self.flops_convention, "runs": [r.to_dict() for r in self.runs]}
         if self.machine is not None:
             d["machine"] = self.machine
+        if self.requests is not None:
+            d["requests"] = self.requests
         d["notes"] = list(self.notes)
         if len(self.runs) == 1:
             d.update(self.runs[0].to_dict())

@@ -172,8 +172,16 @@ def test_measured_mode_on_tiny(sample_path, tiny_dir):
     assert lat["prefill_speedup"] > 0 and lat["speedup_over_flops_reduction"] > 0 and lat["decode_speedup"] > 0
     assert d["machine"]["device"] == "cpu" and d["flops"]["reduction"] > 1
     assert [r["total"] for r in d["layers"]][-1] == d["input"]["tokens"]["text"]
+    # with a file: whole requests too, full vs SEATS, every part of the time and the total's speedup
+    req = d["requests"]
+    assert [(r["method"], r["trr"]) for r in req] == [("full", None), ("seats", 0.1)] and req[0]["speedup_total"] == 1
+    for r in req:
+        m = r["median_ms"]
+        assert all(m[k] > 0 for k in ("media", "prepare", "encode", "prefill", "total"))
+        assert sum(m[k] for k in ("media", "prepare", "encode", "prefill", "decode")) <= m["total"] * 1.05
     syn = run_json("profile", "--frames", "8", "--audio-seconds", "4", "--model", "tiny", "--json", "--repeats", "1",
                    "--warmup", "0", "--decode-tokens", "2", *FAST)
     assert syn["input"]["tokens"]["video"] == 4 * 144 and syn["input"]["tokens"]["audio"] == 100
     assert syn["latency"]["seats"]["prefill_ms"]["n"] == 1
     assert any("synthetic" in n for n in syn["notes"])
+    assert "requests" not in syn  # a synthetic layout has no file to time

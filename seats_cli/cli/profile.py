@@ -165,6 +165,8 @@ def render(result) -> None:
                      f"reduction [bold]{f['reduction']:.2f}x[/bold]")
     if result.mode == "measured":
         _render_latency(result)
+        if result.requests:
+            _render_requests(result.requests)
     stdout.print(f"[dim]{result.flops_convention}[/dim]")
     for note in result.notes:
         stdout.print(f"[yellow]note:[/yellow] {note}")
@@ -205,6 +207,19 @@ def _render_methods(result) -> None:
         stdout.print(f"[dim]{how}: {HOW[how]}[/dim]")
     for note in result.notes:
         stdout.print(f"[yellow]note:[/yellow] {note}")
+
+
+def _render_requests(requests: list[dict]) -> None:
+    t = Table(title=f"Whole request, file to answer (median ms over {requests[0]['repeats']}; media reuse off)")
+    for col in ("run", "media", "prepare", "encode", "prefill", "decode", "total", "decode tok/s", "speedup"):
+        t.add_column(col, justify="right")
+    for r in requests:
+        m = r["median_ms"]
+        tps = r["decode_tok_per_s"]
+        t.add_row("full" if r["trr"] is None else f"SEATS {r['trr']:g}",
+                  *(f"{m[k]:.1f}" for k in ("media", "prepare", "encode", "prefill", "decode", "total")),
+                  f"{tps:.1f}" if tps else "-", f"{r['speedup_total']:.2f}x")
+    stdout.print(t)
 
 
 def _render_latency(result) -> None:
