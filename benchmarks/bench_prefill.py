@@ -27,7 +27,7 @@ from seats_cli.flops import TextModelDims, compare_flops, layer_flops
 from seats_cli.report import layer_rows
 from seats_cli.machine import machine_info
 from seats_cli.measure import measure, paired_speedup, synthetic_request
-from seats_cli.profile import shape_from_frames
+from seats_cli.shape import shape_from_frames
 
 TRRS = (0.35, 0.25, 0.15, 0.10)
 

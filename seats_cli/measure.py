@@ -22,7 +22,8 @@ from seats_cli.machine import machine_info
 from seats_cli.layout import TokenLayout
 from seats_cli.methods import build_pruner
 from seats_cli.methods import SeatsPlan
-from seats_cli.profile import ProfileResult, ProfileRun, RequestShape, resolve_trr, with_achieved
+from seats_cli.profile import ProfileResult, ProfileRun, resolve_trr, with_achieved
+from seats_cli.shape import RequestShape
 
 # ----------------------------------------------------------------------------------- synthetic input
 def synthetic_request(adapter, shape: RequestShape, config: ModelConfig, *, seed: int = 0,
@@ -234,7 +235,7 @@ def run_measured(config: ModelConfig, request, model: str, *, repeats: int = 5, 
     """``seats profile --model M``: load the weights, lay the request out (the processor's own layout for a video,
     a synthetic request otherwise) and time full vs SEATS prefill at each TRR."""
     from seats_cli.models import load_model
-    from seats_cli.profile import DEFAULT_QUESTION
+    from seats_cli.shape import DEFAULT_QUESTION
 
     o = request.options
     media = request.decode(config)  # a bad file fails before the weights load

@@ -13,7 +13,7 @@ from seats_cli.request import frame_policy
 from seats_cli.cli import app
 from seats_cli.config import ModelConfig
 from seats_cli.measure import synthetic_request
-from seats_cli.profile import audio_token_count, shape_from_frames, window_sizes
+from seats_cli.shape import audio_token_count, shape_from_frames, window_sizes
 
 Q = "What is moving?"
 FAST = ["--device", "cpu", "--dtype", "float32"]

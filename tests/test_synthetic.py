@@ -84,7 +84,7 @@ def test_write_benchmark_for_batch(tmp_path):
 
 def test_stale_weights_are_refused(monkeypatch, tmp_path):
     from seats_cli.models import synthetic
-    from seats_cli.models.base import ModelLoadError
+    from seats_cli.models.loading import ModelLoadError
 
     model = synthetic.new_thinker()
     path = synthetic.save_weights(model, tmp_path / "w.safetensors", steps=0)

@@ -212,7 +212,7 @@ def test_analytic_audio_tokens_equal_the_qwen3_processor(samples):
 
     from seats_cli.config import ModelConfig
     from seats_cli.models.tiny_qwen3 import build_tiny_qwen3_processor
-    from seats_cli.profile import audio_token_count
+    from seats_cli.shape import audio_token_count
 
     fe = build_tiny_qwen3_processor().feature_extractor(
         [np.zeros(samples, np.float32)], sampling_rate=16000, padding=True, truncation=False,

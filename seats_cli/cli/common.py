@@ -57,7 +57,7 @@ def classify(exc: BaseException) -> int:
     """Exit status for an exception: 2 for bad usage or input, 1 for runtime failures."""
     from seats_cli.config import ConfigError
     from seats_cli.media import MediaError
-    from seats_cli.models.base import ModelLoadError
+    from seats_cli.models.loading import ModelLoadError
 
     if isinstance(exc, (MediaError, ConfigError, UsageProblem)):
         return 2

@@ -1,25 +1,17 @@
-"""The adapter interface between a model family and the engine, and loading by ``--model``."""
+"""The adapter interface between a model family and the engine: preparing a request (the processor), running
+the encoders once per video, assembling one question's LLM input, and the thinker's parts the engine drives.
+Loading lives in ``models.loading``, the encoders' hooks in ``models.signals``."""
 
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from seats_cli.config import ModelConfig, resolve_config
+from seats_cli.config import ModelConfig
 from seats_cli.layout import TokenLayout
-from seats_cli.selection.saliency import frame_query_attention, merge_unit_mean, received_attention, span_bounds
-
-# encoder signals a method may ask for besides Stage I's saliency (EncodedRequest fields of the same names)
-ENCODER_SIGNALS = ("video_frame_query", "audio_whole")
-
-
-class ModelLoadError(RuntimeError):
-    """The model or its processor could not be loaded; the message is one line for the user."""
+from seats_cli.models.signals import EncoderSignals
 
 
 @dataclass
@@ -68,29 +60,7 @@ class MediaFeatures:
     key: tuple
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ModelLoadError(f"unknown --device {device!r} (use auto, cpu, cuda, cuda:N)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError(f"--device {device} asked for CUDA but no CUDA device is available")
-    return dev
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
-    if dtype not in table:
-        raise ModelLoadError(f"unknown --dtype {dtype!r} (use auto, float32, bfloat16, float16)")
-    return table[dtype]
-
-
-class OmniAdapter:
+class OmniAdapter(EncoderSignals):
     """Base class of a family adapter. Subclasses implement the family-specific parts."""
 
     family = ""
@@ -113,7 +83,7 @@ class OmniAdapter:
                      video_span_grids: int | None = None, extra: frozenset[str] = frozenset()) -> MediaFeatures:
         """Run the stock encoders on the request's video and sound, recording the signals asked for: with
         ``saliency`` ("official"/"encoder") Stage I's saliency and the encoders' keys; ``video_span_grids``
-        overrides the vision statistic's span (VisionZip: 1 grid); ``extra``: further ``ENCODER_SIGNALS``.
+        overrides the vision statistic's span (VisionZip: 1 grid); ``extra``: further ``signals.ENCODER_SIGNALS``.
         Nothing here depends on the question, so one result serves every question about the same media."""
         inner = self.model.model
         inp = request.inputs
@@ -171,23 +141,6 @@ class OmniAdapter:
                      query_row: int) -> torch.Tensor:
         """Softmax attention of the ``query_row`` token over all rows of ``hidden``, mean over heads: (S,)."""
         raise NotImplementedError
-
-    def _vision_qk(self, args, kwargs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-        """Inside a forward pre-hook on the last ViT block: its (q, k, cu_seqlens, scale), q and k (N, heads, d)
-        after rotary, in the block's own row order."""
-        raise NotImplementedError
-
-    def _vision_unit_order(self, grid_thw, device) -> torch.Tensor | None:
-        """The permutation from the block's merge-unit order to LLM token order (None: the same order)."""
-        return None
-
-    def _audio_qk(self, args, kwargs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-        """Inside a forward pre-hook on the last audio layer: its (q, k, cu_seqlens, scale), (N, heads, d)."""
-        raise NotImplementedError
-
-    def _audio_tokens(self, inp: dict, per_row: torch.Tensor) -> torch.Tensor:
-        """Per audio-encoder row values -> per LLM audio token (Qwen2.5: the stride-2 pooling's pair means)."""
-        return per_row
 
     # ---- common to the Qwen omni thinkers -------------------------------------------------------------
     def _run_processor(self, media, question: str, system_prompt: str | None) -> tuple[dict, list[int]]:
@@ -264,86 +217,6 @@ class OmniAdapter:
         request.positions = position_ids
         return position_ids
 
-    def _vision_hook(self, grid_thw, found: dict, grids_per_span: int | None, *, stat: bool = True,
-                     frame_query: bool = False):
-        """A forward pre-hook on the last ViT block. ``stat``: attention received over stat windows of
-        ``grids_per_span`` temporal grids (None: the block's own ``cu_seqlens``) -> ``found["video"]``, and the
-        head-mean, merge-unit-mean keys -> ``found["video_keys"]``; ``frame_query``: FastVID's per-grid mean-query
-        attention -> ``found["video_frame_query"]``. All per LLM video token, in token order."""
-        visual = self.model.model.visual
-        unit = visual.spatial_merge_size ** 2
-        _, h, w = (int(x) for x in grid_thw.reshape(-1, 3)[0])
-
-        def hook(module, args, kwargs):
-            q, k, cu, scale = self._vision_qk(args, kwargs)
-            order = self._vision_unit_order(grid_thw, q.device)
-
-            def put(x):
-                return x if order is None else x[order]
-
-            if stat:
-                if grids_per_span is not None:
-                    cu = span_bounds(q.shape[0], grids_per_span * h * w)
-                per_patch = received_attention(q.transpose(0, 1), k.transpose(0, 1), cu, scale)
-                found["video"] = put(merge_unit_mean(per_patch, unit))
-                found["video_keys"] = put(k.float().mean(dim=1).reshape(-1, unit, k.shape[-1]).mean(dim=1))
-            if frame_query:
-                found["video_frame_query"] = put(frame_query_attention(q, k, h * w, unit, scale))
-
-        return hook
-
-    def _audio_hook(self, inp: dict, found: dict, tokens_per_span: int | None, *, stat: bool = True,
-                    whole: bool = False):
-        """A forward pre-hook on the last audio layer. ``stat``: attention received over spans of
-        ``tokens_per_span`` encoder rows (None: the layer's own ``cu_seqlens``) -> ``found["audio"]``, and the
-        head-mean keys -> ``found["audio_keys"]``; ``whole``: attention received over the whole clip's audio with no
-        chunk mask (OmniZip) -> ``found["audio_whole"]``. All per LLM audio token."""
-
-        def hook(module, args, kwargs):
-            q, k, cu, scale = self._audio_qk(args, kwargs)
-            n = q.shape[0]
-            qh, kh = q.transpose(0, 1), k.transpose(0, 1)
-            if stat:
-                spans = cu if tokens_per_span is None else span_bounds(n, tokens_per_span)
-                found["audio"] = self._audio_tokens(inp, received_attention(qh, kh, spans, scale))
-                found["audio_keys"] = self._audio_tokens(inp, k.float().mean(dim=1))
-            if whole:
-                found["audio_whole"] = self._audio_tokens(inp, received_attention(qh, kh, span_bounds(n, n), scale))
-
-        return hook
-
-    @contextmanager
-    def _saliency_hooks(self, inp, found: dict, *, span: str | None, video_span_grids: int | None = None,
-                        extra: frozenset[str] = frozenset()):
-        """Record the encoder signals the method needs while the encoders run. ``span`` (Stage I's saliency and
-        the encoders' keys): ``official`` = the Stage I window's span (vision: ``stage1_video_grids`` grids; audio:
-        ``saliency_audio_span`` or 2 x ``stage1_audio_tokens`` encoder rows), ``encoder`` = each layer's own span,
-        None = not needed; ``video_span_grids`` overrides the vision span (VisionZip: 1 grid). ``extra``: any of
-        ``ENCODER_SIGNALS`` (FastVID's frame-query attention, OmniZip's whole-audio attention)."""
-        if span is not None and span not in ("official", "encoder"):
-            raise ValueError(f"saliency span must be official or encoder, got {span!r}")
-        unknown = set(extra) - set(ENCODER_SIGNALS)
-        if unknown:
-            raise ValueError(f"unknown encoder signal(s) {sorted(unknown)}; known: {', '.join(ENCODER_SIGNALS)}")
-        inner = self.model.model
-        s = self.config.seats
-        handles = []
-        want_query, want_whole = "video_frame_query" in extra, "audio_whole" in extra
-        if "pixel_values_videos" in inp and (span is not None or want_query):
-            grids = video_span_grids or (s.stage1_video_grids if span == "official" else None)
-            handles.append(inner.visual.blocks[-1].register_forward_pre_hook(
-                self._vision_hook(inp["video_grid_thw"], found, grids, stat=span is not None,
-                                  frame_query=want_query), with_kwargs=True))
-        if "input_features" in inp and (span is not None or want_whole):
-            tokens = (s.saliency_audio_span or 2 * s.stage1_audio_tokens) if span == "official" else None
-            handles.append(inner.audio_tower.layers[-1].register_forward_pre_hook(
-                self._audio_hook(inp, found, tokens, stat=span is not None, whole=want_whole), with_kwargs=True))
-        try:
-            yield
-        finally:
-            for h in handles:
-                h.remove()
-
     @property
     def text_model(self):
         return self.model.model.language_model
@@ -412,84 +285,3 @@ class OmniAdapter:
             torch.cuda.synchronize(self.device)
 
 
-_FAMILIES: dict[str, type[OmniAdapter]] = {}
-
-
-def register_family(cls: type[OmniAdapter]) -> type[OmniAdapter]:
-    _FAMILIES[cls.family] = cls
-    return cls
-
-
-def load_model(
-    model: str = "Qwen/Qwen2.5-Omni-7B",
-    *,
-    config: str | ModelConfig | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    attn_implementation: str = "sdpa",
-    revision: str | None = None,
-    local_files_only: bool = False,
-    cache_dir: str | os.PathLike | None = None,
-    device_map: str | None = None,
-) -> OmniAdapter:
-    """Load a thinker (no talker) and its processor through the normal ``from_pretrained`` path. On CUDA the
-    weights go straight to the GPU; ``device_map="auto"`` spreads them over every visible GPU."""
-    from seats_cli.models import qwen2_5_omni, qwen3_omni  # noqa: F401  (register the families)
-
-    cfg = config if isinstance(config, ModelConfig) else resolve_config(model, config)
-    if cfg.family not in _FAMILIES:
-        raise ModelLoadError(f"model family {cfg.family!r} ({cfg.name}) has no adapter yet; "
-                             f"`seats profile --analytic` works for it without weights")
-    if attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
-        raise ModelLoadError(f"unknown --attn-implementation {attn_implementation!r} (sdpa, eager, flash_attention_2)")
-    dev = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, dev)
-    source = model
-    if model == "tiny":
-        from seats_cli.models.tiny import tiny_model_dir
-
-        source = str(tiny_model_dir(cache_dir))
-    elif model == "tiny-qwen3":
-        from seats_cli.models.tiny_qwen3 import tiny_qwen3_model_dir
-
-        source = str(tiny_qwen3_model_dir(cache_dir))
-    elif model == "synthetic":
-        from seats_cli.models.synthetic import synthetic_model_dir
-
-        source = str(synthetic_model_dir(cache_dir))
-    elif Path(model).exists() and not Path(model).is_dir():
-        raise ModelLoadError(f"--model {model}: not a folder or hub id")
-    if device_map not in (None, "auto"):
-        raise ModelLoadError(f"--device-map {device_map!r} is not one of: auto")
-    if device_map == "auto" and dev.type != "cuda":
-        raise ModelLoadError("--device-map auto spreads a model over GPUs; no CUDA device is in use")
-    adapter = _FAMILIES[cfg.family].from_pretrained(
-        source, cfg, model_id=model, device=dev, dtype=torch_dtype, attn_implementation=attn_implementation,
-        revision=revision, local_files_only=local_files_only, device_map=device_map,
-    )
-    check_preset(cfg, adapter.text_config)
-    return adapter
-
-
-def check_preset(cfg: ModelConfig, text_config) -> None:
-    """The preset's layer boundaries only make sense for the model it describes: refuse a mismatch."""
-    from seats_cli.config import ConfigError
-
-    a = cfg.architecture
-    have = (text_config.num_hidden_layers, text_config.hidden_size, text_config.num_attention_heads,
-            text_config.num_key_value_heads)
-    want = (a.num_layers, a.hidden_size, a.num_attention_heads, a.num_key_value_heads)
-    if have != want:
-        raise ConfigError(f"config {cfg.name} describes layers/hidden/heads/kv-heads {want} but the checkpoint "
-                          f"has {have}; pass the matching --config")
-
-
-def describe_load_failure(model: str, err: Exception) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    if Path(model).is_dir():
-        return f"cannot load model from {model}: {text}"
-    return (
-        f"cannot load {model}: not in the local Hugging Face cache and the hub could not be reached ({text}). "
-        f"Download it where there is internet (`hf download {model}`) and set HF_HOME, or pass a local folder "
-        f"with --model; `--model tiny` runs offline"
-    )

@@ -10,13 +10,8 @@ from __future__ import annotations
 import torch
 
 from seats_cli.layout import build_layout
-from seats_cli.models.base import (
-    ModelLoadError,
-    OmniAdapter,
-    PreparedRequest,
-    describe_load_failure,
-    register_family,
-)
+from seats_cli.models.base import OmniAdapter, PreparedRequest
+from seats_cli.models.loading import ModelLoadError, describe_load_failure, register_family
 from seats_cli.selection.saliency import pair_mean
 
 

@@ -13,13 +13,8 @@ from __future__ import annotations
 import torch
 
 from seats_cli.layout import build_layout_from_runs
-from seats_cli.models.base import (
-    ModelLoadError,
-    OmniAdapter,
-    PreparedRequest,
-    describe_load_failure,
-    register_family,
-)
+from seats_cli.models.base import OmniAdapter, PreparedRequest
+from seats_cli.models.loading import ModelLoadError, describe_load_failure, register_family
 
 
 @register_family

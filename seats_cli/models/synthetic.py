@@ -74,7 +74,7 @@ def load_trained(path: Path | None = None):
     """The trained thinker from the committed weights; refuses weights of another recipe."""
     from safetensors import safe_open
 
-    from seats_cli.models.base import ModelLoadError
+    from seats_cli.models.loading import ModelLoadError
 
     path = Path(path) if path is not None else WEIGHTS
     if not path.is_file():
