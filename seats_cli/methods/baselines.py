@@ -66,20 +66,32 @@ class BaselinePlan:
     ratio_mode: str = "table"
     saliency_span: str | None = None  # the encoder statistic a method needs (VisionZip), else None
     video_span_grids: int | None = None
-    signals: frozenset[str] = frozenset()  # further encoder signals (models.base.ENCODER_SIGNALS)
+    signals: frozenset[str] = frozenset()  # further encoder signals (models.signals.ENCODER_SIGNALS)
 
     def to_dict(self) -> dict:
         return {"method": self.method, "trr": self.trr, "ratio_mode": self.ratio_mode,
                 "video_trr": self.ratios.video, "audio_trr": self.ratios.audio}
 
 
-class _BeforeLLM:
-    """Shared shape of the methods that select once, before layer 0."""
+def _positions(layout: TokenLayout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(text, video, audio) sequence positions, ascending."""
+    return tuple(torch.nonzero(layout.modality == m).flatten() for m in (TEXT, VIDEO, AUDIO))
+
+
+class _PreLLM:
+    """What every method that selects once, before layer 0, shares: its plan, the baselines' hyperparameters, the
+    reach notes of its last request, no drop inside the LLM."""
 
     drop_layers: frozenset[int] = frozenset()
 
-    def __init__(self, plan: BaselinePlan):
+    def __init__(self, plan: BaselinePlan, settings=None):
         self.plan = plan
+        self.settings = settings
+        self.notes: list[str] = []
+
+
+class _BeforeLLM(_PreLLM):
+    """Random and DivPrune: per modality, a count from the ratio and a choice of that many."""
 
     def keep_count(self, n: int, ratio: float) -> int:
         return _keep_count(n, ratio)
@@ -93,9 +105,6 @@ class _BeforeLLM:
                 pos = pos[self.choose(encoded, pos, k, mod).cpu()]
             keep.append(pos)
         return torch.cat(keep).sort().values
-
-    def at_layer(self, adapter, state):
-        return None
 
 
 class RandomPruner(_BeforeLLM):
@@ -116,16 +125,14 @@ class DivPrunePruner(_BeforeLLM):
         return diversity_select(feats, k)
 
 
-class VisionZipPruner:
+class VisionZipPruner(_PreLLM):
     """VisionZip before the LLM (SEATS_SPEC §10.4): per window (video: 1 grid, audio: 50 tokens) the dominant
     tokens by encoder attention plus contextual anchors that absorb the rest. ``visionzip``: video only, audio
     intact by the authors' reallocation of the raw pair (audio cut at random when video hits its floor);
     ``visionzip-om``: both modalities with the pair as given."""
 
-    drop_layers: frozenset[int] = frozenset()
-
     def __init__(self, plan: BaselinePlan, *, omni: bool, audio_window: int = 50):
-        self.plan = plan
+        super().__init__(plan)
         self.omni = omni
         self.name = "visionzip-om" if omni else "visionzip"
         self.audio_window = audio_window
@@ -134,12 +141,11 @@ class VisionZipPruner:
         from seats_cli.schedule import audio_intact_reallocate, fixed_windows
         from seats_cli.selection.visionzip import visionzip_window
 
-        vpos = torch.nonzero(layout.modality == VIDEO).flatten()
-        apos = torch.nonzero(layout.modality == AUDIO).flatten()
+        tpos, vpos, apos = _positions(layout)
         v, a = self.plan.ratios.video, self.plan.ratios.audio
         if not self.omni:
             v, a = audio_intact_reallocate(v, a, vpos.numel(), apos.numel())
-        keep = [torch.nonzero(layout.modality == TEXT).flatten()]
+        keep = [tpos]
         anchor_pos, anchor_vec = [], []
         jobs = [(vpos, v, encoded.video_saliency, encoded.video_keys, max(1, layout.tokens_per_grid))]
         if self.omni:
@@ -163,29 +169,20 @@ class VisionZipPruner:
                 start += w
         return Merge.of(torch.cat(keep).sort().values, anchor_pos, anchor_vec)
 
-    def at_layer(self, adapter, state):
-        return None
 
-
-class DyCokePruner:
+class DyCokePruner(_PreLLM):
     """DyCoke TTM before the LLM on video (audio intact by the authors' reallocation, audio cut at random only
     when video hits its floor): q from the reallocated video ratio, ``selection.dycoke.dycoke_ttm``."""
 
     name = "dycoke"
-    drop_layers: frozenset[int] = frozenset()
-
-    def __init__(self, plan: BaselinePlan):
-        self.plan = plan
-        self.notes: list[str] = []
 
     def before_llm(self, adapter, encoded, layout: TokenLayout):
         from seats_cli.schedule import audio_intact_reallocate
         from seats_cli.selection.dycoke import dycoke_keep_ratio, dycoke_ttm
 
-        vpos = torch.nonzero(layout.modality == VIDEO).flatten()
-        apos = torch.nonzero(layout.modality == AUDIO).flatten()
+        tpos, vpos, apos = _positions(layout)
         v, a = audio_intact_reallocate(self.plan.ratios.video, self.plan.ratios.audio, vpos.numel(), apos.numel())
-        keep = [torch.nonzero(layout.modality == TEXT).flatten()]
+        keep = [tpos]
         n = layout.tokens_per_grid
         if vpos.numel() and n:
             frames = vpos.numel() // n
@@ -201,22 +198,13 @@ class DyCokePruner:
         self.notes = [x for x in self.notes if x]
         return torch.cat(keep).sort().values
 
-    def at_layer(self, adapter, state):
-        return None
 
-
-class OmniZipPruner:
+class OmniZipPruner(_PreLLM):
     """OmniZip before the LLM (SEATS_SPEC §10.6): audio kept by whole-clip audio attention plus merged anchors;
     each time chunk's video pruning follows its audio's retention (ISTC). Budget mapping: merging ratios
     rho_a = 1 + c - R_a, rho_v = 1 - R_v. A clip without sound: every chunk is unguided (rho_v)."""
 
     name = "omnizip"
-    drop_layers: frozenset[int] = frozenset()
-
-    def __init__(self, plan: BaselinePlan, settings):
-        self.plan = plan
-        self.settings = settings
-        self.notes: list[str] = []
 
     def before_llm(self, adapter, encoded, layout: TokenLayout):
         from seats_cli.selection import omnizip as oz
@@ -224,11 +212,10 @@ class OmniZipPruner:
         st = self.settings
         c, lo, hi = st.omnizip_contextual, *st.omnizip_bounds
         r_v, r_a = self.plan.ratios.video, self.plan.ratios.audio
-        vpos = torch.nonzero(layout.modality == VIDEO).flatten()
-        apos = torch.nonzero(layout.modality == AUDIO).flatten()
+        tpos, vpos, apos = _positions(layout)
         emb = encoded.embeds[0]
         video = emb[vpos.to(emb.device)]
-        keep = [torch.nonzero(layout.modality == TEXT).flatten()]
+        keep = [tpos]
         anchors, vectors = [], []
         audio_keep = torch.ones(apos.numel(), dtype=torch.bool)
         if apos.numel():
@@ -264,31 +251,21 @@ class OmniZipPruner:
         self.notes = [x for x in notes if x]
         return Merge.of(torch.cat(keep).sort().values, anchors, vectors)
 
-    def at_layer(self, adapter, state):
-        return None
 
-
-class FastVIDPruner:
+class FastVIDPruner(_PreLLM):
     """FastVID before the LLM on video (SEATS_SPEC §10.8), r = the reallocated video ratio; audio intact by the
     authors' reallocation (cut at random only when video hits its floor)."""
 
     name = "fastvid"
-    drop_layers: frozenset[int] = frozenset()
-
-    def __init__(self, plan: BaselinePlan, settings):
-        self.plan = plan
-        self.settings = settings
-        self.notes: list[str] = []
 
     def before_llm(self, adapter, encoded, layout: TokenLayout):
         from seats_cli.schedule import audio_intact_reallocate
         from seats_cli.selection.fastvid import fastvid
 
         st = self.settings
-        vpos = torch.nonzero(layout.modality == VIDEO).flatten()
-        apos = torch.nonzero(layout.modality == AUDIO).flatten()
+        tpos, vpos, apos = _positions(layout)
         v, a = audio_intact_reallocate(self.plan.ratios.video, self.plan.ratios.audio, vpos.numel(), apos.numel())
-        keep = [torch.nonzero(layout.modality == TEXT).flatten(), _intact_audio(apos, a, self.plan.seed)]
+        keep = [tpos, _intact_audio(apos, a, self.plan.seed)]
         anchors, vectors = [], []
         n = layout.tokens_per_grid
         self.notes = []
@@ -311,9 +288,6 @@ class FastVIDPruner:
         else:
             keep.append(vpos)
         return Merge.of(torch.cat(keep).sort().values, anchors, vectors)
-
-    def at_layer(self, adapter, state):
-        return None
 
 
 class FastVPruner:
