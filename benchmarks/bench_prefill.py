@@ -156,6 +156,7 @@ def run(mode: str, attn: str, args) -> dict:
             "decode_ms_per_token_full": full["decode_ms_per_token"],
             "decode_ms_per_token_seats": m["decode_ms_per_token"],
             "peak_memory_full": full["peak_memory"], "peak_memory_seats": m["peak_memory"],
+            "select_ms": m["select_ms"], "select_share": m["select_share"], "decode_mode": m["decode_mode"],
             "kv_cache_mib_full": full["kv_cache_mib"], "kv_cache_mib_seats": m["kv_cache_mib"],
         })
     out = {"mode": mode, "attn_implementation": attn, "dtype": str(dtype).replace("torch.", ""),
@@ -245,7 +246,8 @@ def print_table(res: dict) -> None:
           f"medians of {res['repeats']} repeats ({res['warmup']} warm-up left out)")
     head = ("R", "tokens per stage", "FLOPs ratio (§9)", "executed-FLOPs ratio", "full ms median (min)",
             "SEATS ms median (min)", "prefill speedup", "speedup/FLOPs", "(paired)", "CPU-time speedup/FLOPs",
-            "decode speedup", "peak mem full/SEATS", "KV after prefill full/SEATS")
+            "decode speedup", "SEATS decode ms/token", "selection ms (share)", "peak mem full/SEATS",
+            "KV after prefill full/SEATS")
     print(" | ".join(head))
     for r in res["rows"]:
         pf, ps = r["peak_memory_full"], r["peak_memory_seats"]
@@ -257,6 +259,8 @@ def print_table(res: dict) -> None:
             f"{r['prefill_speedup_paired'] / r['flops_ratio']:.2f}",
             f"{r['process_cpu_speedup'] / r['flops_ratio']:.2f}" if r["process_cpu_speedup"] else "-",
             f"{r['decode_speedup']:.2f}x" if r["decode_speedup"] else "-",
+            f"{r['decode_ms_per_token_seats']['median']:.2f}" if r["decode_ms_per_token_seats"] else "-",
+            f"{r['select_ms']:.1f} ({100 * r['select_share']:.1f}%)" if r.get("select_ms") is not None else "-",
             f"{pf['mib']:.0f}/{ps['mib']:.0f} MiB", f"{r['kv_cache_mib_full']:.1f}/{r['kv_cache_mib_seats']:.1f} MiB",
         ]))
     print(f"peak memory: {res['rows'][0]['peak_memory_seats']['kind']}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-shot GPU check (issue 12 item 7), for a GPU machine without network that has torch and an older
 # transformers but no PyAV: installs the wheels of scripts/gpu_wheels.sh (.whl/) into a temporary site folder, then
-# runs the GPU tier, the prefill benchmark and the end-to-end benchmark, writing logs and JSON into RESULTS_DIR
+# runs the GPU tier, the prefill, end-to-end and decode benchmarks, writing logs and JSON into RESULTS_DIR
 # (summary.txt: one line per step with its exit status and seconds). Budget: under 8 minutes on an H100.
 #
 #   bash scripts/gpu_wheels.sh                       # here, with pip access: .whl/ (~51 MB)
@@ -47,9 +47,12 @@ if [ "$DRY" = "--dry-run" ]; then
         --decode-tokens 2 --json
     step bench_e2e 300 python3 benchmarks/bench_e2e.py --cpu --seconds 4 --repeats 1 --new-tokens 4 \
         --json "$OUT/bench_e2e.json"
+    step bench_decode 300 python3 benchmarks/bench_decode.py --cpu --models tiny --repeats 1 --new-tokens 4 \
+        --json "$OUT/bench_decode.json"
 else
-    step pytest_gpu 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py
-    step bench_prefill 150 python3 benchmarks/bench_prefill.py --gpu --repeats 5 --json
-    step bench_e2e 170 python3 benchmarks/bench_e2e.py --gpu --repeats 2 --json "$OUT/bench_e2e.json"
+    step pytest_gpu 120 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py
+    step bench_prefill 130 python3 benchmarks/bench_prefill.py --gpu --repeats 5 --json
+    step bench_e2e 150 python3 benchmarks/bench_e2e.py --gpu --repeats 2 --json "$OUT/bench_e2e.json"
+    step bench_decode 70 python3 benchmarks/bench_decode.py --gpu --repeats 3 --json "$OUT/bench_decode.json"
 fi
-grep -c "rc=0" "$OUT/summary.txt" | xargs -I{} echo "{} of 3 steps passed" | tee -a "$OUT/summary.txt"
+grep -c "rc=0" "$OUT/summary.txt" | xargs -I{} echo "{} of 4 steps passed" | tee -a "$OUT/summary.txt"

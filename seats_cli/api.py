@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from seats_cli.config import ConfigError, ModelConfig, resolve_config
-from seats_cli.engine import decode, prefill
+from seats_cli.engine import decode, decode_mode_for, prefill
 from seats_cli.flops import TextModelDims, compare_flops
 from seats_cli.machine import describe_device
 from seats_cli.media import DecodedMedia, decode_video
@@ -89,7 +89,7 @@ class Seats:
                  device: str = "auto", dtype: str = "auto", attn_implementation: str = "sdpa",
                  revision: str | None = None, local_files_only: bool = False,
                  cache_dir: str | os.PathLike | None = None, device_map: str | None = None,
-                 reuse_media: bool = True):
+                 reuse_media: bool = True, decode_mode: str = "auto"):
         self.config = config if isinstance(config, ModelConfig) else resolve_config(model, config)
         t0 = time.perf_counter()
         self.adapter = load_model(model, config=self.config, device=device, dtype=dtype,
@@ -103,18 +103,21 @@ class Seats:
         # Requests about the same file share work: the last decoded file (path, policy, stat) -> media, and the
         # last media's encoder features (the signals asked for) are kept; one entry each bounds the memory.
         self.reuse_media = reuse_media
+        self.decode_mode = decode_mode_for(self.adapter, decode_mode)  # checked once; `auto` resolved per device
         self._decoded = None  # (path, frame policy, (mtime_ns, size), DecodedMedia)
         self._features = None  # (media, {signals asked for: MediaFeatures})
         self._last = None  # (media, question, system prompt, request)
 
     @classmethod
-    def from_adapter(cls, adapter, *, name: str | None = None, reuse_media: bool = True) -> "Seats":
+    def from_adapter(cls, adapter, *, name: str | None = None, reuse_media: bool = True,
+                     decode_mode: str = "auto") -> "Seats":
         """A ``Seats`` around an adapter built elsewhere (benchmarks: random full-size models built on the device)."""
         self = cls.__new__(cls)
         self.config, self.adapter, self.model_name = adapter.config, adapter, name or adapter.model_id
         self.load_ms, self._load_pending = 0.0, False
         self.dims = TextModelDims.from_hf_text_config(adapter.text_config)
         self.reuse_media, self._decoded, self._features, self._last = reuse_media, None, None, None
+        self.decode_mode = decode_mode_for(adapter, decode_mode)
         return self
 
     def decode(self, video: str | os.PathLike, options: RequestOptions | None = None) -> DecodedMedia:
@@ -180,10 +183,12 @@ class Seats:
         ad.synchronize()
         encode_ms = (time.perf_counter() - t0) * 1000
         result = prefill(ad, encoded, layout, pruner, kv_policy=kv_policy)
-        tokens, decode_ms = decode(ad, result, encoded.next_position, max_new_tokens=opts.new_tokens(self.config))
+        decoded = decode(ad, result, encoded.next_position, max_new_tokens=opts.new_tokens(self.config),
+                         mode=self.decode_mode)
+        tokens, decode_ms = decoded.tokens, decoded.ms
 
         layers = layer_rows(layout, result.layer_live)
-        notes = list(media.notes)
+        notes = list(media.notes) + ([decoded.note] if decoded.note else [])
         if self.config.tiny:
             notes.insert(0, TINY_NOTE)
         schedule = None

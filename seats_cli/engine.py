@@ -30,6 +30,8 @@ class PruneState:
     cos: torch.Tensor  # (1, S_live, head_dim)
     sin: torch.Tensor
     modality: torch.Tensor  # (S_live,) TEXT/VIDEO/AUDIO of the live tokens, on the model's device
+    host_modality: torch.Tensor | None = None  # the same on the CPU (no device round trip to read it)
+    positions: torch.Tensor | None = None  # (S_live,) original positions of the live tokens, on the CPU
 
 
 class Pruner(Protocol):
@@ -83,6 +85,7 @@ class PrefillResult:
     stage_live: list[tuple[int, torch.Tensor]]  # (layer, live positions) after Stage I (layer 0) and each drop
     prefill_ms: float
     hidden: torch.Tensor | None = None  # (1, S_final, D) normed final hidden states when asked for
+    select_ms: float | None = None  # time in the method's selection (before layer 0 and at drops), when timed
 
 
 def _causal_mask(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -111,7 +114,12 @@ def prefill(
     *,
     kv_policy: str = "survivors",
     return_hidden: bool = False,
+    time_selection: bool = False,
 ) -> PrefillResult:
+    """One prefill. The live positions are kept twice, on the device (gathers, merges, DeepStack) and on the CPU
+    (what a method reads to plan, and the per-layer record), so a method that selects on the host — SEATS' Stage
+    II budgets — costs one device-to-host transfer per drop layer (its scores). ``time_selection`` synchronises
+    around every selection call to report ``select_ms`` (benchmarks)."""
     from transformers import DynamicCache
 
     if kv_policy not in KV_POLICIES:
@@ -121,18 +129,32 @@ def prefill(
     eager = adapter.attn_implementation == "eager"
     adapter.synchronize()
     t0 = time.perf_counter()
+    select_s = 0.0
+
+    def timed(call, *args):
+        nonlocal select_s
+        if not time_selection:
+            return call(*args)
+        adapter.synchronize()
+        t = time.perf_counter()
+        out = call(*args)
+        adapter.synchronize()
+        select_s += time.perf_counter() - t
+        return out
 
     hidden = encoded.embeds
     cos, sin = adapter.rotary(hidden, encoded.position_ids)
     live = torch.arange(hidden.shape[1], device=dev)
+    host = torch.arange(hidden.shape[1])  # the same positions on the CPU
     modality = layout.modality.to(dev)
     stage_live: list[tuple[int, torch.Tensor]] = []
 
-    keep = pruner.before_llm(adapter, encoded, layout)
+    keep = timed(pruner.before_llm, adapter, encoded, layout)
     merged = None
     if isinstance(keep, Merge):
         keep, merged = keep.keep, keep
     if keep is not None:
+        host = host[keep.cpu()]
         keep = keep.to(dev)
         hidden, cos, sin, live = hidden[:, keep], cos[:, keep], sin[:, keep], live[keep]
     if merged is not None and merged.positions.numel():
@@ -141,22 +163,23 @@ def prefill(
             raise RuntimeError(f"{pruner.name}: a merged vector's position is not among the kept ones")
         hidden = hidden.clone()  # never write into the encoded request
         hidden[0, rows] = merged.vectors.to(hidden.device, hidden.dtype)
-    stage_live.append((0, live))
+    stage_live.append((0, host))
 
     cache = DynamicCache(config=adapter.text_config)
     layer_live: list[torch.Tensor] = []
     mask = None  # eager attention only: one causal mask per live length, rebuilt after a drop
     for idx, layer in enumerate(adapter.layers):
         if idx in pruner.drop_layers:
-            state = PruneState(idx, hidden, cos, sin, modality[live])
-            keep = pruner.at_layer(adapter, state)
+            state = PruneState(idx, hidden, cos, sin, modality[live], layout.modality[host], host)
+            keep = timed(pruner.at_layer, adapter, state)
             if keep is not None and keep.numel() < live.numel():
+                host = host[keep.cpu()]  # no transfer when the method chose on the CPU
                 keep = keep.to(dev)
                 # with --device-map auto the hidden states sit on this layer's GPU, the bookkeeping on ``dev``
                 hidden = hidden[:, keep.to(hidden.device)]
                 cos, sin, live = cos[:, keep], sin[:, keep], live[keep]
-                stage_live.append((idx, live))
-        layer_live.append(live)
+                stage_live.append((idx, host))
+        layer_live.append(host)
         if eager and (mask is None or mask.shape[-1] != hidden.shape[1]):
             mask = _causal_mask(hidden.shape[1], hidden)
         hidden = layer(
@@ -169,17 +192,48 @@ def prefill(
         if encoded.deepstack:
             hidden = adapter.after_layer(idx, hidden, live, encoded)
     if kv_policy == "survivors":
-        _keep_survivors(cache, layer_live, live)
+        _keep_survivors(cache, layer_live, host)
     hidden = hidden.to(dev)
     final = adapter.final_norm(hidden if return_hidden else hidden[:, -1:])
     logits = adapter.lm_logits(final[:, -1]).float().reshape(-1)
     adapter.synchronize()
     ms = (time.perf_counter() - t0) * 1000
     return PrefillResult(
-        logits=logits, cache=cache, layer_live=[x.cpu() for x in layer_live],
-        stage_live=[(layer_idx, x.cpu()) for layer_idx, x in stage_live], prefill_ms=ms,
-        hidden=final if return_hidden else None,
+        logits=logits, cache=cache, layer_live=layer_live, stage_live=stage_live, prefill_ms=ms,
+        hidden=final if return_hidden else None, select_ms=select_s * 1000 if time_selection else None,
     )
+
+
+def decode_mode_for(adapter: OmniAdapter, mode: str = "auto") -> str:
+    """The decode loop ``auto`` picks: a CUDA graph on one CUDA device with sdpa/eager attention when the preset
+    says the step is capturable (not the stock MoE block: its expert routing syncs with the host), else in-place
+    buffers. An explicit mode is checked here."""
+    from seats_cli.kvcache import DECODE_MODES
+
+    if mode not in DECODE_MODES:
+        raise ValueError(f"decode mode must be one of {', '.join(DECODE_MODES)}, got {mode!r}")
+    devices = {str(d) for d in (getattr(adapter.model, "hf_device_map", None) or {}).values()}
+    graphable = (adapter.device.type == "cuda" and len(devices) <= 1
+                 and adapter.attn_implementation in ("sdpa", "eager")
+                 and adapter.config.architecture.cuda_graph_decode)
+    if mode == "auto":
+        return "cuda-graph" if graphable else "buffers"
+    if mode == "static" and adapter.attn_implementation not in ("sdpa", "eager"):
+        raise ValueError("decode mode static passes an additive mask: sdpa or eager attention only")
+    if mode == "cuda-graph" and not graphable:
+        raise ValueError("decode mode cuda-graph needs one CUDA device, sdpa or eager attention and a model whose "
+                         f"step is capturable ({adapter.config.name}: cuda_graph_decode="
+                         f"{adapter.config.architecture.cuda_graph_decode})")
+    return mode
+
+
+@dataclass
+class Decoded:
+    tokens: list[int]
+    ms: float
+    mode: str  # the loop that ran: cuda-graph, static, buffers or dynamic
+    setup_ms: float = 0.0  # copying the cache into buffers and capturing the graph (included in ms)
+    note: str | None = None  # why a CUDA graph could not be used, when it was asked for
 
 
 @torch.no_grad()
@@ -190,15 +244,35 @@ def decode(
     *,
     max_new_tokens: int,
     eos_token_ids: list[int] | None = None,
-) -> tuple[list[int], float]:
-    """Greedy decoding, one token at a time, continuing the unpruned prompt's positions."""
+    mode: str = "auto",
+) -> Decoded:
+    """Greedy decoding continuing the unpruned prompt's positions (``seats_cli.kvcache`` for the modes;
+    ``dynamic`` is the stock DynamicCache loop, kept as the reference)."""
     eos = set(adapter.eos_token_ids if eos_token_ids is None else eos_token_ids)
-    cache = result.cache
+    mode = decode_mode_for(adapter, mode)
     dev = adapter.device
     tokens: list[int] = []
     adapter.synchronize()
     t0 = time.perf_counter()
     token = int(result.logits.argmax())
+    steps = 0 if token in eos else max(0, max_new_tokens - 1)  # forward passes needed at most
+    setup_ms = 0.0
+    step = note = None
+    if steps and mode != "dynamic":
+        from seats_cli.kvcache import GraphStep, KVBuffers, StaticStep
+
+        buffers = KVBuffers(result.cache, steps)
+        if mode == "static":
+            step = StaticStep(adapter, buffers, next_position, token)
+        elif mode == "cuda-graph":
+            try:
+                step = GraphStep(adapter, buffers, next_position, token)
+            except RuntimeError as e:  # an op that cannot be captured: decode the same tokens without the graph
+                note = f"decode ran without a CUDA graph ({' '.join(str(e).split())[:160]})"
+                mode, buffers.step = "buffers", None
+        adapter.synchronize()
+        setup_ms = (time.perf_counter() - t0) * 1000
+    cache = result.cache if mode == "dynamic" else (buffers if steps else None)
     pos = next_position
     while max_new_tokens > 0:
         if token in eos:
@@ -206,14 +280,19 @@ def decode(
         tokens.append(token)
         if len(tokens) >= max_new_tokens:
             break
+        if step is not None:
+            token = step.run()
+            continue
         hidden = adapter.embed(torch.tensor([[token]], device=dev))
         # float where the model's positions are float (Qwen3: max + 1 may be fractional), else long
         pids = torch.full((3, 1, 1), pos, dtype=torch.float32 if isinstance(pos, float) else torch.long, device=dev)
         cos, sin = adapter.rotary(hidden, pids)
         for layer in adapter.layers:
             hidden = layer(hidden, attention_mask=None, position_embeddings=(cos, sin), cache=cache, use_cache=True)
+        if mode == "buffers":
+            cache.written += 1
         logits = adapter.lm_logits(adapter.final_norm(hidden[:, -1]))
         token = int(logits.argmax(-1))
         pos += 1
     adapter.synchronize()
-    return tokens, (time.perf_counter() - t0) * 1000
+    return Decoded(tokens, (time.perf_counter() - t0) * 1000, mode, setup_ms, note)

@@ -90,20 +90,24 @@ def _cache_mib(cache) -> float:
 def measure(adapter, encoded, layout: TokenLayout, config: ModelConfig, trrs, *, repeats: int = 5,
             warmup: int = 1, decode_tokens: int = 16, kv_policy: str | None = None, video_trr=None,
             audio_trr=None, progress=None, ratio_mode: str | None = None,
-            methods=("seats",)) -> tuple[dict, list[dict]]:
+            methods=("seats",), decode_mode: str = "auto") -> tuple[dict, list[dict]]:
     """Time ``engine.prefill`` (and greedy decode) of full and each method at each TRR on the same encoded input
     (a pre-LLM method's selection is part of its prefill time).
 
     Rounds alternate full, (TRR₁, method₁), (TRR₁, method₂), …; the first ``warmup`` rounds are left out; each
     run gets a fresh pruner. Returns (full, [per TRR and method, TRR-major]) with prefill ms stats, decode
-    ms/token, peak memory, the KV cache size right after prefill and the layer counts the engine used.
+    ms/token, peak memory, the KV cache size right after prefill and the layer counts the engine used. Decode
+    ms/token leaves out the once-per-request setup (buffers copied, graph captured), reported as ``decode_setup_ms``.
+    The selection's own time (``select_ms``: before layer 0 and at the drop layers) comes from one more prefill per
+    run with the device synchronised around each selection call, kept out of the prefill statistics.
     """
     if repeats < 1:
         raise ValueError("--repeats must be at least 1")
     kv_policy = kv_policy or config.seats.kv_policy
     dev = adapter.device
     kinds = [None, *((m, t) for t in trrs for m in methods)]
-    rec = {k: {"prefill": [], "cpu": [], "decode": [], "steps": 0, "peak": None, "live": None, "kv": 0.0}
+    rec = {k: {"prefill": [], "cpu": [], "decode": [], "setup": [], "steps": 0, "peak": None, "live": None,
+               "kv": 0.0, "mode": None}
            for k in range(len(kinds))}
     total = warmup + repeats
     for rnd in range(total):
@@ -121,20 +125,28 @@ def measure(adapter, encoded, layout: TokenLayout, config: ModelConfig, trrs, *,
             kv_mib = _cache_mib(res.cache)
             toks, dec_ms = ([], 0.0)
             if decode_tokens > 1:
-                toks, dec_ms = decode(adapter, res, encoded.next_position, max_new_tokens=decode_tokens,
-                                      eos_token_ids=[])
+                dec = decode(adapter, res, encoded.next_position, max_new_tokens=decode_tokens, eos_token_ids=[],
+                             mode=decode_mode)
+                toks, dec_ms = dec.tokens, dec.ms - dec.setup_ms
             r = rec[k]
             if rnd >= warmup:
                 r["prefill"].append(res.prefill_ms)
                 r["cpu"].append(cpu_ms)
                 if len(toks) > 1:
                     r["decode"].append(dec_ms / (len(toks) - 1))
-                    r["steps"] = len(toks) - 1
+                    r["setup"].append(dec.setup_ms)
+                    r["steps"], r["mode"] = len(toks) - 1, dec.mode
                 if dev.type == "cuda":
                     m = peak_memory(dev)
                     r["peak"] = m if r["peak"] is None or m["mib"] > r["peak"]["mib"] else r["peak"]
             r["live"], r["kv"] = res.layer_live, kv_mib
             del res
+            if rnd == total - 1:
+                timed = prefill(adapter, encoded, layout, pruner if kind is None else build_pruner(
+                    kind[0], config, layout, trr=kind[1], video_trr=video_trr, audio_trr=audio_trr,
+                    ratio_mode=ratio_mode)[0], kv_policy=kv_policy, time_selection=True)
+                r["select"] = (timed.select_ms, timed.prefill_ms)
+                del timed
             if progress is not None:
                 progress(rnd * len(kinds) + k + 1, total * len(kinds))
     out = []
@@ -149,6 +161,11 @@ def measure(adapter, encoded, layout: TokenLayout, config: ModelConfig, trrs, *,
             "decode_ms_per_token": dec,
             "decode_tokens_per_s": 1000.0 / dec["median"] if dec else None,
             "decode_steps": r["steps"],
+            "decode_mode": r["mode"],
+            # selection time and its share of that (synchronised) prefill
+            "select_ms": r["select"][0] if r.get("select") else None,
+            "select_share": r["select"][0] / r["select"][1] if r.get("select") else None,
+            "decode_setup_ms": _stats(r["setup"]) if r["setup"] else None,
             "peak_memory": r["peak"] or peak_memory(dev),
             "kv_cache_mib": r["kv"],
             "layer_live": r["live"],

@@ -25,6 +25,7 @@ from reference import (
     write_clip,
 )
 from seats_cli import engine
+from seats_cli.methods import build_pruner
 from seats_cli.layout import AUDIO, TEXT, VIDEO
 
 QUESTION = "What is moving?"
@@ -100,26 +101,52 @@ def test_prefill_equals_stock_forward(adapter, clips, stock, clip):
     assert [layer for layer, _ in result.stage_live] == [0]
 
 
+@pytest.mark.parametrize("mode", ["buffers", "static", "dynamic"])
 @pytest.mark.parametrize("clip", ["sample", "silent"])
-def test_greedy_decode_equals_stock_generate(adapter, clips, stock, clip):
+def test_greedy_decode_equals_stock_generate(adapter, clips, stock, clip, mode):
     media, request, encoded = prepared_case(adapter, clips[clip], QUESTION)
     stock = stock(clip)[1]
     assert len(stock) == N_NEW
     result = engine.prefill(adapter, encoded, request.layout, None)
-    ours, _ = engine.decode(adapter, result, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[])
-    assert ours == stock
+    out = engine.decode(adapter, result, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[], mode=mode)
+    assert out.tokens == stock and out.mode == mode
+
+
+def test_auto_decode_mode_on_cpu_is_buffers(adapter):
+    assert engine.decode_mode_for(adapter) == "buffers"  # a CUDA graph only on CUDA
+    with pytest.raises(ValueError, match="cuda-graph needs one CUDA device"):
+        engine.decode_mode_for(adapter, "cuda-graph")
+    with pytest.raises(ValueError, match="one of auto, cuda-graph, static, buffers, dynamic"):
+        engine.decode_mode_for(adapter, "graph")
+
+
+@pytest.mark.parametrize("policy", ["survivors", "per_layer"])
+def test_pruned_decode_modes_agree_with_the_stock_cache(adapter, sample_path, policy):
+    """SEATS at R = 0.1: with ``per_layer`` every layer's cache has its own length (and mask); the in-place and
+    static loops give the stock DynamicCache loop's tokens, and their last-step logits agree."""
+    _, request, encoded = prepared_case(adapter, sample_path, QUESTION)
+    runs = {}
+    for mode in ("dynamic", "buffers", "static"):
+        pruner, _ = build_pruner("seats", adapter.config, request.layout, trr=0.1)
+        result = engine.prefill(adapter, encoded, request.layout, pruner, kv_policy=policy)
+        runs[mode] = engine.decode(adapter, result, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[],
+                                   mode=mode).tokens
+        lengths = {lay.keys.shape[2] for lay in result.cache.layers}
+    assert len(lengths) == (1 if policy == "survivors" else 5)  # Stage I, drops before 16/18/20, text from 23
+    assert runs["buffers"] == runs["dynamic"] == runs["static"]
+    assert len(runs["dynamic"]) == N_NEW
 
 
 def test_decode_stops_at_eos_and_respects_max_new_tokens(adapter, sample_path):
     media, request, encoded = prepared_case(adapter, sample_path, QUESTION)
     result = engine.prefill(adapter, encoded, request.layout, None)
-    free, _ = engine.decode(adapter, result, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[])
+    free = engine.decode(adapter, result, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[]).tokens
     # pretend the 3rd generated token is an end-of-sequence token: decoding stops before it
     result = engine.prefill(adapter, encoded, request.layout, None)
-    cut, _ = engine.decode(adapter, result, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[free[2]])
+    cut = engine.decode(adapter, result, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[free[2]]).tokens
     assert cut == free[:free.index(free[2])]
     result = engine.prefill(adapter, encoded, request.layout, None)
-    one, _ = engine.decode(adapter, result, encoded.next_position, max_new_tokens=1, eos_token_ids=[])
+    one = engine.decode(adapter, result, encoded.next_position, max_new_tokens=1, eos_token_ids=[]).tokens
     assert one == free[:1]
 
 
@@ -147,8 +174,8 @@ def test_eager_prefill_equals_stock_eager_forward(eager_adapter, adapter, sample
     sdpa = engine.prefill(adapter, enc_sdpa, request.layout, None)
     assert (sdpa.logits - result.logits).abs().max().item() <= 1e-4
     # greedy decoding with eager attention (no mask for the single new row) gives the stock greedy tokens
-    ours_tokens, _ = engine.decode(eager_adapter, result, encoded.next_position, max_new_tokens=N_NEW,
-                                   eos_token_ids=[])
+    ours_tokens = engine.decode(eager_adapter, result, encoded.next_position, max_new_tokens=N_NEW,
+                                   eos_token_ids=[]).tokens
     assert ours_tokens == stock("sample")[1]
 
 
@@ -547,3 +574,52 @@ def test_whole_audio_attention_equals_brute_force(adapter, sample_path):
     assert got.shape == (150,) and (got.double() - expected).abs().max().item() <= 1e-5
     assert got.double().sum().item() == pytest.approx(n / 2, rel=1e-5)  # 300 rows, pooled in pairs
     assert (got - encoded.audio_saliency).abs().max().item() > 1e-3  # not the chunked statistic
+
+
+def test_kv_buffers_copy_the_cache_and_zero_the_room_for_the_answer():
+    from transformers import DynamicCache
+
+    from seats_cli.kvcache import KVBuffers
+
+    cache = DynamicCache()
+    k0, v0 = torch.randn(1, 2, 5, 4), torch.randn(1, 2, 5, 4)
+    k1, v1 = torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4)
+    cache.update(k0, v0, 0)
+    cache.update(k1, v1, 1)
+    buf = KVBuffers(cache, 4)
+    assert buf.base == [5, 3] and buf.capacity == [9, 7]
+    assert torch.equal(buf.keys[0][:, :, :5], k0) and torch.equal(buf.values[1][:, :, :3], v1)
+    # the unwritten rows are read (masked) by the static step: they must not hold stale memory such as NaN
+    assert all(int(t[:, :, n:].count_nonzero()) == 0 for t, n in zip(buf.keys + buf.values, buf.base * 2))
+    new = torch.ones(1, 2, 1, 4)
+    k, v = buf.update(new, new, 1)  # buffers mode: a view of the rows written so far
+    assert k.shape[2] == 4 and torch.equal(k[:, :, 3:], new) and torch.equal(k[:, :, :3], k1)
+    buf.static(torch.device("cpu"))
+    buf.step += 2
+    k, v = buf.update(new * 2, new * 2, 0)  # static mode: row base + step, the whole buffer returned
+    assert k.shape[2] == 9 and torch.equal(k[:, :, 7:8], new * 2)
+    masks = buf.masks(torch.float32)
+    assert masks[0].shape == (1, 1, 1, 9) and masks[1].shape == (1, 1, 1, 7)
+    assert (masks[0][0, 0, 0] == 0).tolist() == [True] * 8 + [False]  # rows <= base + step = 7
+    assert (masks[1][0, 0, 0] == 0).tolist() == [True] * 6 + [False]
+
+
+def test_flash_attention_never_gets_the_static_decode_mask(adapter):
+    """The static/graph step passes an additive (1, 1, 1, capacity) mask; with flash-attention the loop stays on
+    in-place buffers (no mask), and asking for the masked step is refused."""
+    from types import SimpleNamespace
+
+    def fake(device, attn, graphable=True, device_map=None):
+        arch = SimpleNamespace(cuda_graph_decode=graphable)
+        return SimpleNamespace(device=torch.device(device), attn_implementation=attn,
+                               config=SimpleNamespace(name="x", architecture=arch),
+                               model=SimpleNamespace(hf_device_map=device_map))
+
+    assert engine.decode_mode_for(fake("cuda", "sdpa")) == "cuda-graph"
+    assert engine.decode_mode_for(fake("cuda", "eager")) == "cuda-graph"
+    assert engine.decode_mode_for(fake("cuda", "flash_attention_2")) == "buffers"
+    assert engine.decode_mode_for(fake("cuda", "sdpa", graphable=False)) == "buffers"  # Qwen3-Omni's MoE
+    assert engine.decode_mode_for(fake("cuda", "sdpa", device_map={"a": 0, "b": 1})) == "buffers"
+    with pytest.raises(ValueError, match="sdpa or eager attention only"):
+        engine.decode_mode_for(fake("cuda", "flash_attention_2"), "static")
+    assert engine.decode_mode_for(adapter, "static") == "static"

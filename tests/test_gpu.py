@@ -38,7 +38,7 @@ def test_engine_equals_stock_on_cuda_fp32(cuda, tiny_dir, sample_path):
     with torch.no_grad():
         stock = ad.model(**request.inputs, use_audio_in_video=request.use_audio_in_video).logits
     assert (ad.model.lm_head(res.hidden) - stock).abs().max().item() <= 1e-4
-    tokens, _ = decode(ad, res, encoded.next_position, max_new_tokens=8, eos_token_ids=[])
+    tokens = decode(ad, res, encoded.next_position, max_new_tokens=8, eos_token_ids=[]).tokens
     with torch.no_grad():
         gen = ad.model.generate(**request.inputs, use_audio_in_video=request.use_audio_in_video, max_new_tokens=8,
                                 do_sample=False, eos_token_id=None)
@@ -56,3 +56,68 @@ def test_seats_equals_masked_reference_on_cuda_bf16(cuda, tiny_dir, sample_path,
     res = prefill(ad, encoded, request.layout, pruner)
     ref = masked_reference_logits(ad, encoded, res.layer_live)
     assert torch.allclose(res.logits.float(), ref.float(), atol=5e-2, rtol=5e-2)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_cuda_graph_decode_equals_stock_generate(cuda, tiny_dir, sample_path, dtype):
+    """The captured decode step gives the stock generate()'s greedy tokens, and the in-place loop's."""
+    ad, request = _case(tiny_dir, sample_path, dtype)
+    encoded = ad.encode(request)
+    with torch.no_grad():
+        gen = ad.model.generate(**request.inputs, use_audio_in_video=request.use_audio_in_video, max_new_tokens=12,
+                                do_sample=False, eos_token_id=None)
+    stock = gen[0, request.inputs["input_ids"].shape[1]:].tolist()
+    runs = {}
+    for mode in ("cuda-graph", "buffers", "dynamic"):
+        res = prefill(ad, encoded, request.layout)
+        out = decode(ad, res, encoded.next_position, max_new_tokens=12, eos_token_ids=[], mode=mode)
+        assert out.mode == mode and out.note is None
+        runs[mode] = out.tokens
+    assert runs["cuda-graph"] == runs["buffers"] == runs["dynamic"]
+    if dtype == "float32":
+        assert runs["cuda-graph"] == stock
+
+
+def test_seats_decode_under_per_layer_kv_with_a_graph(cuda, tiny_dir, sample_path):
+    """Layers of different cache lengths (per_layer) each get their own mask inside the graph."""
+    ad, request = _case(tiny_dir, sample_path, "float32")
+    encoded = ad.encode(request, saliency=True)
+    runs = {}
+    for mode in ("cuda-graph", "dynamic"):
+        pruner, _ = build_pruner("seats", ad.config, request.layout, trr=0.1)
+        res = prefill(ad, encoded, request.layout, pruner, kv_policy="per_layer")
+        runs[mode] = decode(ad, res, encoded.next_position, max_new_tokens=12, eos_token_ids=[], mode=mode).tokens
+    assert runs["cuda-graph"] == runs["dynamic"]
+
+
+def test_full_size_7b_thinker_runs_a_128_frame_request_end_to_end(cuda, tmp_path):
+    """Qwen2.5-Omni-7B's thinker at full size (random bf16 weights, full-size encoders) on a 64 s 720p clip: 128
+    frames, the layer counts SEATS planned, the graph decode, and the peak memory (bench_e2e.py times it)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_e2e import build
+    from media_factory import make_clip
+
+    from seats_cli.methods.seats import SeatsPlan
+
+    clip = make_clip(tmp_path / "clip.mp4", width=1280, height=720, fps=25, seconds=64)
+    seats, _ = build("gpu", "sdpa")
+    assert seats.decode_mode == "cuda-graph"
+    total_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+    for method, trr in (("full", None), ("seats", 0.35), ("seats", 0.10)):
+        torch.cuda.reset_peak_memory_stats()
+        r = seats.ask(clip, "What happens?", method=method, trr=trr, max_new_tokens=8, seed=0)
+        assert r.media["frames"] == 128 and r.tokens["video"] == 64 * 144  # 64 grids of 144 tokens
+        assert r.latency_ms["prefill"] > 0 and r.latency_ms["encode"] > 0
+        assert torch.cuda.max_memory_allocated() / 2**30 < total_gib
+        kept = [row["video"] + row["audio"] + row["text"] for row in r.layers]
+        if method == "full":
+            assert set(kept) == {r.tokens["video"] + r.tokens["audio"] + r.tokens["text"]}
+        else:
+            n = r.tokens
+            plan = SeatsPlan.build(seats.config, trr, n["video"], n["audio"], tokens_per_grid=144)
+            assert kept == [c["video"] + c["audio"] + c["text"] for c in plan.counts(n["video"], n["audio"],
+                                                                                   n["text"])]
+            assert r.flops["reduction"] > (3.0 if trr == 0.35 else 8.0)

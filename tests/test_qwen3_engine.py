@@ -53,10 +53,12 @@ def test_prefill_equals_the_stock_forward(adapter, sample_path, clips, which, on
     assert (engine.prefill(adapter, plain, request.layout).logits - stock.float()).abs().max().item() > 1e-4
 
 
-def test_greedy_decode_equals_stock_generate(adapter, sample_path, one_thread):
+@pytest.mark.parametrize("mode", ["buffers", "static"])
+def test_greedy_decode_equals_stock_generate(adapter, sample_path, one_thread, mode):
     _, request, encoded = prepared_case(adapter, sample_path, QUESTION)
     ours = engine.prefill(adapter, encoded, request.layout)
-    tokens, _ = engine.decode(adapter, ours, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[])
+    tokens = engine.decode(adapter, ours, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[],
+                           mode=mode).tokens
     assert isinstance(encoded.next_position, float)  # float positions continue as floats
     with torch.no_grad():
         out = adapter.model.generate(**_stock_inputs(request), use_audio_in_video=request.use_audio_in_video,
@@ -76,7 +78,7 @@ def test_seats_equals_the_masked_reference(adapter, sample_path, trr, policy, on
     assert [layer for layer, _ in res.stage_live] == [0, 27, 31, 35, 39]
     ref = masked_reference_logits(adapter, encoded, live)
     assert (res.logits - ref).abs().max().item() <= 1e-4
-    tokens, _ = engine.decode(adapter, res, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[])
+    tokens = engine.decode(adapter, res, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[]).tokens
     assert masked_reference_greedy_given(adapter, encoded, live, kv_visible_for(policy, live), tokens) == tokens
 
 
@@ -121,7 +123,7 @@ def test_a_1_fps_clip_and_the_baselines_run(adapter, clips, one_thread):
                    "omnizip", "fastvid"):
         pruner, _ = build_pruner(method, adapter.config, layout, trr=0.25)
         res = engine.prefill(adapter, encoded, layout, pruner)
-        tokens, _ = engine.decode(adapter, res, encoded.next_position, max_new_tokens=2, eos_token_ids=[])
+        tokens = engine.decode(adapter, res, encoded.next_position, max_new_tokens=2, eos_token_ids=[]).tokens
         assert len(tokens) == 2 and torch.isfinite(res.logits).all(), method
         if method == "fastv":  # drop before layer 2: DeepStack rows of layer 2 go only to surviving video rows
             ref = masked_reference_logits(adapter, encoded, res.layer_live)

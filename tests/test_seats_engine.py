@@ -75,8 +75,8 @@ class Runs:
                                         **ratios)
             result = engine.prefill(self.adapter, encoded, request.layout, pruner, kv_policy=policy)
             logits, live = result.logits.clone(), [x.clone() for x in result.layer_live]
-            tokens, _ = engine.decode(self.adapter, result, encoded.next_position, max_new_tokens=N_NEW,
-                                      eos_token_ids=[])
+            tokens = engine.decode(self.adapter, result, encoded.next_position, max_new_tokens=N_NEW,
+                                      eos_token_ids=[]).tokens
             self.cache[key] = dict(plan=plan, result=result, logits=logits, layer_live=live, tokens=tokens,
                                    stage_live=result.stage_live, request=request, encoded=encoded)
         return self.cache[key]
@@ -139,11 +139,11 @@ def test_survivors_policy_leaves_text_only_kv(runs):
     run = runs.get("R0.1", "survivors")
     n_text = run["request"].layout.n_text
     cache = run["result"].cache
-    for layer in cache.layers:  # after decode: text prompt KV + the N_NEW - 1 fed-back tokens
-        assert layer.keys.shape[2] == n_text + N_NEW - 1
+    for layer in cache.layers:  # decoding wrote into its own buffers: the prefill cache is as prefill left it
+        assert layer.keys.shape[2] == n_text
     run = runs.get("R0.1", "per_layer")
     for idx, layer in enumerate(run["result"].cache.layers):
-        assert layer.keys.shape[2] == run["layer_live"][idx].numel() + N_NEW - 1
+        assert layer.keys.shape[2] == run["layer_live"][idx].numel()
 
 
 # --------------------------------------------------------------------------------- R = 1 equals full
@@ -159,8 +159,8 @@ def test_r1_without_stage3_equals_full(adapter, runs):
     full = engine.prefill(adapter, encoded, layout, full_pruner)
     assert torch.equal(seats.logits, full.logits)
     assert all(torch.equal(live, torch.arange(layout.seq_len)) for live in seats.layer_live)
-    t_seats, _ = engine.decode(adapter, seats, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[])
-    t_full, _ = engine.decode(adapter, full, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[])
+    t_seats = engine.decode(adapter, seats, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[]).tokens
+    t_full = engine.decode(adapter, full, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[]).tokens
     assert t_seats == t_full and len(t_full) == N_NEW
 
 
@@ -284,6 +284,6 @@ def test_eager_attention_equals_masked_reference(tiny_dir, sample_path):
     live = [x.clone() for x in result.layer_live]
     ref = masked_reference_logits(ad, encoded, live)
     assert (result.logits - ref).abs().max().item() <= TOL
-    tokens, _ = engine.decode(ad, result, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[])
+    tokens = engine.decode(ad, result, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[]).tokens
     kv = kv_visible_for("survivors", live)
     assert masked_reference_greedy_given(ad, encoded, live, kv, tokens) == tokens

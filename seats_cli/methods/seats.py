@@ -133,7 +133,9 @@ class SeatsPruner:
 
     # Stage II and III ------------------------------------------------------------------------------
     def at_layer(self, adapter, state):
-        mod = state.modality
+        # planned on the CPU: the modality of the live tokens is known there; the one device-to-host transfer is
+        # the query's scores (stage2_select)
+        mod = state.modality.cpu() if state.host_modality is None else state.host_modality
         text_rows = torch.nonzero(mod == TEXT).flatten()
         if self.plan.text_only_from is not None and state.layer >= self.plan.text_only_from:
             return text_rows
@@ -148,5 +150,5 @@ class SeatsPruner:
             return None
         score_idx = state.layer - 1 if self.score_layer == "previous" else state.layer
         scores = adapter.query_scores(score_idx, state.hidden, state.cos, state.sin, state.hidden.shape[1] - 1)
-        res = stage2_select(scores, is_v, is_a, k_v, k_a, self.tau, rebalance=self.plan.rebalance)
-        return torch.cat([text_rows, res.kept_positions.to(text_rows.device)]).sort().values
+        res = stage2_select(scores.cpu(), is_v, is_a, k_v, k_a, self.tau, rebalance=self.plan.rebalance)
+        return torch.cat([text_rows, res.kept_positions]).sort().values
