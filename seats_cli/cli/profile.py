@@ -228,7 +228,8 @@ def _render_latency(result) -> None:
     t = Table(title=f"Measured on {where} ({m['dtype']}, {m['attn_implementation']}, torch {m['torch']}); "
               f"prefill ms median (min–max) over {result.runs[0].latency['repeats']} repeats, warm-up excluded")
     for col in ("TRR", "FLOPs reduction", "prefill full", "prefill SEATS", "speedup", "speedup / FLOPs",
-                "decode tok/s full", "decode tok/s SEATS", "peak memory", "KV after prefill full/SEATS"):
+                "decode tok/s full", "decode tok/s SEATS", "selection ms (share)", "peak memory",
+                "KV after prefill full/SEATS"):
         t.add_column(col, justify="right")
 
     def ms(x):
@@ -238,13 +239,17 @@ def _render_latency(result) -> None:
     def tps(x):
         return f"{x['decode_tokens_per_s']:.1f}" if x["decode_tokens_per_s"] else "-"
 
+    def sel(x):
+        return f"{x['select_ms']:.1f} ({100 * x['select_share']:.1f}%)" if x.get("select_ms") is not None else "-"
+
     for run in result.runs:
         lat = run.latency
         peak = lat["seats"]["peak_memory"]
         t.add_row(f"{run.trr:g}", f"{run.flops['reduction']:.2f}x", ms(lat["full"]), ms(lat["seats"]),
                   f"{lat['prefill_speedup']:.2f}x", f"{lat['speedup_over_flops_reduction']:.2f}", tps(lat["full"]),
-                  tps(lat["seats"]), f"{peak['mib']:.0f} MiB",
+                  tps(lat["seats"]), sel(lat["seats"]), f"{peak['mib']:.0f} MiB",
                   f"{lat['full']['kv_cache_mib']:.2f}/{lat['seats']['kv_cache_mib']:.2f} MiB")
     stdout.print(t)
-    stdout.print(f"[dim]peak memory: {result.runs[0].latency['seats']['peak_memory']['kind']}; "
-                 f"{result.runs[0].latency['timer']}[/dim]")
+    seats = result.runs[0].latency["seats"]
+    stdout.print(f"[dim]peak memory: {seats['peak_memory']['kind']}; {result.runs[0].latency['timer']}; decode loop "
+                 f"{seats.get('decode_mode') or '-'}; selection: one synchronised prefill per run[/dim]")
