@@ -1,12 +1,15 @@
 """Decode a video file into sampled, resized frames and its audio track (PyAV only, no ffmpeg binary).
 
-The sampling and sizing policy is ``seats_cli.frames`` (docs/METHOD.md §2). The file is
-opened once: video and audio packets are demuxed together, every video frame is decoded but only the
-sampled ones are kept (resized at once), and the audio is mixed to mono and resampled to 16 kHz.
+The sampling and sizing policy is ``seats_cli.frames`` (docs/METHOD.md §2). Video and audio packets are
+demuxed together. When the sampled frames are sparse (a long clip: 2 fps of 25 fps keeps one frame in 12), the
+video is then decoded only from the keyframe before each sampled frame up to it, without the H.264 pictures
+nothing refers to; otherwise every frame is decoded while demuxing. Either way only the sampled frames are
+converted and resized, once each, and the audio is mixed to mono and resampled to 16 kHz by one resampler.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 import os
@@ -61,6 +64,8 @@ class DecodedMedia:
     audio_stream: int | None = None  # container index of the audio stream used
     audio_streams: int = 0  # audio streams in the file
     decode_ms: float = field(default=0.0, compare=False)  # wall time decode_video took (frames + audio resample)
+    frames_decoded: int = field(default=0, compare=False)  # video frames decoded (fewer than source_frames when
+    # only the keyframe runs holding sampled frames were decoded)
 
     def to_dict(self) -> dict:
         """Metadata only (no arrays), JSON-serialisable."""
@@ -85,9 +90,12 @@ def _resize(rgb: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as F
 
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+    # planar (C, H, W) in memory before the float resize: the same values as from the (H, W, C) view the
+    # official pipeline resizes (the kernel's arithmetic per output pixel does not depend on the layout; pinned
+    # by tests/test_media.py), at about half the time for 720p
+    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()
     if tuple(t.shape[1:]) == size:
-        return t.contiguous()
+        return t
     return F.resize(t, list(size), interpolation=InterpolationMode.BICUBIC, antialias=True).contiguous()
 
 
@@ -100,12 +108,13 @@ class _FrameSampler:
         self.indices = frame_indices(total, self.n)
         self.wanted = set(self.indices)
         self.kept: dict[int, tuple[torch.Tensor, float]] = {}  # index -> (resized frame, time)
-        self.count = 0
+        self.count = self.decoded = 0  # frames seen in order; frames the decoder gave
         self.size = self.source_size = self.first_t = self.last_t = self.last_dur = None
         self.rotation = 0
 
     def add(self, frame) -> None:
         i, self.count = self.count, self.count + 1
+        self.decoded += 1
         tb = self.time_base or frame.time_base  # flushed frames may lack their own time base
         t = _seconds(frame.pts, tb)
         if t is None or (self.last_t is not None and t <= self.last_t):
@@ -114,18 +123,33 @@ class _FrameSampler:
         self.last_t = t
         self.last_dur = _seconds(getattr(frame, "duration", None), tb) or None
         if i in self.wanted:
-            turns = _quarter_turns(frame)
-            if self.size is None:
-                self.rotation = turns * 90
-                h, w = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
-                self.source_size = (h, w)  # as displayed: sizes are computed after rotation
-                self.size = plan_resize(h, w, self.n, self.policy)
-            rgb = frame.to_ndarray(format="rgb24")
-            if turns:
-                rgb = np.rot90(rgb, k=turns)  # counterclockwise, as the display matrix says
-            self.kept[i] = (_resize(rgb, self.size), t - self.first_t)
+            self._keep(frame, i, t)
         if self.progress is not None:
             self.progress(self.count, self.total)
+
+    def add_at(self, frame, i: int) -> None:
+        """Keep `frame` as source frame `i` (display order), when only some frames are decoded: the frames
+        come in display order, the first and the last are always among them, their pts are all valid."""
+        t = _seconds(frame.pts, self.time_base or frame.time_base)
+        self.first_t = t if self.first_t is None else self.first_t
+        if i == self.total - 1:
+            self.last_t = t
+            self.last_dur = _seconds(getattr(frame, "duration", None), self.time_base or frame.time_base) or None
+        self._keep(frame, i, t)
+        if self.progress is not None:
+            self.progress(i + 1, self.total)
+
+    def _keep(self, frame, i: int, t: float) -> None:
+        turns = _quarter_turns(frame)
+        if self.size is None:
+            self.rotation = turns * 90
+            h, w = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
+            self.source_size = (h, w)  # as displayed: sizes are computed after rotation
+            self.size = plan_resize(h, w, self.n, self.policy)
+        rgb = frame.to_ndarray(format="rgb24")
+        if turns:
+            rgb = np.rot90(rgb, k=turns)  # counterclockwise, as the display matrix says
+        self.kept[i] = (_resize(rgb, self.size), t - self.first_t)
 
 
 class _AudioCollector:
@@ -240,7 +264,12 @@ def decode_video(path: str | os.PathLike, policy: FramePolicy = FramePolicy(),
     """
     p = _check_path(path)
     t0 = time.perf_counter()
+    threads = torch.get_num_threads()
     try:
+        # torch resizes one frame at a time on at most half the cores, the decoder's threads have the rest
+        # (torch threads competing with them for a core cost several times the work); restored below
+        if _resize_threads(threads) != threads:
+            torch.set_num_threads(_resize_threads(threads))
         media = _decode(p, policy, progress, count_first=False)
         return dataclasses.replace(media, decode_ms=(time.perf_counter() - t0) * 1000)
     except MediaError as e:
@@ -250,6 +279,14 @@ def decode_video(path: str | os.PathLike, policy: FramePolicy = FramePolicy(),
     except Exception as e:  # av errors, decoder failures, anything from a broken file
         reason = " ".join(str(e).split()) or type(e).__name__
         raise MediaError(f"cannot decode {p}: {reason}") from None
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
+def _resize_threads(threads: int) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(threads, cores // 2))
 
 
 def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> DecodedMedia:
@@ -276,14 +313,20 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
         video_start = _seconds(vstream.start_time, vstream.time_base) or 0.0
         audio = _AudioCollector(astream, policy, video_start) if astream is not None else None
         notes: list[str] = []
-        # With a frame count in the header, decode while demuxing; otherwise keep the (compressed)
-        # video packets, count them, then decode. Either way only the sampled frames are kept.
+        # With a frame count in the header the sampled frames are known before decoding: when they are sparse
+        # this pass lists the video packets (and decodes the audio), then only the runs from a keyframe to a
+        # sampled frame are decoded (_plan_runs, _decode_runs); else the frames are decoded while demuxing.
+        # Without a count, the (compressed) video packets are kept, counted, then decoded.
         direct = declared > 0 and rate is not None and not count_first
         sampler = _FrameSampler(declared, rate, policy, progress, vstream.time_base) if direct else None
-        packets = []
+        sparse = direct and sampler.n * _SPARSE <= declared
+        packets, listed = [], []
         for packet in container.demux([vstream] + ([astream] if astream is not None else [])):
             if packet.stream is vstream:
-                if direct:
+                if sparse:
+                    if packet.size > 0:
+                        listed.append((packet.pts, packet.dts, packet.is_keyframe))
+                elif direct:
                     for frame in packet.decode():
                         sampler.add(frame)
                 elif packet.size > 0:
@@ -291,6 +334,11 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
             elif audio is not None and not audio.full:
                 for frame in packet.decode():
                     audio.add(frame)
+        if sparse:
+            runs = _plan_runs([x[0] for x in listed], [x[2] for x in listed], sampler.indices)
+            if len(listed) != declared or runs is None or not _decode_runs(p, vstream.index, listed, runs, sampler):
+                return _decode(p, policy, progress, count_first=True)  # decode every frame, counting them
+            sampler.count = declared
         if direct and 0 < sampler.count != declared:  # the header was wrong: count first
             return _decode(p, policy, progress, count_first=True)
         if packets:
@@ -349,8 +397,115 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
         source_fps=rate, source_frames=total, height=h, width=w, audio=final_audio,
         audio_source_rate=audio_rate, audio_source_channels=audio_channels, notes=tuple(notes),
         audio_sample_rate=policy.audio_sample_rate, rotation=sampler.rotation,
-        audio_stream=astream_index, audio_streams=len(audio_streams),
+        audio_stream=astream_index, audio_streams=len(audio_streams), frames_decoded=sampler.decoded,
     )
+
+
+_SPARSE = 4  # decode runs only when a clip gives at most one sampled frame in this many
+_SEEK_GAP = 8  # seek over a gap of at least this many packets; read through (without decoding) a shorter one
+_SEEKABLE = ("mov", "mp4", "matroska", "webm")  # demuxers with an index: a seek lands on the keyframe asked for
+
+
+def _plan_runs(pts: list, keyframes: list[bool], wanted: list[int]) -> list[tuple[int, int, tuple[int, ...]]] | None:
+    """The video packets to decode to get the frames `wanted` (display order = pts order): runs
+    ``(first, last, frames)`` of packet positions in file order, each from a keyframe to the last packet a wanted
+    frame needs, with the wanted frames each run gives; overlapping or touching runs are merged. A frame needs
+    the keyframe with the latest pts not after its own. None when the packets cannot say it: a missing or
+    repeated pts, keyframes out of pts order, no keyframe before a wanted frame."""
+    n = len(pts)
+    if n == 0 or None in pts or len(set(pts)) != n:
+        return None
+    order = sorted(range(n), key=pts.__getitem__)  # display index -> packet position
+    keys = [i for i in range(n) if keyframes[i]]
+    key_pts = [pts[i] for i in keys]
+    if not keys or key_pts != sorted(key_pts):
+        return None
+    runs: list[list] = []
+    for d in sorted(set(wanted)):
+        i = order[d]
+        k = bisect.bisect_right(key_pts, pts[i]) - 1
+        if k < 0 or keys[k] > i:
+            return None
+        if runs and keys[k] <= runs[-1][1] + 1:
+            runs[-1][1] = max(runs[-1][1], i)
+            runs[-1][2].append(d)
+        else:
+            runs.append([keys[k], i, [d]])
+    return [(first, last, tuple(frames)) for first, last, frames in runs]
+
+
+def _decode_runs(p: Path, index: int, listed, runs, sampler: _FrameSampler) -> bool:
+    """Decode only the packet runs of `_plan_runs` (video stream `index` of `p`, opened afresh) into `sampler`,
+    seeking over the gaps where the demuxer has an index, else reading through them. False when the file does not
+    behave as its packet list says (the caller then decodes every frame)."""
+    import av
+
+    position = {pk[0]: i for i, pk in enumerate(listed)}  # pts -> position in file order
+    display = {t: d for d, t in enumerate(sorted(position))}  # pts -> display index
+    with av.open(str(p), mode="r", metadata_errors="ignore") as container:
+        vstream = container.streams[index]
+        vstream.thread_type = "AUTO"
+        seekable = bool(set(str(container.format.name).split(",")) & set(_SEEKABLE))
+        droppable = _h264_droppable(vstream.codec_context)
+        packets, at, last_kept = container.demux(vstream), -1, -1
+        for first, last, frames in runs:
+            wanted = set(frames)
+            vstream.codec_context.flush_buffers()
+            if seekable and first - at > _SEEK_GAP:
+                ts = [t for t in listed[first][:2] if t is not None]
+                container.seek(min(ts), stream=vstream, backward=True, any_frame=False)
+                packets = container.demux(vstream)
+            expect = None  # position of the next packet, once the run has started
+            while True:
+                packet = next(packets, None)
+                if packet is None:
+                    return False
+                if packet.size == 0:
+                    continue
+                at = position.get(packet.pts)
+                if at is None or (expect is not None and at != expect) or (expect is None and at > first):
+                    return False
+                if at < first:
+                    continue
+                expect = at + 1
+                if at < last and droppable is not None and display[packet.pts] not in wanted and droppable(packet):
+                    continue  # a picture nothing is predicted from, and not a sampled frame: not decoded
+                for frame in list(vstream.decode(packet)) + (list(vstream.decode(None)) if at >= last else []):
+                    sampler.decoded += 1
+                    d = display.get(frame.pts)
+                    if d is None:
+                        return False
+                    if d in wanted:
+                        if d <= last_kept:
+                            return False
+                        sampler.add_at(frame, d)
+                        last_kept = d
+                if at >= last:
+                    break
+    return len(sampler.kept) == len(sampler.wanted)
+
+
+def _h264_droppable(ctx) -> Callable[[object], bool] | None:
+    """For H.264 with length-prefixed NAL units (MP4, MOV, MKV): a test that a packet holds only non-reference
+    pictures (every slice's nal_ref_idc is 0: no other picture is predicted from it, and it changes no decoder
+    state other pictures use), so that skipping it leaves every other frame as it was. None for other codecs."""
+    extra = ctx.extradata
+    if ctx.name != "h264" or not extra or len(extra) < 7 or extra[0] != 1:  # avcC (version 1), not Annex B
+        return None
+    size = (extra[4] & 3) + 1
+
+    def droppable(packet) -> bool:
+        data, i, slices = memoryview(packet), 0, 0
+        while i + size < len(data):
+            header = data[i + size]
+            kind = header & 0x1F
+            if kind in (14, 20, 21) or (1 <= kind <= 5 and header & 0x60):  # SVC/MVC, or a reference slice
+                return False
+            slices += 1 <= kind <= 5
+            i += size + int.from_bytes(data[i:i + size], "big")
+        return slices > 0
+
+    return droppable
 
 
 def _decode_packets(vstream, packets, total, rate, policy, progress) -> _FrameSampler:

@@ -72,6 +72,9 @@ def make_clip(
     audio_offset: float = 0.0,
     pix_fmt: str | None = None,
     cover_art: bool = False,
+    gop: int | None = None,
+    pattern: str = "flat",
+    video_options: dict[str, str] | None = None,
 ) -> Path:
     """Write a clip to `path`; the container comes from the suffix (.mp4 .mov .mkv .webm .m4a .mka).
 
@@ -79,6 +82,10 @@ def make_clip(
     `fps` x `seconds`. `audio_rate=None` writes no audio track; `video=False` writes audio only.
     `audio_offset` (seconds) starts the audio later than the video. Odd sizes use yuv444p.
     `cover_art=True` (with video=False, .mp3) adds a still picture marked as attached cover art.
+    `gop` sets the keyframe interval in frames (the encoder's default otherwise). `pattern="moving"` draws a
+    textured picture panning across the frame (costs the decoder what camera footage costs, unlike flat grey),
+    still with the red corner and the index-coded grey patch bottom right. `video_options` are merged onto
+    the encoder options (e.g. {"preset": "veryfast"}).
     """
     path = Path(path)
     default_v, default_a = DEFAULT_CODECS[path.suffix.lower()]
@@ -104,7 +111,9 @@ def make_clip(
             vstream.width, vstream.height = width, height
             odd = width % 2 or height % 2
             vstream.pix_fmt = pix_fmt or ("yuv444p" if odd else "yuv420p")
-            vstream.options = dict(VIDEO_OPTIONS.get(vcodec, {}))
+            vstream.options = dict(VIDEO_OPTIONS.get(vcodec, {})) | dict(video_options or {})
+            if gop is not None:
+                vstream.codec_context.gop_size = int(gop)
         if audio_rate is not None:
             astream = out.add_stream(acodec, rate=audio_rate)
             astream.layout = "mono" if audio_channels == 1 else "stereo"
@@ -118,8 +127,18 @@ def make_clip(
                 out.mux(packet)
 
         if vstream is not None:
+            if pattern not in ("flat", "moving"):
+                raise ValueError(f"unknown pattern {pattern!r}")
+            texture = _texture(height, width) if pattern == "moving" else None
+            grain = None if texture is None else [np.random.default_rng(k).integers(0, 16, (height, width, 3),
+                                                                                    dtype=np.uint8) for k in range(5)]
             for i, start in enumerate(starts):
-                rgb = np.full((height, width, 3), frame_level(i), dtype=np.uint8)
+                if texture is None:
+                    rgb = np.full((height, width, 3), frame_level(i), dtype=np.uint8)
+                else:  # pan 3 px right and 1 px down per frame over a periodic texture
+                    x, y = (3 * i) % width, i % height
+                    rgb = texture[y : y + height, x : x + width] + grain[i % len(grain)]  # sensor-like grain
+                    rgb[-max(1, height // 6):, -max(1, width // 6):] = frame_level(i)
                 rgb[: max(1, height // 8), : max(1, width // 8)] = (255, 0, 0)  # a red corner
                 frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
                 if frame_durations is not None:
@@ -152,6 +171,18 @@ def make_clip(
             for packet in astream.encode(None):
                 out.mux(packet)
     return path
+
+
+def _texture(height: int, width: int) -> np.ndarray:
+    """A (2h, 2w, 3) uint8 picture, periodic with period (h, w): colour gradients, 16-pixel blocks, fine noise
+    (values at most 230, so a grain of up to 15 added per frame does not wrap)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.meshgrid(np.arange(height) / height, np.arange(width) / width, indexing="ij")
+    ramp = np.stack([np.sin(2 * math.pi * (xx + yy)), np.cos(2 * math.pi * xx), np.sin(4 * math.pi * yy)], -1)
+    blocks = rng.integers(0, 70, (height // 16 + 1, width // 16 + 1, 3))
+    blocks = np.repeat(np.repeat(blocks, 16, axis=0), 16, axis=1)[:height, :width]
+    pic = 80 + 60 * ramp + blocks + rng.integers(0, 21, (height, width, 3))
+    return np.tile(np.clip(pic, 0, 255).astype(np.uint8), (2, 2, 1))
 
 
 def make_video_without_frames(path: str | Path, audio_rate: int = 16000) -> Path:

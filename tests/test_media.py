@@ -339,3 +339,128 @@ def test_bad_input_gives_one_clear_line(tmp_path, case):
     msg = str(e.value)
     assert words in msg and "\n" not in msg and Path(path).name in msg
     assert isinstance(e.value, ValueError)
+
+
+# ------------------------------------------------------------------ decoding only what is needed (issue 12 item 4)
+
+def test_plan_runs_examples():
+    plan = media._plan_runs
+    # three 4-frame GOPs, no reordering: each wanted frame is decoded from its GOP's keyframe
+    pts, keys = list(range(12)), [i % 4 == 0 for i in range(12)]
+    assert plan(pts, keys, [0, 6, 11]) == [(0, 0, (0,)), (4, 6, (6,)), (8, 11, (11,))]
+    assert plan(pts, keys, [0, 1, 4]) == [(0, 1, (0, 1)), (4, 4, (4,))]
+    assert plan(pts, keys, [0, 3, 4]) == [(0, 4, (0, 3, 4))]  # touching runs merge
+    assert plan(pts, keys, [0, 0, 5, 5]) == [(0, 0, (0,)), (4, 5, (5,))]  # repeats
+    # B-frames: packets in file order with pts 0 2 1 | 4 3 5; the frame shown 4th (pts 3) is stored after the
+    # second keyframe and predicted from the first GOP (an open GOP): its run starts at the first keyframe
+    pts, keys = [0, 2, 1, 4, 3, 5], [True, False, False, True, False, False]
+    assert plan(pts, keys, [3]) == [(0, 4, (3,))]
+    assert plan(pts, keys, [2, 5]) == [(0, 1, (2,)), (3, 5, (5,))]  # pts 2 is the second packet
+    assert plan(pts, keys, [1, 4]) == [(0, 3, (1, 4))]  # pts 1 is the third packet: touches the second GOP
+    # what the packets cannot tell: no run plan
+    assert plan([0, None, 2], [True, False, False], [0]) is None
+    assert plan([0, 1, 1], [True, False, False], [0]) is None
+    assert plan([0, 1, 2], [False, True, False], [0]) is None  # frame 0 has no keyframe before it
+    assert plan([0, 4, 2], [True, True, True], [0]) is None  # keyframes out of pts order
+    assert plan([], [], [0]) is None
+
+
+def test_h264_droppable_reads_nal_ref_idc():
+    from types import SimpleNamespace
+
+    ctx = SimpleNamespace(name="h264", extradata=bytes([1, 0x64, 0, 0x1F, 0xFF, 0xE1, 0]))  # avcC, 4-byte lengths
+
+    def nal(header: int, payload: bytes = b"\x88\x84") -> bytes:
+        return (1 + len(payload)).to_bytes(4, "big") + bytes([header]) + payload
+
+    drop = media._h264_droppable(ctx)
+    assert drop(nal(0x01)) is True  # non-IDR slice, nal_ref_idc 0
+    assert drop(nal(0x06) + nal(0x01) + nal(0x01)) is True  # SEI + two non-reference slices
+    assert drop(nal(0x21)) is False and drop(nal(0x41)) is False  # nal_ref_idc 1, 2
+    assert drop(nal(0x65)) is False  # IDR
+    assert drop(nal(0x01) + nal(0x21)) is False  # one reference slice in the packet: kept
+    assert drop(nal(0x06)) is False and drop(b"") is False  # no slice at all
+    assert drop(nal(0x14)) is False and drop(nal(0x0E) + nal(0x01)) is False  # MVC / SVC: kept
+    assert media._h264_droppable(SimpleNamespace(name="hevc", extradata=ctx.extradata)) is None
+    assert media._h264_droppable(SimpleNamespace(name="h264", extradata=b"\x00\x00\x00\x01\x67")) is None  # Annex B
+    assert media._h264_droppable(SimpleNamespace(name="h264", extradata=None)) is None
+
+
+def _naive_frames(path, policy: FramePolicy):
+    """The official reading, by brute force: every frame decoded in order and converted to RGB, the sampled ones
+    taken from the (T, C, H, W) view and resized together (torchvision, as qwen-omni-utils does)."""
+    import av
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as F
+
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        fps = float(stream.average_rate)
+        frames = [(f.to_ndarray(format="rgb24"), float(f.pts * f.time_base)) for f in c.decode(stream)]
+    idx = frame_indices(len(frames), plan_frames(len(frames), fps, policy))
+    video = torch.from_numpy(np.stack([frames[i][0] for i in idx])).permute(0, 3, 1, 2)
+    h, w = plan_resize(video.shape[2], video.shape[3], len(idx), policy)
+    resized = F.resize(video, [h, w], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    return idx, resized, [frames[i][1] - frames[0][1] for i in idx], len(frames)
+
+
+@pytest.mark.parametrize("gop", [25, None])
+def test_decoding_only_keyframe_runs_gives_the_naive_frames(tmp_path, gop):
+    # textured, panning 320x180 at 25 fps, x264 veryfast (B-frames, half of them non-reference), 16 s: 400 frames,
+    # 32 sampled; with a 1 s GOP whole GOPs and the tail of each are skipped, with x264's 250 only B-frames
+    path = make_clip(tmp_path / "pan.mp4", width=320, height=180, fps=25, seconds=16, pattern="moving",
+                     video_options={"preset": "veryfast"}, gop=gop)
+    policy = FramePolicy()
+    m = decode_video(path, policy)
+    idx, frames, times, total = _naive_frames(path, policy)
+    assert (m.source_frames, m.frame_indices) == (total, idx) and total == 400 and len(idx) == 32
+    assert m.frames.dtype == torch.uint8 and torch.equal(m.frames, frames)  # bit-identical
+    assert m.frame_times == pytest.approx(times, abs=1e-9)
+    assert m.frames_decoded < (300 if gop else 360)  # not every frame
+    # the same record as decoding every frame (the counting path)
+    every = media._decode(Path(path), policy, None, count_first=True)
+    assert every.frames_decoded == 400 and torch.equal(every.frames, m.frames)
+    assert every.to_dict() == m.to_dict() and np.array_equal(every.audio, m.audio)
+
+
+def test_keyframe_runs_fall_back_to_decoding_everything(tmp_path, monkeypatch):
+    path = make_clip(tmp_path / "pan.mp4", width=160, height=90, fps=25, seconds=4, pattern="moving", gop=10)
+    runs = decode_video(path)
+    assert runs.frames_decoded < runs.source_frames == 100
+    monkeypatch.setattr(media, "_decode_runs", lambda *a: False)  # the file disagrees with its packet list
+    every = decode_video(path)
+    assert every.frames_decoded == 100 and torch.equal(every.frames, runs.frames)
+    assert every.to_dict() == runs.to_dict()
+
+
+def test_resize_of_planar_copy_equals_the_official_layout():
+    # the official pipeline resizes a (C, H, W) view of (H, W, C) memory; _resize copies to planar first
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as F
+
+    rng = np.random.default_rng(0)
+    for (h, w), size in [((720, 1280), (252, 448)), ((1080, 1920), (336, 588)), ((48, 64), (280, 364)),
+                         ((201, 333), (196, 336)), ((320, 180), (448, 252))]:
+        rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        official = F.resize(torch.from_numpy(rgb).permute(2, 0, 1), list(size),
+                            interpolation=InterpolationMode.BICUBIC, antialias=True)
+        assert torch.equal(media._resize(rgb, size), official)
+
+
+def test_decode_uses_half_the_cores_for_torch_and_restores(monkeypatch, tmp_path):
+    monkeypatch.setattr(media.os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
+    assert media._resize_threads(2) == 1 and media._resize_threads(1) == 1
+    monkeypatch.setattr(media.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert media._resize_threads(16) == 8 and media._resize_threads(3) == 3
+    monkeypatch.setattr(media.os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
+    before = torch.get_num_threads()
+    seen = []
+    try:
+        torch.set_num_threads(4)
+        decode_video(make_clip(tmp_path / "c.mp4"), progress=lambda i, n: seen.append(torch.get_num_threads()))
+        assert set(seen) == {2} and torch.get_num_threads() == 4
+        with pytest.raises(MediaError):
+            decode_video(tmp_path / "missing.mp4")
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
