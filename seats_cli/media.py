@@ -90,12 +90,9 @@ def _resize(rgb: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as F
 
-    # planar (C, H, W) in memory before the float resize: the same values as from the (H, W, C) view the
-    # official pipeline resizes (the kernel's arithmetic per output pixel does not depend on the layout; pinned
-    # by tests/test_media.py), at about half the time for 720p
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()
+    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
     if tuple(t.shape[1:]) == size:
-        return t
+        return t.contiguous()
     return F.resize(t, list(size), interpolation=InterpolationMode.BICUBIC, antialias=True).contiguous()
 
 
