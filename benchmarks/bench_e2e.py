@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _thinker7b import thinker_7b_config  # noqa: E402  (benchmarks/, the script's own folder)
+from _thinker7b import build_seats_7b  # noqa: E402  (benchmarks/, the script's own folder)
 
 RUNS = (("full", None), ("seats", 0.35), ("seats", 0.10))
 PARTS = ("media", "prepare", "encode", "prefill", "decode", "total")
@@ -35,27 +35,11 @@ PARTS = ("media", "prepare", "encode", "prefill", "decode", "total")
 
 def build(mode: str, attn: str):
     from seats_cli.api import Seats
-    from seats_cli.config import ModelConfig
 
     if mode == "cpu":
         seats = Seats("tiny", device="cpu", dtype="float32", attn_implementation=attn, reuse_media=False)
         return seats, 0.0
-    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
-
-    from seats_cli.models.qwen2_5_omni import Qwen25OmniAdapter
-    from seats_cli.models.tiny import build_tiny_processor
-
-    dev = torch.device("cuda")
-    t0 = time.perf_counter()
-    torch.manual_seed(0)
-    with torch.device(dev):  # straight onto the GPU, bf16: no host copy of the weights
-        model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(thinker_7b_config(attn),
-                                                                        dtype=torch.bfloat16).eval()
-    torch.cuda.synchronize()
-    build_s = time.perf_counter() - t0
-    ad = Qwen25OmniAdapter(model, build_tiny_processor(), ModelConfig.from_name("qwen2.5-omni-7b"),
-                           model_id="random-qwen2.5-omni-7b", device=dev)
-    return Seats.from_adapter(ad, reuse_media=False), build_s
+    return build_seats_7b("cuda", attn)
 
 
 def main() -> None:

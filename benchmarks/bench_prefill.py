@@ -4,6 +4,7 @@ decode speedup and peak memory at R in {0.35, 0.25, 0.15, 0.10}.
     python benchmarks/bench_prefill.py --cpu            # 28-layer, 512-wide random model, 32 frames + 16 s
     python benchmarks/bench_prefill.py --gpu            # Qwen2.5-Omni-7B text architecture, bf16, 128 frames + 64 s
     python benchmarks/bench_prefill.py --cpu --methods seats,random,fastv,omnizip,fastvid   # every method, R 0.35/0.10
+    python benchmarks/bench_prefill.py --gpu --profile  # also: where one full and one R 0.10 prefill spend time
 
 No checkpoint and no video are needed: a Qwen2_5OmniThinkerForConditionalGeneration is built in memory with
 random weights (latency does not depend on weight values) and wrapped in the project's adapter; the request
@@ -165,10 +166,70 @@ def run(mode: str, attn: str, args) -> dict:
                       "video": layout.n_video, "audio": layout.n_audio, "text": layout.n_text,
                       "windows": len(layout.windows)},
            "repeats": args.repeats, "warmup": args.warmup, "machine": machine_info(device), "rows": rows}
+    if args.profile:
+        out["profile"] = [profile_prefill(adapter, encoded, layout, config, trr) for trr in (None, 0.10)]
     del adapter, model, encoded
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return out
+
+
+def profile_prefill(adapter, encoded, layout, config, trr, rows: int = 15) -> dict:
+    """One prefill (full, or SEATS at ``trr``) under torch.profiler, after one unprofiled warm-up: wall time, the
+    device's kernel time and count (how busy the device was), the time inside the method's selection (the
+    ``seats.select`` ranges: before layer 0 and at each drop layer, host view), and the ops that took the most
+    device and host time. Printed to stderr; the summary goes into the JSON."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from seats_cli.engine import prefill
+    from seats_cli.methods import build_pruner
+
+    cuda = adapter.device.type == "cuda"
+
+    def one():
+        pruner = None
+        if trr is not None:
+            pruner, _ = build_pruner("seats", config, layout, trr=trr)
+            for name in ("before_llm", "at_layer"):  # label the selection calls (the instance only)
+                call = getattr(pruner, name)
+
+                def labelled(*a, _call=call, **k):
+                    with record_function("seats.select"):
+                        return _call(*a, **k)
+
+                setattr(pruner, name, labelled)
+        return prefill(adapter, encoded, layout, pruner)
+
+    one()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    adapter.synchronize()
+    with profile(activities=acts) as prof:
+        res = one()
+        adapter.synchronize()
+    events = prof.key_averages()
+    dev_us = sum(getattr(e, "self_device_time_total", 0) or 0 for e in events) if cuda else None
+    kernels = sum(e.count for e in events if getattr(e, "device_type", None) is not None
+                  and "CUDA" in str(e.device_type)) if cuda else None
+    select = [e for e in events if e.key == "seats.select"]
+    label = "full" if trr is None else f"seats@{trr}"
+    summary = {"method": label, "prefill_ms": res.prefill_ms,
+               "device_kernel_ms": dev_us / 1000 if cuda else None, "device_kernels": kernels,
+               "select_calls": select[0].count if select else 0,
+               "select_host_ms": select[0].cpu_time_total / 1000 if select else 0.0}
+    print(f"\n[profile {label}] " + " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
+                                           for k, v in summary.items()), file=sys.stderr)
+    if cuda:
+        try:  # the device sort key's name moved between torch versions
+            table = events.table(sort_by="self_device_time_total", row_limit=rows)
+        except (KeyError, ValueError, AttributeError):
+            table = events.table(sort_by="self_cuda_time_total", row_limit=rows)
+        print(table, file=sys.stderr)
+    print(events.table(sort_by="self_cpu_time_total", row_limit=rows), file=sys.stderr)
+    summary["top"] = [{"op": e.key, "count": e.count, "self_cpu_ms": e.self_cpu_time_total / 1000,
+                       "self_device_ms": (getattr(e, "self_device_time_total", 0) or 0) / 1000}
+                      for e in sorted(events, key=lambda e: -(getattr(e, "self_device_time_total", 0) or 0)
+                                      if cuda else -e.self_cpu_time_total)[:rows]]
+    return summary
 
 
 METHOD_TRRS = (0.35, 0.10)
@@ -288,6 +349,8 @@ def main() -> None:
                     help="comma-separated methods (e.g. seats,random,divprune,fastv,fastv-om,dycoke,visionzip,"
                          "visionzip-om,omnizip,fastvid): prefill of each at R = 0.35 and 0.10 against full instead "
                          "of the SEATS TRR sweep")
+    ap.add_argument("--profile", action="store_true",
+                    help="also profile one full and one R 0.10 prefill (torch.profiler; tables on stderr)")
     ap.add_argument("--json", action="store_true", help="also print all results as one JSON object")
     args = ap.parse_args()
     mode = "gpu" if args.gpu else "cpu"

@@ -53,6 +53,17 @@ def _token_id(token: str) -> int:
     return NUM_BYTE_TOKENS + SPECIAL_TOKENS.index(token)
 
 
+def tiny_special_token_ids() -> dict:
+    """The thinker-config fields that name the tiny tokenizer's special tokens (any thinker config that reads
+    requests made by :func:`build_tiny_processor` needs them, e.g. the full-size random 7B of the benchmarks)."""
+    return dict(
+        audio_token_index=_token_id("<|AUDIO|>"), image_token_index=_token_id("<|IMAGE|>"),
+        video_token_index=_token_id("<|VIDEO|>"), vision_start_token_id=_token_id("<|vision_bos|>"),
+        vision_end_token_id=_token_id("<|vision_eos|>"), audio_start_token_id=_token_id("<|audio_bos|>"),
+        audio_end_token_id=_token_id("<|audio_eos|>"), user_token_id=ord("u"),
+    )
+
+
 def tiny_thinker_config(attn_implementation: str = "sdpa", *, text: dict | None = None, vision: dict | None = None,
                         audio: dict | None = None):
     """The tiny thinker's config; ``text``/``vision``/``audio`` override its sub-config fields (the synthetic
@@ -75,11 +86,7 @@ def tiny_thinker_config(attn_implementation: str = "sdpa", *, text: dict | None 
         output_dim=text["hidden_size"], n_window=100, max_source_positions=1500,
     ) | (audio or {})
     cfg = Qwen2_5OmniThinkerConfig(
-        text_config=text, vision_config=vision, audio_config=audio,
-        audio_token_index=_token_id("<|AUDIO|>"), image_token_index=_token_id("<|IMAGE|>"),
-        video_token_index=_token_id("<|VIDEO|>"), vision_start_token_id=_token_id("<|vision_bos|>"),
-        vision_end_token_id=_token_id("<|vision_eos|>"), audio_start_token_id=_token_id("<|audio_bos|>"),
-        audio_end_token_id=_token_id("<|audio_eos|>"), user_token_id=ord("u"),
+        text_config=text, vision_config=vision, audio_config=audio, **tiny_special_token_ids(),
         position_id_per_seconds=25, seconds_per_chunk=2,
     )
     cfg._attn_implementation = attn_implementation
