@@ -1,6 +1,8 @@
 """Greedy decode, ms per token, by decode loop, side by side: the stock DynamicCache loop (`dynamic`, before issue
 12) against in-place KV buffers (`buffers`), the static-shape step (`static`) and, on GPU, that step replayed as a
-CUDA graph (`cuda-graph`), after full and SEATS prefills (issue 12 item 3).
+CUDA graph (`cuda-graph`), after full and SEATS prefills (issue 12 item 3). `static-stock` / `cuda-graph-stock`:
+the same steps with transformers' own sdpa attention instead of the packed decode attention (seats_cli/kvcache.py;
+`auto` uses it on CUDA only; here both are forced, on the CPU too, over caches of >= 1024 rows).
 
     python benchmarks/bench_decode.py --cpu     # the tiny model and bench_prefill's 28-layer CPU model, fp32
     python benchmarks/bench_decode.py --gpu     # the Qwen2.5-Omni-7B text model (random weights, bf16), 128 frames,
@@ -30,6 +32,7 @@ from bench_prefill import LAYOUTS, TEXT_7B, TEXT_CPU, build_thinker  # noqa: E40
 
 from seats_cli.config import ModelConfig  # noqa: E402
 from seats_cli.engine import NoPruning, decode, prefill  # noqa: E402
+from seats_cli.kvcache import StaticStep  # noqa: E402
 from seats_cli.machine import machine_info  # noqa: E402
 from seats_cli.measure import synthetic_request  # noqa: E402
 from seats_cli.methods import build_pruner  # noqa: E402
@@ -94,8 +97,12 @@ def bench(name, adapter, config, frames, audio_s, loops, args) -> list[dict]:
             res = prefill(adapter, encoded, layout, pruner)
             kv[(method, trr)] = sum(lay.keys.numel() * lay.keys.element_size() * 2 for lay in res.cache.layers)
             for lp in loops:  # dynamic is last in `loops`: it appends to the prefill cache
-                d = decode(adapter, res, encoded.next_position, max_new_tokens=args.new_tokens, eos_token_ids=[],
-                           mode=lp)
+                StaticStep.packed_attention = "off" if lp.endswith("-stock") else "on"
+                try:
+                    d = decode(adapter, res, encoded.next_position, max_new_tokens=args.new_tokens,
+                               eos_token_ids=[], mode=lp.removesuffix("-stock"))
+                finally:
+                    StaticStep.packed_attention = "auto"
                 r = rec[(method, trr, lp)]
                 r["tokens"] = d.tokens
                 if lp == "dynamic" and any(rec[(method, trr, o)]["tokens"] != d.tokens for o in loops):
@@ -142,7 +149,9 @@ def main() -> None:
     if mode == "cpu":
         torch.set_num_threads(args.threads)
     which = (args.models or ("bench" if mode == "gpu" else "tiny,bench")).split(",")
-    loops = (["cuda-graph"] if mode == "gpu" else []) + ["static", "buffers", "dynamic"]
+    # on GPU the eager static step (launch-bound, 29-38 ms/token on the first H200 run) is left out
+    loops = (["cuda-graph", "cuda-graph-stock"] if mode == "gpu" else ["static", "static-stock"]) + ["buffers",
+                                                                                                 "dynamic"]
     rows = []
     with torch.no_grad():
         for name, ad, cfg, frames, audio_s in models(mode, which):

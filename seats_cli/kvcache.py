@@ -15,6 +15,13 @@ Ways to run a step over it (docs/METHOD.md §12; ``dynamic`` is the stock Dynami
   norm, LM head, argmax, the step counter) captured once per request as a CUDA graph and replayed per token: one
   host sync per token (the EOS check), no kernel-launch overhead (gpt-fast's ``decode_one_token``). flash-attention
   never gets the additive mask: it stays on ``buffers``.
+
+In the ``cuda-graph`` step (and ``static`` on CUDA) over a cache of at least ``PACKED_MIN_ROWS`` rows a layer attends
+through ``packed_decode_attention`` (registered with transformers' ``AttentionInterface``, switched on for the step
+only): for the one query token it multiplies the query heads of each KV head, packed as rows, with the whole cache,
+scaled and masked in the same product, before an fp32 softmax — the stock eager attention's arithmetic without
+``repeat_kv``. sdpa's kernel that takes an additive mask does not split the keys and runs one block per KV head:
+over a full 128-frame cache that was 6 ms of a 13 ms token on an H200 (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -22,6 +29,43 @@ from __future__ import annotations
 import torch
 
 DECODE_MODES = ("auto", "cuda-graph", "static", "buffers", "dynamic")
+PACKED_ATTENTION = "seats_packed_decode"
+# below this many cache rows (the longest layer's buffer) the step keeps the stock attention: one block per KV head
+# reads little, and the packed path's extra kernels (product, softmax, cast, product) would cost more per token
+PACKED_MIN_ROWS = 1024
+
+
+def packed_decode_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention of one query token over a cache read whole under an additive mask (static decode step).
+
+    ``query`` (b, h, 1, d), ``key``/``value`` (b, h_kv, L, d), ``attention_mask`` (1 or b, 1, 1, L), one mask for
+    every head. The h / h_kv query heads that share a KV head become h / h_kv rows of one matrix product with that
+    head's keys (the stock ``repeat_kv`` order: query head i reads KV head i // (h / h_kv)), scaled and masked in the
+    product; softmax in fp32, cast back, as transformers' eager attention does. Returns (b, 1, h, d) and no weights.
+    Any other call (several query tokens, no mask, a mask per head) goes to the stock sdpa function."""
+    b, h, q, d = query.shape
+    if q != 1 or attention_mask is None or dropout or attention_mask.shape[1:3] != (1, 1):
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    h_kv = key.shape[1]
+    scale = scaling if scaling is not None else d ** -0.5
+    packed = query.reshape(b * h_kv, h // h_kv, d)
+    keys = key.reshape(b * h_kv, key.shape[2], d).transpose(1, 2)
+    mask = attention_mask.reshape(-1, 1, attention_mask.shape[-1])  # (1 or b, 1, L): one mask for every head
+    if mask.shape[0] != 1:
+        mask = mask.repeat_interleave(h_kv, dim=0)
+    scores = torch.baddbmm(mask, packed, keys, alpha=scale)  # scale and mask in the product's epilogue
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
+    out = torch.bmm(probs, value.reshape(b * h_kv, value.shape[2], value.shape[-1]))  # (b h_kv, h / h_kv, d)
+    return out.reshape(b, h, 1, value.shape[-1]).transpose(1, 2), None
+
+
+def _register_packed_attention() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(PACKED_ATTENTION, packed_decode_attention)
 
 
 class KVBuffers:
@@ -92,9 +136,17 @@ class StaticStep:
     token and returns the next; positions continue from ``first_position``. Runs eagerly (what the tests check on
     the CPU); ``GraphStep`` captures the same step as a CUDA graph."""
 
+    # "auto": on CUDA over >= PACKED_MIN_ROWS rows (on the CPU the stock sdpa kernel splits the keys itself: the
+    # packed path measured 3-5 % slower there); "on": over >= PACKED_MIN_ROWS rows on any device (the CPU tests);
+    # "off": the stock attention function (benchmarks/bench_decode.py's ``-stock`` loops)
+    packed_attention = "auto"
+
     def __init__(self, adapter, buffers: KVBuffers, first_position: int | float, first_token: int):
         dev = adapter.device
         self.adapter, self.buffers = adapter, buffers
+        long = max(buffers.capacity, default=0) >= PACKED_MIN_ROWS
+        self.packed = long and (self.packed_attention == "on"
+                                or (self.packed_attention == "auto" and torch.device(dev).type == "cuda"))
         buffers.static(dev)
         pos_dtype = torch.float32 if isinstance(first_position, float) else torch.long
         self.pos0 = torch.full((1,), first_position, dtype=pos_dtype, device=dev)
@@ -106,8 +158,17 @@ class StaticStep:
         pids = (self.pos0 + buf.step).reshape(1, 1, 1).expand(3, 1, 1)
         cos, sin = ad.rotary(hidden, pids)
         masks = buf.masks(hidden.dtype)
-        for layer, mask in zip(ad.layers, masks):
-            hidden = layer(hidden, attention_mask=mask, position_embeddings=(cos, sin), cache=buf, use_cache=True)
+        cfg = ad.text_config
+        stock = cfg._attn_implementation
+        if self.packed:
+            _register_packed_attention()
+            cfg._attn_implementation = PACKED_ATTENTION  # for this step's layers only (module docstring)
+        try:
+            for layer, mask in zip(ad.layers, masks):
+                hidden = layer(hidden, attention_mask=mask, position_embeddings=(cos, sin), cache=buf,
+                               use_cache=True)
+        finally:
+            cfg._attn_implementation = stock
         logits = ad.lm_logits(ad.final_norm(hidden[:, -1]))
         self.token.copy_(logits.argmax(-1).reshape(1, 1))
         buf.step.add_(1)

@@ -604,6 +604,81 @@ def test_kv_buffers_copy_the_cache_and_zero_the_room_for_the_answer():
     assert (masks[1][0, 0, 0] == 0).tolist() == [True] * 6 + [False]
 
 
+@pytest.mark.parametrize("heads,kv_heads", [(4, 2), (28, 4), (4, 4)])
+def test_packed_decode_attention_equals_per_head_softmax(heads, kv_heads):
+    """The static step's attention: one query token over a cache read whole, masked rows excluded — against a
+    plain per-head loop (query head i reads KV head i // (heads / kv_heads), the stock repeat_kv order)."""
+    from types import SimpleNamespace
+
+    from seats_cli.kvcache import packed_decode_attention
+
+    g = torch.Generator().manual_seed(heads)
+    n, cap, d = 9, 13, 8  # 9 rows written, 4 unwritten (zeros, masked)
+    q = torch.randn(1, heads, 1, d, generator=g, dtype=torch.float64)
+    k = torch.zeros(1, kv_heads, cap, d, dtype=torch.float64)
+    v = torch.zeros(1, kv_heads, cap, d, dtype=torch.float64)
+    k[:, :, :n] = torch.randn(1, kv_heads, n, d, generator=g, dtype=torch.float64)
+    v[:, :, :n] = torch.randn(1, kv_heads, n, d, generator=g, dtype=torch.float64)
+    mask = torch.zeros(1, 1, 1, cap, dtype=torch.float64)
+    mask[..., n:] = torch.finfo(torch.float64).min
+    module = SimpleNamespace(num_key_value_groups=heads // kv_heads, is_causal=True, training=False)
+    out, weights = packed_decode_attention(module, q, k, v, mask, scaling=0.3)
+    assert out.shape == (1, 1, heads, d) and weights is None
+    for i in range(heads):
+        j = i // (heads // kv_heads)
+        p = torch.softmax((k[0, j, :n] @ q[0, i, 0]) * 0.3, dim=0)
+        assert torch.allclose(out[0, 0, i], p @ v[0, j, :n], rtol=0, atol=1e-6)  # the softmax runs in fp32
+
+
+def test_static_step_attends_packed_over_a_long_cache_only(adapter, clips):
+    """Switched on (``auto`` does so on CUDA only), over >= PACKED_MIN_ROWS cache rows every layer of a static step
+    runs the packed attention (one baddbmm per layer) and gives the stock generate()'s tokens; over a short cache,
+    or with ``auto`` on the CPU, the stock sdpa (none); either way the model's setting is sdpa again afterwards."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from seats_cli.kvcache import PACKED_MIN_ROWS, KVBuffers, StaticStep
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.n += func.overloadpacket == torch.ops.aten.baddbmm
+            return func(*args, **(kwargs or {}))
+
+    seen = {}
+    try:
+        for setting, clip in (("on", "sample"), ("on", "silent"), ("auto", "sample")):
+            StaticStep.packed_attention = setting
+            _, request, encoded = prepared_case(adapter, clips[clip], QUESTION)
+            result = engine.prefill(adapter, encoded, request.layout, None)
+            buf = KVBuffers(result.cache, 3)
+            step = StaticStep(adapter, buf, encoded.next_position, int(result.logits.argmax()))
+            Count.n = 0
+            with torch.no_grad(), Count():
+                step.run()
+            seen[setting, clip] = (max(buf.capacity) >= PACKED_MIN_ROWS, step.packed, Count.n)
+            assert adapter.text_config._attn_implementation == "sdpa"
+    finally:
+        StaticStep.packed_attention = "auto"
+    n = len(adapter.layers)
+    assert seen == {("on", "sample"): (True, True, n), ("on", "silent"): (False, False, 0),
+                    ("auto", "sample"): (True, False, 0)}
+
+
+def test_packed_static_decode_equals_stock_generate(adapter, clips, stock):
+    from seats_cli.kvcache import StaticStep
+
+    _, request, encoded = prepared_case(adapter, clips["sample"], QUESTION)
+    result = engine.prefill(adapter, encoded, request.layout, None)
+    StaticStep.packed_attention = "on"
+    try:
+        out = engine.decode(adapter, result, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[],
+                            mode="static")
+    finally:
+        StaticStep.packed_attention = "auto"
+    assert out.tokens == stock("sample")[1]
+
+
 def test_flash_attention_never_gets_the_static_decode_mask(adapter):
     """The static/graph step passes an additive (1, 1, 1, capacity) mask; with flash-attention the loop stays on
     in-place buffers (no mask), and asking for the masked step is refused."""
