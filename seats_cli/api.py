@@ -217,7 +217,7 @@ class Seats:
             schedule=schedule, media=media.to_dict(), notes=notes,
             stage1_windows=stage1_reports(layout, plan, result.stage_live) if is_seats else None,
             random_weights=self.config.tiny, context=context,
-            reused={"decode": decode_reused, "encoders": encoders_reused},
+            reused={"decode": decode_reused, "encoders": encoders_reused}, decode_mode=decoded.mode,
         )
 
     def _latency(self, t_start, media_ms, prepare_ms, encode_ms, prefill_ms, decode_ms, generated) -> dict:

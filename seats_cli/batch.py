@@ -39,7 +39,7 @@ _TEXTS = ("method", "kv_policy", "score_layer", "ratio_mode", "saliency_span", "
 _BOOLS = ("allow_long_context",)
 ROW_OPTIONS = _NUMBERS + _INTEGERS + _TEXTS + _BOOLS
 # keys that look like per-row knobs but are fixed for the whole run (one model is loaded once)
-_RUN_ONLY = ("model", "config", "device", "dtype", "attn_implementation", "revision")
+_RUN_ONLY = ("model", "config", "device", "dtype", "attn_implementation", "revision", "decode_mode")
 
 
 class BatchInputError(ValueError):

@@ -208,7 +208,7 @@ def decode_mode_for(adapter: OmniAdapter, mode: str = "auto") -> str:
     """The decode loop ``auto`` picks: a CUDA graph on one CUDA device with sdpa/eager attention when the preset
     says the step is capturable (not the stock MoE block: its expert routing syncs with the host), else in-place
     buffers. An explicit mode is checked here."""
-    from seats_cli.kvcache import DECODE_MODES
+    from seats_cli.choices import DECODE_MODES
 
     if mode not in DECODE_MODES:
         raise ValueError(f"decode mode must be one of {', '.join(DECODE_MODES)}, got {mode!r}")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import torch
 
-DECODE_MODES = ("auto", "cuda-graph", "static", "buffers", "dynamic")
 PACKED_ATTENTION = "seats_packed_decode"
 # below this many cache rows (the longest layer's buffer) the step keeps the stock attention: one block per KV head
 # reads little, and the packed path's extra kernels (product, softmax, cast, product) would cost more per token

@@ -176,14 +176,15 @@ def measure(adapter, encoded, layout: TokenLayout, config: ModelConfig, trrs, *,
 def profile_measured(adapter, encoded, layout: TokenLayout, shape: RequestShape, config: ModelConfig, trrs, *,
                      model: str, repeats: int = 5, warmup: int = 1, decode_tokens: int = 16,
                      kv_policy: str | None = None, video_trr=None, audio_trr=None, progress=None,
-                     notes: list[str] | None = None, ratio_mode: str | None = None) -> ProfileResult:
+                     notes: list[str] | None = None, ratio_mode: str | None = None,
+                     decode_mode: str = "auto") -> ProfileResult:
     from seats_cli.report import layer_rows
 
     dims = TextModelDims.from_hf_text_config(adapter.text_config)
     trrs = [resolve_trr(config, layout.n_video, layout.n_audio, t, video_trr, audio_trr) for t in trrs]
     full, seats = measure(adapter, encoded, layout, config, trrs, repeats=repeats, warmup=warmup,
                           decode_tokens=decode_tokens, kv_policy=kv_policy, video_trr=video_trr, ratio_mode=ratio_mode,
-                          audio_trr=audio_trr, progress=progress)
+                          audio_trr=audio_trr, progress=progress, decode_mode=decode_mode)
     runs = []
     clean = lambda m: {k: v for k, v in m.items() if k != "layer_live"}  # noqa: E731
     for trr, m in zip(trrs, seats):
@@ -215,12 +216,12 @@ PARTS = ("media", "prepare", "encode", "prefill", "decode", "total")
 
 
 def whole_requests(adapter, video, question: str, trrs, *, repeats: int = 3, decode_tokens: int = 16,
-                   options: dict | None = None) -> list[dict]:
+                   options: dict | None = None, decode_mode: str = "auto") -> list[dict]:
     """Where a whole request's time goes, full vs SEATS at each TRR: each run asks the file from scratch (media
     reuse off), rounds alternating, one warm-up left out; per run the median ms of every ``latency_ms`` part."""
     from seats_cli.api import Seats
 
-    seats = Seats.from_adapter(adapter, reuse_media=False)
+    seats = Seats.from_adapter(adapter, reuse_media=False, decode_mode=decode_mode)
     kinds = [("full", None)] + [("seats", t) for t in trrs]
     rec: dict = {k: [] for k in kinds}
     for rnd in range(repeats + 1):
@@ -248,7 +249,8 @@ def layout_matches(shape: RequestShape, layout: TokenLayout) -> bool:
 
 
 def run_measured(config: ModelConfig, request, model: str, *, repeats: int = 5, warmup: int = 1,
-                 decode_tokens: int = 16, load: dict | None = None, progress=None) -> ProfileResult:
+                 decode_tokens: int = 16, load: dict | None = None, progress=None,
+                 decode_mode: str = "auto") -> ProfileResult:
     """``seats profile --model M``: load the weights, lay the request out (the processor's own layout for a video,
     a synthetic request otherwise) and time full vs SEATS prefill at each TRR."""
     from seats_cli.models import load_model
@@ -274,11 +276,11 @@ def run_measured(config: ModelConfig, request, model: str, *, repeats: int = 5, 
     result = profile_measured(adapter, encoded, layout, shape, config, list(request.trrs) or [None], model=model,
                               repeats=repeats, warmup=warmup, decode_tokens=decode_tokens, kv_policy=o.kv_policy,
                               video_trr=o.video_trr, audio_trr=o.audio_trr, ratio_mode=o.ratio_mode,
-                              progress=progress, notes=notes)
+                              progress=progress, notes=notes, decode_mode=decode_mode)
     if media is not None:  # a real file: the whole request too (media, processor, encoders, prefill, decode)
         result.requests = whole_requests(
             adapter, request.video, request.question or DEFAULT_QUESTION, [r.trr for r in result.runs],
-            repeats=max(1, min(repeats, 3)), decode_tokens=decode_tokens,
+            repeats=max(1, min(repeats, 3)), decode_tokens=decode_tokens, decode_mode=decode_mode,
             options=dict(fps=o.fps, max_frames=o.max_frames, frame_sizing=o.frame_sizing, kv_policy=o.kv_policy))
     return result
 

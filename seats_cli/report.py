@@ -43,6 +43,7 @@ class AskResult:
     context: dict | None = None  # {tokens, tokens_before_pruning, max_position_id, limit}: LLM input vs context
     # what this request reused from the previous one about the same file: {"decode": bool, "encoders": bool}
     reused: dict | None = None
+    decode_mode: str | None = None  # the decode loop that ran (docs/METHOD.md §8)
 
     def to_dict(self) -> dict:
         return asdict(self)

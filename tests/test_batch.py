@@ -289,9 +289,12 @@ def test_parse_rows_skips_blank_lines_and_reports_bad_ones(tmp_path):
         '{"id": true, "video": "v.mp4", "question": "q"}',
         '{"id": "m", "video": "v.mp4", "question": "q", "model": "other"}',
         '{"id": 5, "video": "/abs/v.mp4", "question": 3, "seed": 1.5}',
+        '{"id": "d", "video": "v.mp4", "question": "q", "decode_mode": "static"}',
     ])).encode("utf-8") + b"\n\xff\xfe\n"
     rows = parse_rows(data, base_dir=tmp_path)
-    assert [r.line for r in rows] == [1, 4, 5, 6, 7, 8, 9]
+    assert [r.line for r in rows] == [1, 4, 5, 6, 7, 8, 9, 10]
+    assert rows[6].id == "d" and "--decode-mode" in rows[6].error
+    del rows[6]
     a = rows[0]
     assert a.error is None and a.video == str(tmp_path / "v.mp4") and a.options == {"max_new_tokens": 4}
     assert "JSON object" in rows[1].error and "'id'" in rows[2].error and rows[2].id is None

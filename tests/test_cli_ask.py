@@ -121,6 +121,14 @@ def test_json_is_one_object_with_the_contract_keys(runs):
     assert any("meaningless" in note for note in out.get("notes", []))
 
 
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_decode_mode_runs_that_loop_and_gives_the_same_answer(runs, mode):
+    out = runs("--decode-mode", mode)
+    assert out["decode_mode"] == mode
+    assert runs()["decode_mode"] == "buffers"  # auto on the CPU
+    assert out["answer"] == runs()["answer"] and out["generated_tokens"] == runs()["generated_tokens"] == 4
+
+
 def test_json_method_full(runs):
     out = runs("--method", "full")
     assert out["method"] == "full"
@@ -202,11 +210,22 @@ BAD = {
     "trr 0": (lambda d, s: [s, QUESTION, "--trr", "0"], "trr"),
     "trr 1.5": (lambda d, s: [s, QUESTION, "--trr", "1.5"], "trr"),
     "method nope": (lambda d, s: [s, QUESTION, "--method", "nope"], "nope"),
+    "decode-mode graph": (lambda d, s: [s, QUESTION, "--decode-mode", "graph"], "decode-mode 'graph'"),
+    "cuda graph on cpu": (lambda d, s: [s, QUESTION, "--decode-mode", "cuda-graph", "--device", "cpu"], "cuda device"),
+    "static with flash": (lambda d, s: [s, QUESTION, "--decode-mode", "static", "--attn-implementation",
+                                        "flash_attention_2"], "sdpa or eager"),
+    # device auto on this CPU machine: known only once the model is loaded, still one line and exit 2
+    "cuda graph, no gpu": (lambda d, s: [s, QUESTION, "--decode-mode", "cuda-graph"], "one cuda device"),
 }
 
 
 @pytest.mark.parametrize("name", list(BAD))
 def test_bad_input_in_process(name, bad_files, sample_path):
+    if name == "cuda graph, no gpu":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a CUDA device is present: the graph is allowed")
     make_args, mention = BAD[name]
     res = invoke(*make_args(bad_files, sample_path), "--model", "tiny")
     assert res.exit_code == 2, (name, res.exit_code, res.stdout, res.stderr, res.exception)

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from seats_cli.cli.common import (
-    AttnOpt, AudioTrrOpt, ConfigOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt, JsonOpt, KvOpt,
+    AttnOpt, AudioTrrOpt, ConfigOpt, DecodeModeOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt, JsonOpt, KvOpt,
     LocalOnlyOpt, LongContextOpt, MaxFramesOpt, MaxNewOpt, MethodOpt, ModelOpt, QuietOpt, RatioModeOpt, RevisionOpt,
     SaliencySpanOpt, ScoreLayerOpt, SeedOpt, TrrOpt, VideoTrrOpt, app, check_load_options, guarded, print_json,
     quiet_libraries, read_question, show_progress, status, stdout,
@@ -26,7 +26,7 @@ def ask(
     model: str = ModelOpt, config: Optional[str] = ConfigOpt, method: str = MethodOpt,
     trr: Optional[float] = TrrOpt, video_trr: Optional[float] = VideoTrrOpt, audio_trr: Optional[float] = AudioTrrOpt,
     device: str = DeviceOpt, device_map: Optional[str] = DeviceMapOpt, dtype: str = DtypeOpt,
-    attn_implementation: str = AttnOpt,
+    attn_implementation: str = AttnOpt, decode_mode: str = DecodeModeOpt,
     fps: Optional[float] = FpsOpt, max_frames: Optional[int] = MaxFramesOpt, max_new_tokens: Optional[int] = MaxNewOpt,
     seed: int = SeedOpt, kv_policy: Optional[str] = KvOpt, score_layer: Optional[str] = ScoreLayerOpt,
     ratio_mode: Optional[str] = RatioModeOpt, saliency_span: Optional[str] = SaliencySpanOpt,
@@ -47,14 +47,15 @@ def ask(
                  ratio_mode=ratio_mode, saliency_span=saliency_span, frame_sizing=frame_sizing,
                  allow_long_context=allow_long_context)
     options = RequestOptions(**{k: v for k, v in given.items() if v is not None}).check(cfg)
-    check_load_options(device, dtype, attn_implementation, device_map)
+    check_load_options(device, dtype, attn_implementation, device_map, decode_mode)
     quiet_libraries()
     progress = show_progress(quiet)
     with status(f"decoding {video}", progress):  # a bad file is reported before any model is loaded
         media = decode_video(video, options.frame_policy(cfg))
     with status(f"loading {model}", progress):
         seats = Seats(model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
-                      revision=revision, local_files_only=local_files_only, device_map=device_map)
+                      revision=revision, local_files_only=local_files_only, device_map=device_map,
+                      decode_mode=decode_mode)
     with status("answering", progress):
         result = seats.ask(media, question, **given)
     if json_out:

@@ -15,7 +15,7 @@ from rich.progress import (
 from rich.text import Text
 
 from seats_cli.cli.common import (
-    AttnOpt, AudioTrrOpt, ConfigOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt, KvOpt, LocalOnlyOpt,
+    AttnOpt, AudioTrrOpt, ConfigOpt, DecodeModeOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt, KvOpt, LocalOnlyOpt,
     LongContextOpt, MaxFramesOpt, MaxNewOpt, MethodOpt, ModelOpt, QuietOpt, RatioModeOpt, RevisionOpt,
     SaliencySpanOpt, ScoreLayerOpt, SeedOpt, TrrOpt, UsageProblem, VideoTrrOpt, app, check_load_options,
     check_request_options, fail, guarded, quiet_libraries, show_progress, status, stderr,
@@ -40,7 +40,7 @@ def batch(
     model: str = ModelOpt, config: Optional[str] = ConfigOpt, method: str = MethodOpt,
     trr: Optional[float] = TrrOpt, video_trr: Optional[float] = VideoTrrOpt, audio_trr: Optional[float] = AudioTrrOpt,
     device: str = DeviceOpt, device_map: Optional[str] = DeviceMapOpt, dtype: str = DtypeOpt,
-    attn_implementation: str = AttnOpt,
+    attn_implementation: str = AttnOpt, decode_mode: str = DecodeModeOpt,
     fps: Optional[float] = FpsOpt, max_frames: Optional[int] = MaxFramesOpt, max_new_tokens: Optional[int] = MaxNewOpt,
     seed: int = SeedOpt, kv_policy: Optional[str] = KvOpt, score_layer: Optional[str] = ScoreLayerOpt,
     ratio_mode: Optional[str] = RatioModeOpt, saliency_span: Optional[str] = SaliencySpanOpt,
@@ -141,7 +141,7 @@ def batch(
                     frame_sizing=frame_sizing, allow_long_context=allow_long_context)
     cfg = resolve_config(model, config)
     check_request_options(cfg, defaults)  # bad defaults fail every row: say so once, before loading anything
-    check_load_options(device, dtype, attn_implementation, device_map)
+    check_load_options(device, dtype, attn_implementation, device_map, decode_mode)
     if not todo:
         if to_file and not resume:
             Path(out).write_text("", encoding="utf-8")
@@ -152,14 +152,15 @@ def batch(
     bar = show_progress(quiet) and (to_file or not _isatty(sys.stdout))  # on a terminal, the lines are the progress
     answer = _never_called
     load = dict(model=model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
-                revision=revision, local_files_only=local_files_only, device_map=device_map)
+                revision=revision, local_files_only=local_files_only, device_map=device_map,
+                decode_mode=decode_mode)
     if backend == "ray":
         return _run_ray(todo, out, to_file, resume, quiet, bar, load, defaults, workers, gpus_per_worker, address)
     if any(row.error is None for row in todo):
         with status(f"loading {model}", bar):
             answer = api.Seats(model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
                                revision=revision, local_files_only=local_files_only,
-                               device_map=device_map).ask
+                               device_map=device_map, decode_mode=decode_mode).ask
 
     sink, write = _open_output(out, to_file, resume, quiet)
     try:

@@ -143,6 +143,9 @@ DtypeOpt = typer.Option("auto", "--dtype", metavar=_one_of(choices.DTYPES),
                         help="auto: bf16 on GPU, fp32 on CPU.")
 AttnOpt = typer.Option("sdpa", "--attn-implementation", metavar=_one_of(choices.ATTN_IMPLEMENTATIONS),
                        help="Attention kernels of the stock model.")
+DecodeModeOpt = typer.Option("auto", "--decode-mode", metavar=_one_of(choices.DECODE_MODES),
+                             help="Decode loop: auto (a CUDA graph on one GPU, else in-place KV buffers), or one "
+                                  "by name to compare (dynamic: the stock cache loop).")
 FpsOpt = typer.Option(None, "--fps", help="Frames sampled per second (default 2).")
 MaxFramesOpt = typer.Option(None, "--max-frames", help="Most frames sampled (default 128).")
 MaxNewOpt = typer.Option(None, "--max-new-tokens", help="Most tokens generated (default: the preset's, 128; tiny 12).")
@@ -175,8 +178,10 @@ def check_request_options(cfg, d: dict) -> None:
     RequestOptions(**{k: v for k, v in d.items() if v is not None}).check(cfg)
 
 
-def check_load_options(device: str, dtype: str, attn_implementation: str, device_map: str | None = None) -> None:
-    """Model-loading options, checked before anything is decoded or loaded."""
+def check_load_options(device: str, dtype: str, attn_implementation: str, device_map: str | None = None,
+                       decode_mode: str = "auto") -> None:
+    """Model-loading options, checked before anything is decoded or loaded (what only the loaded model can tell,
+    such as whether its decode step can be captured, is checked once it is loaded: engine.decode_mode_for)."""
     from seats_cli.request import check_choice
 
     if device_map not in (None, "auto"):
@@ -187,3 +192,10 @@ def check_load_options(device: str, dtype: str, attn_implementation: str, device
     check_choice("attn_implementation", attn_implementation, choices.ATTN_IMPLEMENTATIONS)
     if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
         raise UsageProblem(f"--device {device!r} is not one of: auto, cpu, cuda, cuda:N")
+    check_choice("decode_mode", decode_mode, choices.DECODE_MODES)
+    if decode_mode == "cuda-graph" and (device == "cpu" or device_map == "auto"):
+        raise UsageProblem("--decode-mode cuda-graph needs the model on one CUDA device"
+                           + (" (not --device cpu)" if device == "cpu" else " (not --device-map auto)"))
+    if decode_mode in ("cuda-graph", "static") and attn_implementation == "flash_attention_2":
+        raise UsageProblem(f"--decode-mode {decode_mode} passes an additive mask: --attn-implementation sdpa or "
+                           "eager only")

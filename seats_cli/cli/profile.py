@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from seats_cli.cli.common import (
-    DEFAULT_MODEL, AttnOpt, AudioTrrOpt, ConfigOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt, JsonOpt, KvOpt,
+    DEFAULT_MODEL, AttnOpt, AudioTrrOpt, ConfigOpt, DecodeModeOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt, JsonOpt, KvOpt,
     LocalOnlyOpt, MaxFramesOpt, QuietOpt, RatioModeOpt, RevisionOpt, SeedOpt, UsageProblem, VideoTrrOpt, app,
     check_load_options, guarded, print_json, quiet_libraries, show_progress, status, stdout,
 )
@@ -49,7 +49,7 @@ def profile(
     warmup: int = typer.Option(1, "--warmup", help="Untimed warm-up rounds."),
     decode_tokens: int = typer.Option(16, "--decode-tokens", help="Tokens decoded per run to time decoding."),
     device: str = DeviceOpt, dtype: str = DtypeOpt, attn_implementation: str = AttnOpt,
-    kv_policy: Optional[str] = KvOpt, seed: int = SeedOpt,
+    decode_mode: str = DecodeModeOpt, kv_policy: Optional[str] = KvOpt, seed: int = SeedOpt,
     revision: Optional[str] = RevisionOpt, local_files_only: bool = LocalOnlyOpt,
     json_out: bool = JsonOpt, quiet: bool = QuietOpt,
 ) -> None:
@@ -83,7 +83,7 @@ def profile(
     options = RequestOptions(video_trr=video_trr, audio_trr=audio_trr, fps=fps, max_frames=max_frames,
                              kv_policy=kv_policy, ratio_mode=ratio_mode, frame_sizing=frame_sizing,
                              seed=seed).check(cfg)
-    check_load_options(device, dtype, attn_implementation)
+    check_load_options(device, dtype, attn_implementation, decode_mode=decode_mode)
     quiet_libraries()
     progress = show_progress(quiet)
     request = prof.ProfileRequest(video=video, frames=frames, aspect=aspect, source_height=source_height,
@@ -97,7 +97,7 @@ def profile(
     else:
         with status(f"loading {model} and timing full vs SEATS prefill", progress):
             result = measure.run_measured(cfg, request, model, repeats=repeats, warmup=warmup,
-                                       decode_tokens=decode_tokens,
+                                       decode_tokens=decode_tokens, decode_mode=decode_mode,
                                        load=dict(device=device, dtype=dtype, attn_implementation=attn_implementation,
                                                  revision=revision, local_files_only=local_files_only))
     if json_out:
