@@ -5,6 +5,9 @@ peak memory (issue 12 items 1 and 6).
                                             # encoders), random weights, bf16, a generated 64 s 1280x720 H.264+AAC
                                             # clip -> 128 frames at 2 fps + 64 s of sound
     python benchmarks/bench_e2e.py --cpu    # the same path on the tiny model and an 8 s clip (a dry run)
+    python benchmarks/bench_e2e.py --media-only   # the --gpu clip's media decode + processor on this machine's
+                                                  # CPU (the 7B's frame policy, no weights): the part of a
+                                                  # request that no token selection shortens
 
 No checkpoint is needed: the model is built directly on the device with random weights (latency does not depend
 on their values) and wrapped in the project's adapter with a processor that has the real special-token ids and
@@ -47,6 +50,7 @@ def main() -> None:
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--gpu", action="store_true")
     g.add_argument("--cpu", action="store_true")
+    g.add_argument("--media-only", action="store_true")
     ap.add_argument("--seconds", type=float, default=None, help="clip length (default 64 on GPU, 8 on CPU)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--new-tokens", type=int, default=16)
@@ -54,6 +58,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None, help="write all results here")
     args = ap.parse_args()
+    if args.media_only:
+        return media_only(args)
     mode = "gpu" if args.gpu else "cpu"
     if mode == "gpu" and not torch.cuda.is_available():
         sys.exit("error: --gpu needs a CUDA device")
@@ -105,6 +111,46 @@ def main() -> None:
         args.json.write_text(json.dumps({"mode": mode, "machine": m, "clip_seconds": seconds, "clip_build_s": clip_s,
                                          "model_build_s": build_s, "runs": rec, "peak_gib": peak,
                                          "tokens": first.tokens, "media": first.media}, default=str))
+
+
+def media_only(args) -> None:
+    """Media decode and processor of the --gpu request, timed here: --repeats runs after one warm-up, medians."""
+    from media_factory import make_clip
+
+    from seats_cli.machine import machine_info
+    from seats_cli.media import decode_video
+    from seats_cli.request import frame_policy
+
+    torch.set_num_threads(args.threads)
+    seconds = args.seconds or 64.0
+    clip = make_clip(Path(tempfile.mkdtemp(prefix="seats-e2e-")) / "clip.mp4", width=1280, height=720, fps=25,
+                     seconds=seconds)
+    seats, _ = build_seats_7b("meta")  # the 7B's config and the processor; no weights, nothing runs a layer
+    ad = seats.adapter
+    question = "What happens in this video, and which sound plays? Answer in one sentence."
+    rec: dict = {"media": [], "prepare": []}
+    for rnd in range(args.repeats + 1):
+        t0 = time.perf_counter()
+        media = decode_video(clip, frame_policy(ad.config))
+        t1 = time.perf_counter()
+        request = ad.prepare(media, question)
+        t2 = time.perf_counter()
+        if rnd:
+            rec["media"].append((t1 - t0) * 1000)
+            rec["prepare"].append((t2 - t1) * 1000)
+    m = machine_info(torch.device("cpu"))
+    med = {k: statistics.median(v) for k, v in rec.items()}
+    lay = request.layout
+    print(f"{m['cpu']} ({m['cpu_count']} cores, torch threads {args.threads}) · torch {m['torch']}")
+    print(f"clip {seconds:g} s 1280x720 H.264+AAC -> {media.to_dict()['frames']} frames, tokens video {lay.n_video} "
+          f"audio {lay.n_audio} text {lay.n_text}; medians of {args.repeats} (1 warm-up left out)")
+    print("part | ms median (min)")
+    for k, v in rec.items():
+        print(f"{k} | {med[k]:.0f} ({min(v):.0f})")
+    print(f"media + prepare | {med['media'] + med['prepare']:.0f}")
+    if args.json:
+        args.json.write_text(json.dumps({"mode": "media-only", "machine": m, "clip_seconds": seconds, "runs": rec,
+                                         "tokens": {"video": lay.n_video, "audio": lay.n_audio, "text": lay.n_text}}))
 
 
 if __name__ == "__main__":
