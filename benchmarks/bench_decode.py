@@ -2,7 +2,9 @@
 12) against in-place KV buffers (`buffers`), the static-shape step (`static`) and, on GPU, that step replayed as a
 CUDA graph (`cuda-graph`), after full and SEATS prefills (issue 12 item 3). `static-stock` / `cuda-graph-stock`:
 the same steps with transformers' own sdpa attention instead of the packed decode attention (seats_cli/kvcache.py;
-`auto` uses it on CUDA only; here both are forced, on the CPU too, over caches of >= 1024 rows).
+`auto` uses it on CUDA only; here both are forced, on the CPU too, over caches of >= 1024 rows). `compiled`: the
+static step's core under torch.compile (replayed as a CUDA graph on GPU); its compilations, one per buffer shape,
+fall in the warm-up round, and its setup column holds the graph capture only.
 
     python benchmarks/bench_decode.py --cpu     # the tiny model and bench_prefill's 28-layer CPU model, fp32
     python benchmarks/bench_decode.py --gpu     # the Qwen2.5-Omni-7B text model (random weights, bf16), 128 frames,
@@ -141,7 +143,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--loops", default=None,
+                    help="comma list of decode loops (default: cuda-graph,cuda-graph-stock,buffers,dynamic on GPU; "
+                         "compiled,static,static-stock,buffers,dynamic on CPU); dynamic is always added last")
+    ap.add_argument("--runs", default=None, help="comma list among full, seats@0.35, seats@0.1 (default: all)")
+    ap.add_argument("--json", type=Path, default=None, help="write all rows here (- : to stdout)")
     args = ap.parse_args()
     mode = "gpu" if args.gpu else "cpu"
     if mode == "gpu" and not torch.cuda.is_available():
@@ -149,9 +155,16 @@ def main() -> None:
     if mode == "cpu":
         torch.set_num_threads(args.threads)
     which = (args.models or ("bench" if mode == "gpu" else "tiny,bench")).split(",")
-    # on GPU the eager static step (launch-bound, 29-38 ms/token on the first H200 run) is left out
-    loops = (["cuda-graph", "cuda-graph-stock"] if mode == "gpu" else ["static", "static-stock"]) + ["buffers",
-                                                                                                 "dynamic"]
+    # on GPU the eager static step (launch-bound, 29-38 ms/token on the first H200 run) is left out, and the
+    # compiled step (its compilation: tens of seconds per buffer shape) runs as its own step of gpu_check.sh
+    loops = (args.loops.split(",") if args.loops else
+             ["cuda-graph", "cuda-graph-stock", "buffers"] if mode == "gpu" else
+             ["compiled", "static", "static-stock", "buffers"])
+    loops = [lp for lp in loops if lp != "dynamic"] + ["dynamic"]  # the reference, last: it grows the cache
+    global RUNS
+    if args.runs:
+        known = {f"{m}@{t}" if t else m: (m, t) for m, t in RUNS}
+        RUNS = tuple(known[r] for r in args.runs.split(","))
     rows = []
     with torch.no_grad():
         for name, ad, cfg, frames, audio_s in models(mode, which):
@@ -177,8 +190,12 @@ def main() -> None:
         print(f"bound = (text weights {rows[0]['weights_bytes'] / 2**30:.2f} GiB + KV) / measured copy bandwidth "
               f"{rows[0]['copy_bandwidth_gb_s']:.0f} GB/s")
     if args.json:
-        args.json.write_text(json.dumps({"mode": mode, "machine": info, "repeats": args.repeats,
-                                         "new_tokens": args.new_tokens, "rows": rows}, indent=1))
+        doc = json.dumps({"mode": mode, "machine": info, "repeats": args.repeats, "new_tokens": args.new_tokens,
+                          "rows": rows}, indent=1)
+        if str(args.json) == "-":
+            print(doc)
+        else:
+            args.json.write_text(doc)
 
 
 if __name__ == "__main__":

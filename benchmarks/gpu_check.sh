@@ -13,7 +13,7 @@ OUT="${1:?usage: benchmarks/gpu_check.sh RESULTS_DIR [--dry-run]}"
 DRY="${2:-}"
 mkdir -p "$OUT"
 # the model cache stays out of RESULTS_DIR: the device tool brings back at most 8 files, and this writes exactly 8
-# (summary.txt, nvidia-smi.txt, four step logs, two JSON files)
+# (summary.txt with nvidia-smi's report, five step logs, two JSON files)
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 SEATS_CACHE="$(mktemp -d)/seats-cache"
 if [ "$DRY" = "--dry-run" ]; then
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -30,7 +30,7 @@ print("python", platform.python_version(), "torch", torch.__version__, "transfor
       "av", av.__version__, "seats_cli", seats_cli.__file__)
 print("cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")
 PY
-command -v nvidia-smi >/dev/null && nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+command -v nvidia-smi >/dev/null && nvidia-smi >> "$OUT/summary.txt" 2>&1
 
 step() {  # step NAME SECONDS COMMAND...: run it with a time limit, log to NAME.log, one summary line
     local name="$1" limit="$2" start rc
@@ -49,12 +49,18 @@ if [ "$DRY" = "--dry-run" ]; then
     step bench_e2e 300 python3 benchmarks/bench_e2e.py --cpu --seconds 4 --repeats 1 --new-tokens 4 \
         --json "$OUT/bench_e2e.json"
     step bench_decode 300 python3 benchmarks/bench_decode.py --cpu --models tiny --repeats 1 --new-tokens 4 \
-        --json "$OUT/bench_decode.json"
+        --loops static,static-stock,buffers --json "$OUT/bench_decode.json"
+    step decode_compiled 300 python3 benchmarks/bench_decode.py --cpu --models tiny --repeats 1 --new-tokens 4 \
+        --loops compiled,static --runs seats@0.1 --json -
 else
-    # limits from the first H200 run (2026-11-27): prefill took 37 s, decode 70+ s
-    step pytest_gpu 140 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py
-    step bench_prefill 90 python3 benchmarks/bench_prefill.py --gpu --repeats 5 --profile --json
-    step bench_e2e 150 python3 benchmarks/bench_e2e.py --gpu --repeats 2 --json "$OUT/bench_e2e.json"
-    step bench_decode 100 python3 benchmarks/bench_decode.py --gpu --repeats 3 --json "$OUT/bench_decode.json"
+    # limits from the first H200 run (2026-11-27: GPU tier 58 s with the 7B test failing early, prefill 37 s, decode
+    # 70+ s with a launch-bound eager static loop since left out); 8 minutes in all
+    step pytest_gpu 130 python3 -m pytest -v -p no:cacheprovider -m gpu tests/test_gpu.py
+    step bench_prefill 70 python3 benchmarks/bench_prefill.py --gpu --repeats 5 --profile --json
+    step bench_e2e 120 python3 benchmarks/bench_e2e.py --gpu --repeats 2 --json "$OUT/bench_e2e.json"
+    step bench_decode 80 python3 benchmarks/bench_decode.py --gpu --repeats 3 --json "$OUT/bench_decode.json"
+    # the compiled step: one compilation per buffer shape (tens of seconds), so one run and its graph-decode baseline
+    step decode_compiled 80 python3 benchmarks/bench_decode.py --gpu --repeats 3 --loops compiled,cuda-graph \
+        --runs seats@0.1 --json -
 fi
-grep -c "rc=0" "$OUT/summary.txt" | xargs -I{} echo "{} of 4 steps passed" | tee -a "$OUT/summary.txt"
+grep -c " rc=0 " "$OUT/summary.txt" | xargs -I{} echo "{} of 5 steps passed" | tee -a "$OUT/summary.txt"

@@ -9,4 +9,4 @@ SALIENCY_SPANS = ("official", "encoder")
 FRAME_SIZINGS = ("processor", "preset")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
-DECODE_MODES = ("auto", "cuda-graph", "static", "buffers", "dynamic")  # docs/METHOD.md §8, seats_cli/kvcache.py
+DECODE_MODES = ("auto", "cuda-graph", "compiled", "static", "buffers", "dynamic")  # docs/METHOD.md §8, seats_cli/kvcache.py

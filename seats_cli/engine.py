@@ -204,6 +204,16 @@ def prefill(
     )
 
 
+def _devices(adapter) -> set[str]:
+    return {str(d) for d in (getattr(adapter.model, "hf_device_map", None) or {}).values()}
+
+
+def _graphable(adapter) -> bool:
+    """One CUDA device, sdpa/eager attention, and a step the preset says can be captured."""
+    return (adapter.device.type == "cuda" and len(_devices(adapter)) <= 1
+            and adapter.attn_implementation in ("sdpa", "eager") and adapter.config.architecture.cuda_graph_decode)
+
+
 def decode_mode_for(adapter: OmniAdapter, mode: str = "auto") -> str:
     """The decode loop ``auto`` picks: a CUDA graph on one CUDA device with sdpa/eager attention when the preset
     says the step is capturable (not the stock MoE block: its expert routing syncs with the host), else in-place
@@ -212,14 +222,13 @@ def decode_mode_for(adapter: OmniAdapter, mode: str = "auto") -> str:
 
     if mode not in DECODE_MODES:
         raise ValueError(f"decode mode must be one of {', '.join(DECODE_MODES)}, got {mode!r}")
-    devices = {str(d) for d in (getattr(adapter.model, "hf_device_map", None) or {}).values()}
-    graphable = (adapter.device.type == "cuda" and len(devices) <= 1
-                 and adapter.attn_implementation in ("sdpa", "eager")
-                 and adapter.config.architecture.cuda_graph_decode)
+    graphable = _graphable(adapter)
     if mode == "auto":
         return "cuda-graph" if graphable else "buffers"
-    if mode == "static" and adapter.attn_implementation not in ("sdpa", "eager"):
-        raise ValueError("decode mode static passes an additive mask: sdpa or eager attention only")
+    if mode in ("static", "compiled") and adapter.attn_implementation not in ("sdpa", "eager"):
+        raise ValueError(f"decode mode {mode} passes an additive mask: sdpa or eager attention only")
+    if mode == "compiled" and len(_devices(adapter)) > 1:
+        raise ValueError("decode mode compiled needs the model on one device (not --device-map auto)")
     if mode == "cuda-graph" and not graphable:
         raise ValueError("decode mode cuda-graph needs one CUDA device, sdpa or eager attention and a model whose "
                          f"step is capturable ({adapter.config.name}: cuda_graph_decode="
@@ -259,11 +268,22 @@ def decode(
     setup_ms = 0.0
     step = note = None
     if steps and mode != "dynamic":
-        from seats_cli.kvcache import GraphStep, KVBuffers, StaticStep
+        from seats_cli.kvcache import (
+            COMPILED_ROWS, CompiledGraphStep, CompiledStep, GraphStep, KVBuffers, StaticStep,
+        )
 
-        buffers = KVBuffers(result.cache, steps)
+        buffers = KVBuffers(result.cache, steps, round_to=COMPILED_ROWS if mode == "compiled" else 1)
         if mode == "static":
             step = StaticStep(adapter, buffers, next_position, token)
+        elif mode == "compiled":
+            if not _graphable(adapter):
+                step = CompiledStep(adapter, buffers, next_position, token)  # compiles on its first run
+            else:
+                try:
+                    step = CompiledGraphStep(adapter, buffers, next_position, token)
+                except RuntimeError as e:  # compiling or capturing failed: the same tokens, compiled or not
+                    note = f"decode ran without the compiled graph ({' '.join(str(e).split())[:160]})"
+                    mode, buffers.step, buffers.write_at = "buffers", None, None
         elif mode == "cuda-graph":
             try:
                 step = GraphStep(adapter, buffers, next_position, token)

@@ -15,6 +15,9 @@ Ways to run a step over it (docs/METHOD.md §12; ``dynamic`` is the stock Dynami
   norm, LM head, argmax, the step counter) captured once per request as a CUDA graph and replayed per token: one
   host sync per token (the EOS check), no kernel-launch overhead (gpt-fast's ``decode_one_token``). flash-attention
   never gets the additive mask: it stays on ``buffers``.
+* ``compiled`` (opt-in): the ``static`` step's core under ``torch.compile`` (fused elementwise kernels; captured as a
+  CUDA graph on one GPU). Buffers are rounded up to ``COMPILED_ROWS`` and the lengths, positions and masks enter as
+  tensors, so a compiled graph serves every request of the same rounded shape; each new shape compiles once.
 
 In the ``cuda-graph`` step (and ``static`` on CUDA) over a cache of at least ``PACKED_MIN_ROWS`` rows a layer attends
 through ``packed_decode_attention`` (registered with transformers' ``AttentionInterface``, switched on for the step
@@ -26,12 +29,17 @@ over a full 128-frame cache that was 6 ms of a 13 ms token on an H200 (benchmark
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 PACKED_ATTENTION = "seats_packed_decode"
 # below this many cache rows (the longest layer's buffer) the step keeps the stock attention: one block per KV head
 # reads little, and the packed path's extra kernels (product, softmax, cast, product) would cost more per token
 PACKED_MIN_ROWS = 1024
+# the compiled step's buffers are rounded up to a multiple of this many rows, so that requests of nearby lengths share
+# one compiled graph (torch.compile specialises on shapes)
+COMPILED_ROWS = 256
 
 
 def packed_decode_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -70,15 +78,18 @@ def _register_packed_attention() -> None:
 class KVBuffers:
     """Per-layer K/V buffers of ``length_i + extra`` rows, filled with the prefill cache's rows."""
 
-    def __init__(self, cache, extra: int):
+    def __init__(self, cache, extra: int, round_to: int = 1):
+        """``round_to``: each buffer's rows rounded up to a multiple of it (the compiled step: requests of nearby
+        lengths then share one compiled graph; the extra rows stay masked)."""
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.base: list[int] = []
         for lay in cache.layers:
             k, v = lay.keys, lay.values
             b, h, n, d = k.shape
-            kb = k.new_empty(b, h, n + extra, d)
-            vb = v.new_empty(b, h, n + extra, v.shape[-1])
+            rows = -(-(n + extra) // round_to) * round_to
+            kb = k.new_empty(b, h, rows, d)
+            vb = v.new_empty(b, h, rows, v.shape[-1])
             kb[:, :, :n].copy_(k)
             vb[:, :, :n].copy_(v)
             # static mode reads the unwritten rows too (masked): stale memory there could hold NaN, and a NaN
@@ -90,6 +101,7 @@ class KVBuffers:
             self.base.append(n)
         self.written = 0  # rows appended so far (buffers mode)
         self.step: torch.Tensor | None = None  # device counter (cuda-graph mode)
+        self.write_at: list[torch.Tensor] | None = None  # compiled step: each layer's write row, set per step
         self._rows: dict[torch.device, torch.Tensor] = {}
 
     @property
@@ -102,6 +114,11 @@ class KVBuffers:
 
     def update(self, key_states, value_states, layer_idx, *args, **kwargs):
         k, v = self.keys[layer_idx], self.values[layer_idx]
+        if self.write_at is not None:  # compiled step: the rows come in as tensors (no guard on the lengths)
+            idx = self.write_at[layer_idx]
+            k.index_copy_(2, idx, key_states)
+            v.index_copy_(2, idx, value_states)
+            return k, v
         if self.step is not None:
             idx = self.step + self.base[layer_idx]
             k.index_copy_(2, idx, key_states)
@@ -152,29 +169,74 @@ class StaticStep:
         self.token = torch.full((1, 1), first_token, dtype=torch.long, device=dev)
 
     def _step(self) -> None:
-        ad, buf = self.adapter, self.buffers
-        hidden = ad.embed(self.token)
+        buf = self.buffers
         pids = (self.pos0 + buf.step).reshape(1, 1, 1).expand(3, 1, 1)
+        masks = buf.masks(self.adapter.dtype)
+        with self._attention():
+            nxt = self._core(self.adapter, buf, self.token, pids, masks)
+        self.token.copy_(nxt)
+        buf.step.add_(1)
+
+    @staticmethod
+    def _core(ad, buf, token, pids, masks):
+        """Embedding, rotary, every layer over the buffers, norm, LM head, argmax: the next token (1, 1)."""
+        hidden = ad.embed(token)
         cos, sin = ad.rotary(hidden, pids)
-        masks = buf.masks(hidden.dtype)
-        cfg = ad.text_config
+        for layer, mask in zip(ad.layers, masks):
+            hidden = layer(hidden, attention_mask=mask, position_embeddings=(cos, sin), cache=buf, use_cache=True)
+        logits = ad.lm_logits(ad.final_norm(hidden[:, -1]))
+        return logits.argmax(-1).reshape(1, 1)
+
+    @contextmanager
+    def _attention(self):
+        """The packed decode attention for this step's layers only, when chosen (module docstring)."""
+        cfg = self.adapter.text_config
         stock = cfg._attn_implementation
         if self.packed:
             _register_packed_attention()
-            cfg._attn_implementation = PACKED_ATTENTION  # for this step's layers only (module docstring)
+            cfg._attn_implementation = PACKED_ATTENTION
         try:
-            for layer, mask in zip(ad.layers, masks):
-                hidden = layer(hidden, attention_mask=mask, position_embeddings=(cos, sin), cache=buf,
-                               use_cache=True)
+            yield
         finally:
             cfg._attn_implementation = stock
-        logits = ad.lm_logits(ad.final_norm(hidden[:, -1]))
-        self.token.copy_(logits.argmax(-1).reshape(1, 1))
-        buf.step.add_(1)
 
     def run(self) -> int:
         self._step()
         return int(self.token)
+
+
+_COMPILED = None
+
+
+def _compiled_core():
+    """``StaticStep._core`` under torch.compile, once per process: every request whose buffers have the same
+    (rounded) capacities reuses its graph; the step's lengths, positions and masks enter as tensors."""
+    global _COMPILED
+    if _COMPILED is None:
+        import torch._dynamo.config as dynamo
+
+        # each rounded capacity (and model) is one more graph of the same function: dynamo's default of 8 would
+        # silently run later shapes eagerly; 64 covers 16k rows in steps of 256
+        name = "recompile_limit" if hasattr(dynamo, "recompile_limit") else "cache_size_limit"  # torch < 2.7
+        setattr(dynamo, name, max(getattr(dynamo, name), 64))
+        _COMPILED = torch.compile(StaticStep._core, dynamic=False)
+    return _COMPILED
+
+
+class CompiledStep(StaticStep):
+    """``StaticStep`` with its core (embedding to argmax) compiled by torch.compile, so that the elementwise work of a
+    layer (norms, rotary, residuals, the MLP's gate) runs as a few fused kernels. The first request of a shape pays
+    the compilation (tens of seconds); the eager bookkeeping (masks, write rows, positions) stays outside."""
+
+    def _step(self) -> None:
+        buf = self.buffers
+        buf.write_at = [buf.step + b for b in buf.base]
+        pids = (self.pos0 + buf.step).reshape(1, 1, 1).expand(3, 1, 1)
+        masks = buf.masks(self.adapter.dtype)
+        with self._attention():
+            nxt = _compiled_core()(self.adapter, buf, self.token, pids, masks)
+        self.token.copy_(nxt)
+        buf.step.add_(1)
 
 
 class GraphStep(StaticStep):
@@ -199,3 +261,7 @@ class GraphStep(StaticStep):
     def run(self) -> int:
         self.graph.replay()
         return int(self.token)
+
+
+class CompiledGraphStep(GraphStep, CompiledStep):
+    """The compiled step captured once per request as a CUDA graph (gpt-fast's compiled ``decode_one_token``)."""

@@ -116,7 +116,7 @@ def test_auto_decode_mode_on_cpu_is_buffers(adapter):
     assert engine.decode_mode_for(adapter) == "buffers"  # a CUDA graph only on CUDA
     with pytest.raises(ValueError, match="cuda-graph needs one CUDA device"):
         engine.decode_mode_for(adapter, "cuda-graph")
-    with pytest.raises(ValueError, match="one of auto, cuda-graph, static, buffers, dynamic"):
+    with pytest.raises(ValueError, match="one of auto, cuda-graph, compiled, static, buffers, dynamic"):
         engine.decode_mode_for(adapter, "graph")
 
 
@@ -677,6 +677,51 @@ def test_packed_static_decode_equals_stock_generate(adapter, clips, stock):
     finally:
         StaticStep.packed_attention = "auto"
     assert out.tokens == stock("sample")[1]
+
+
+needs_cxx = pytest.mark.skipif(
+    not (__import__("shutil").which("g++") or __import__("shutil").which("c++")),
+    reason="torch.compile on the CPU needs a C++ compiler")
+
+
+@needs_cxx
+def test_compiled_decode_gives_stock_tokens_and_reuses_its_graph(adapter, clips, stock, sample_path):
+    """decode_mode compiled: torch.compile'd step, the stock generate()'s tokens; a second request of the same
+    rounded capacity compiles nothing new; SEATS under per_layer (5 cache lengths) gives the stock loop's tokens."""
+    from torch._dynamo.utils import counters
+
+    _, request, encoded = prepared_case(adapter, clips["sample"], QUESTION)
+    runs = []
+    for _ in range(2):
+        result = engine.prefill(adapter, encoded, request.layout, None)
+        before = counters["stats"]["unique_graphs"]
+        out = engine.decode(adapter, result, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[],
+                            mode="compiled")
+        runs.append((out.tokens, out.mode, counters["stats"]["unique_graphs"] - before))
+    assert runs[0][0] == runs[1][0] == stock("sample")[1] and runs[0][1] == "compiled"
+    assert runs[0][2] >= 1 and runs[1][2] == 0  # compiled once, then reused
+    got = {}
+    for mode in ("compiled", "dynamic"):
+        pruner, _ = build_pruner("seats", adapter.config, request.layout, trr=0.1)
+        result = engine.prefill(adapter, encoded, request.layout, pruner, kv_policy="per_layer")
+        got[mode] = engine.decode(adapter, result, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[],
+                                  mode=mode).tokens
+    assert got["compiled"] == got["dynamic"]
+
+
+def test_compiled_decode_buffers_round_up_and_stay_masked():
+    from transformers import DynamicCache
+
+    from seats_cli.kvcache import KVBuffers
+
+    cache = DynamicCache()
+    cache.update(torch.randn(1, 2, 300, 4), torch.randn(1, 2, 300, 4), 0)
+    cache.update(torch.randn(1, 2, 40, 4), torch.randn(1, 2, 40, 4), 1)
+    buf = KVBuffers(cache, 9, round_to=256)
+    assert buf.base == [300, 40] and buf.capacity == [512, 256]
+    buf.static(torch.device("cpu"))
+    masks = buf.masks(torch.float32)
+    assert int((masks[0] == 0).sum()) == 301 and int((masks[1] == 0).sum()) == 41  # rows <= base + step 0
 
 
 def test_flash_attention_never_gets_the_static_decode_mask(adapter):

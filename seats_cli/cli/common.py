@@ -144,8 +144,9 @@ DtypeOpt = typer.Option("auto", "--dtype", metavar=_one_of(choices.DTYPES),
 AttnOpt = typer.Option("sdpa", "--attn-implementation", metavar=_one_of(choices.ATTN_IMPLEMENTATIONS),
                        help="Attention kernels of the stock model.")
 DecodeModeOpt = typer.Option("auto", "--decode-mode", metavar=_one_of(choices.DECODE_MODES),
-                             help="Decode loop: auto (a CUDA graph on one GPU, else in-place KV buffers), or one "
-                                  "by name to compare (dynamic: the stock cache loop).")
+                             help="Decode loop: auto (a CUDA graph on one GPU, else in-place KV buffers); compiled "
+                                  "(torch.compile'd step, a graph on one GPU: the first request compiles, tens of "
+                                  "seconds); or one by name to compare (dynamic: the stock cache loop).")
 FpsOpt = typer.Option(None, "--fps", help="Frames sampled per second (default 2).")
 MaxFramesOpt = typer.Option(None, "--max-frames", help="Most frames sampled (default 128).")
 MaxNewOpt = typer.Option(None, "--max-new-tokens", help="Most tokens generated (default: the preset's, 128; tiny 12).")
@@ -196,6 +197,6 @@ def check_load_options(device: str, dtype: str, attn_implementation: str, device
     if decode_mode == "cuda-graph" and (device == "cpu" or device_map == "auto"):
         raise UsageProblem("--decode-mode cuda-graph needs the model on one CUDA device"
                            + (" (not --device cpu)" if device == "cpu" else " (not --device-map auto)"))
-    if decode_mode in ("cuda-graph", "static") and attn_implementation == "flash_attention_2":
+    if decode_mode in ("cuda-graph", "compiled", "static") and attn_implementation == "flash_attention_2":
         raise UsageProblem(f"--decode-mode {decode_mode} passes an additive mask: --attn-implementation sdpa or "
                            "eager only")
