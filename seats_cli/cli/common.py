@@ -51,6 +51,12 @@ def quiet_libraries() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    import logging
+
+    # --decode-mode compiled: torch's compiler stack logs its environment probes ("No CUDA runtime is found") as
+    # warnings on stderr; errors still show
+    for name in ("torch.utils.cpp_extension", "torch._inductor", "torch._dynamo"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def classify(exc: BaseException) -> int:
