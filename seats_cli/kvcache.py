@@ -19,12 +19,12 @@ Ways to run a step over it (docs/METHOD.md §12; ``dynamic`` is the stock Dynami
   CUDA graph on one GPU). Buffers are rounded up to ``COMPILED_ROWS`` and the lengths, positions and masks enter as
   tensors, so a compiled graph serves every request of the same rounded shape; each new shape compiles once.
 
-In the ``cuda-graph`` step (and ``static`` on CUDA) over a cache of at least ``PACKED_MIN_ROWS`` rows a layer attends
-through ``packed_decode_attention`` (registered with transformers' ``AttentionInterface``, switched on for the step
-only): for the one query token it multiplies the query heads of each KV head, packed as rows, with the whole cache,
-scaled and masked in the same product, before an fp32 softmax — the stock eager attention's arithmetic without
-``repeat_kv``. sdpa's kernel that takes an additive mask does not split the keys and runs one block per KV head:
-over a full 128-frame cache that was 6 ms of a 13 ms token on an H200 (benchmarks/RESULTS.md).
+``packed_decode_attention`` (registered with transformers' ``AttentionInterface``, switched on for a step only when
+``StaticStep.packed_attention = "on"``): for the one query token it multiplies the query heads of each KV head,
+packed as rows, with the whole cache, scaled and masked in the same product, before an fp32 softmax — the stock
+eager attention's arithmetic without ``repeat_kv``. It was written because a token after a full 128-frame prefill
+took 13 ms on an H200 against 6.7 ms after SEATS; measured there, it made that token slower (17.2 ms), so the stock
+sdpa attention stays the default and this one is a measured alternative (benchmarks/bench_decode.py ``-stock``).
 """
 
 from __future__ import annotations
@@ -152,17 +152,16 @@ class StaticStep:
     token and returns the next; positions continue from ``first_position``. Runs eagerly (what the tests check on
     the CPU); ``GraphStep`` captures the same step as a CUDA graph."""
 
-    # "auto": on CUDA over >= PACKED_MIN_ROWS rows (on the CPU the stock sdpa kernel splits the keys itself: the
-    # packed path measured 3-5 % slower there); "on": over >= PACKED_MIN_ROWS rows on any device (the CPU tests);
-    # "off": the stock attention function (benchmarks/bench_decode.py's ``-stock`` loops)
+    # "auto" = "off": the stock attention function. Measured slower on both devices (benchmarks/RESULTS.md): 3-5 %
+    # on the CPU, and on an H200 a graph token after a full prefill took 17.2 ms packed vs 12.9 ms stock. "on": over
+    # >= PACKED_MIN_ROWS rows on any device (the tests; bench_decode.py's comparison)
     packed_attention = "auto"
 
     def __init__(self, adapter, buffers: KVBuffers, first_position: int | float, first_token: int):
         dev = adapter.device
         self.adapter, self.buffers = adapter, buffers
         long = max(buffers.capacity, default=0) >= PACKED_MIN_ROWS
-        self.packed = long and (self.packed_attention == "on"
-                                or (self.packed_attention == "auto" and torch.device(dev).type == "cuda"))
+        self.packed = long and self.packed_attention == "on"
         buffers.static(dev)
         pos_dtype = torch.float32 if isinstance(first_position, float) else torch.long
         self.pos0 = torch.full((1,), first_position, dtype=pos_dtype, device=dev)

@@ -631,9 +631,9 @@ def test_packed_decode_attention_equals_per_head_softmax(heads, kv_heads):
 
 
 def test_static_step_attends_packed_over_a_long_cache_only(adapter, clips):
-    """Switched on (``auto`` does so on CUDA only), over >= PACKED_MIN_ROWS cache rows every layer of a static step
-    runs the packed attention (one baddbmm per layer) and gives the stock generate()'s tokens; over a short cache,
-    or with ``auto`` on the CPU, the stock sdpa (none); either way the model's setting is sdpa again afterwards."""
+    """Switched on (``auto`` never does: measured slower), over >= PACKED_MIN_ROWS cache rows every layer of a static
+    step runs the packed attention (one baddbmm per layer); over a short cache, or with ``auto``, the stock sdpa
+    (none); either way the model's setting is sdpa again afterwards."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from seats_cli.kvcache import PACKED_MIN_ROWS, KVBuffers, StaticStep
