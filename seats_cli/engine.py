@@ -276,14 +276,30 @@ def decode(
         if mode == "static":
             step = StaticStep(adapter, buffers, next_position, token)
         elif mode == "compiled":
-            if not _graphable(adapter):
-                step = CompiledStep(adapter, buffers, next_position, token)  # compiles on its first run
-            else:
-                try:
+            import seats_cli.kvcache as kv
+
+            graph = _graphable(adapter)
+            try:
+                if kv.COMPILE_FAILED:  # a failed compilation is not remembered by torch: do not pay for it again
+                    raise RuntimeError(f"it failed earlier in this process: {kv.COMPILE_FAILED}")
+                if graph:
                     step = CompiledGraphStep(adapter, buffers, next_position, token)
-                except RuntimeError as e:  # compiling or capturing failed: the same tokens, compiled or not
-                    note = f"decode ran without the compiled graph ({' '.join(str(e).split())[:160]})"
-                    mode, buffers.step, buffers.write_at = "buffers", None, None
+                else:
+                    step = CompiledStep(adapter, buffers, next_position, token)
+                    step.prime()
+            except Exception as e:  # noqa: BLE001 - compiler missing or failing: the same tokens, uncompiled
+                why = " ".join(str(e).split())[:160]
+                kv.COMPILE_FAILED = kv.COMPILE_FAILED or why
+                note = f"decode ran without compiling ({why})"
+                buffers.write_at = None
+                mode, step = "buffers", None
+                if graph:
+                    try:
+                        step, mode = GraphStep(adapter, buffers, next_position, token), "cuda-graph"
+                    except RuntimeError:
+                        pass
+                if step is None:
+                    buffers.step = None
         elif mode == "cuda-graph":
             try:
                 step = GraphStep(adapter, buffers, next_position, token)

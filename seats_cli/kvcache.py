@@ -205,6 +205,7 @@ class StaticStep:
 
 
 _COMPILED = None
+COMPILE_FAILED: str | None = None  # why compiling the step failed in this process (engine.decode stops trying)
 
 
 def _compiled_core():
@@ -226,6 +227,14 @@ class CompiledStep(StaticStep):
     """``StaticStep`` with its core (embedding to argmax) compiled by torch.compile, so that the elementwise work of a
     layer (norms, rotary, residuals, the MLP's gate) runs as a few fused kernels. The first request of a shape pays
     the compilation (tens of seconds); the eager bookkeeping (masks, write rows, positions) stays outside."""
+
+    def prime(self) -> None:
+        """Compile now (one step, then undone: its row base+0 is written again with the same values by the first
+        real step), so that a failure shows before the first token rather than in the middle of the answer."""
+        first = int(self.token)
+        self._step()
+        self.buffers.step.zero_()
+        self.token.fill_(first)
 
     def _step(self) -> None:
         buf = self.buffers

@@ -214,6 +214,8 @@ BAD = {
     "cuda graph on cpu": (lambda d, s: [s, QUESTION, "--decode-mode", "cuda-graph", "--device", "cpu"], "cuda device"),
     "static with flash": (lambda d, s: [s, QUESTION, "--decode-mode", "static", "--attn-implementation",
                                         "flash_attention_2"], "sdpa or eager"),
+    "compiled over gpus": (lambda d, s: [s, QUESTION, "--decode-mode", "compiled", "--device-map", "auto"],
+                           "one device"),
     # device auto on this CPU machine: known only once the model is loaded, still one line and exit 2
     "cuda graph, no gpu": (lambda d, s: [s, QUESTION, "--decode-mode", "cuda-graph"], "one cuda device"),
 }

@@ -709,6 +709,30 @@ def test_compiled_decode_gives_stock_tokens_and_reuses_its_graph(adapter, clips,
     assert got["compiled"] == got["dynamic"]
 
 
+def test_compiled_decode_falls_back_once_compiling_fails(adapter, clips, stock, monkeypatch):
+    """A compiler that fails (none installed, an inductor error) costs one note, not the answer: the stock tokens
+    from the in-place loop, and later requests do not try again."""
+    import seats_cli.kvcache as kv
+
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(kv, "_compiled_core", broken)
+    monkeypatch.setattr(kv, "COMPILE_FAILED", None)
+    _, request, encoded = prepared_case(adapter, clips["sample"], QUESTION)
+    outs = []
+    for _ in range(2):
+        result = engine.prefill(adapter, encoded, request.layout, None)
+        outs.append(engine.decode(adapter, result, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[],
+                                  mode="compiled"))
+    assert [o.mode for o in outs] == ["buffers", "buffers"] and len(calls) == 1
+    assert "no C++ compiler found" in outs[0].note and "failed earlier" in outs[1].note
+    assert outs[0].tokens == outs[1].tokens == stock("sample")[1]
+
+
 def test_compiled_decode_buffers_round_up_and_stay_masked():
     from transformers import DynamicCache
 

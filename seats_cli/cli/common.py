@@ -53,10 +53,9 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
     import logging
 
-    # --decode-mode compiled: torch's compiler stack logs its environment probes ("No CUDA runtime is found") as
-    # warnings on stderr; errors still show
-    for name in ("torch.utils.cpp_extension", "torch._inductor", "torch._dynamo"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    # --decode-mode compiled: torch's C++ build probe logs "No CUDA runtime is found" as a warning on stderr;
+    # dynamo's own warnings (a recompile limit reached) still show
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 def classify(exc: BaseException) -> int:
@@ -200,6 +199,8 @@ def check_load_options(device: str, dtype: str, attn_implementation: str, device
     if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
         raise UsageProblem(f"--device {device!r} is not one of: auto, cpu, cuda, cuda:N")
     check_choice("decode_mode", decode_mode, choices.DECODE_MODES)
+    if decode_mode == "compiled" and device_map == "auto":
+        raise UsageProblem("--decode-mode compiled needs the model on one device (not --device-map auto)")
     if decode_mode == "cuda-graph" and (device == "cpu" or device_map == "auto"):
         raise UsageProblem("--decode-mode cuda-graph needs the model on one CUDA device"
                            + (" (not --device cpu)" if device == "cpu" else " (not --device-map auto)"))
