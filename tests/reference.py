@@ -185,3 +185,28 @@ def write_clip(path, *, seconds: float = 4.0, fps: int = 10, width: int = 64, he
     from media_factory import make_clip
 
     return make_clip(path, width=width, height=height, fps=fps, seconds=seconds, audio_rate=16000 if audio else None)
+
+
+def seats_counts_by_the_rule(plan, layers: Sequence[dict]) -> list[dict]:
+    """The per-layer counts a SEATS prefill must show, rebuilt from its own layer-0 counts by the method's rules
+    (not from ``plan.counts``, which assumes each step keeps exactly K_v video and K_a audio: the window budgets
+    fix only their sum, so the modalities can trade a token, and the next step rounds on the counts that are really
+    there): at the i-th Stage II drop K_v = step_keep(video before, keep_ratio_v[i]), likewise audio, the split
+    between them free but the sum exact; from ``text_only_from`` text only; unchanged elsewhere."""
+    from seats_cli.schedule import step_keep
+
+    out = [dict(layers[0])]
+    for i in range(1, len(layers)):
+        prev, row = out[-1], dict(layers[i])
+        if plan.text_only_from is not None and i >= plan.text_only_from:
+            want = {"video": 0, "audio": 0}
+        elif i in plan.prune_before:
+            j = plan.prune_before.index(i)
+            k = step_keep(prev["video"], plan.video.keep_ratios[j]) + step_keep(prev["audio"],
+                                                                                 plan.audio.keep_ratios[j])
+            assert row["video"] + row["audio"] == k, (i, row, prev, k)
+            want = {"video": row["video"], "audio": row["audio"]}
+        else:
+            want = {"video": prev["video"], "audio": prev["audio"]}
+        out.append(row | want | {"text": prev["text"]})
+    return out

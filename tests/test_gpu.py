@@ -18,7 +18,7 @@ from seats_cli.engine import decode, prefill
 from seats_cli.media import decode_video
 from seats_cli.methods import build_pruner
 from seats_cli.models import load_model
-from reference import masked_reference_logits
+from reference import masked_reference_logits, seats_counts_by_the_rule
 
 pytestmark = pytest.mark.gpu
 
@@ -135,6 +135,10 @@ def test_full_size_7b_thinker_runs_a_128_frame_request_end_to_end(cuda, tmp_path
         else:
             n = r.tokens
             plan = SeatsPlan.build(seats.config, trr, n["video"], n["audio"], tokens_per_grid=144)
-            assert kept == [c["video"] + c["audio"] + c["text"] for c in plan.counts(n["video"], n["audio"],
-                                                                                   n["text"])]
+            stage1 = plan.counts(n["video"], n["audio"], n["text"])[0]  # Stage I's counts are exact
+            assert {k: r.layers[0][k] for k in ("video", "audio", "text")} == {k: stage1[k] for k in
+                                                                              ("video", "audio", "text")}
+            # later layers: by the method's rules from the real counts (the H200 run found the analytic counts
+            # one token off at a drop: the budgets fix K_v + K_a, not each)
+            assert r.layers == seats_counts_by_the_rule(plan, r.layers)
             assert r.flops["reduction"] > (3.0 if trr == 0.35 else 8.0)
