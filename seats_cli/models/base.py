@@ -72,6 +72,10 @@ class OmniAdapter(EncoderSignals):
         self.config = config
         self.model_id = model_id
         self.device = device
+        from seats_cli.models.attention import use_for_vision
+
+        # the vision tower's windows in a few batched sdpa calls instead of one per window (models/attention.py)
+        self.vision_varlen = use_for_vision(model)
 
     # ---- family specific ------------------------------------------------------------------------
     def prepare(self, media, question: str, system_prompt: str | None = None) -> PreparedRequest:

@@ -1,0 +1,65 @@
+"""Encoder attention over packed windows, one batched call per window length.
+
+The stock Qwen2.5-Omni / Qwen3-Omni vision attention hands its packed windows (``cu_seqlens``) to the attention
+function in one call when the implementation is a flash-attention one, and otherwise loops in Python: one sdpa call
+per window — 768 windows per layer for a 128-frame 448x252 request on the 7B, which took 1.6 s of a 3.5 s request on
+an H200 without flash-attn (benchmarks/RESULTS.md). ``varlen_sdpa`` is registered with transformers'
+``AttentionInterface`` under a name that contains "flash" (transformers routes ``cu_seq_lens_q`` to any such
+implementation, as it does for the hub's flash kernels) and answers that call with stock sdpa: the windows of each
+length are gathered into one batch, so a layer makes a few sdpa calls instead of hundreds. Each window still attends
+only within itself, non-causally: the same arithmetic as the stock loop. Set on the vision tower's config only
+(``use_for_vision``), where the stock implementation is sdpa.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+VARLEN_ATTENTION = "seats_sdpa_as_flash_varlen"
+
+
+def varlen_sdpa(module, query, key, value, attention_mask=None, scaling=None, dropout=0.0, is_causal=False,
+                cu_seq_lens_q=None, cu_seq_lens_k=None, **kwargs):
+    """``query``/``key``/``value`` (1, heads, N, d) holding the windows back to back, ``cu_seq_lens_q`` their (W + 1)
+    boundaries (the same for the keys). Returns (1, N, heads, d), as the flash functions do, and no weights."""
+    if cu_seq_lens_q is None or query.shape[0] != 1 or attention_mask is not None or is_causal:
+        raise ValueError("varlen_sdpa answers the packed, non-causal, unmasked encoder call only")
+    if cu_seq_lens_k is not None and not torch.equal(cu_seq_lens_k, cu_seq_lens_q):
+        raise ValueError("varlen_sdpa needs the same windows for queries and keys")
+    bounds = cu_seq_lens_q.tolist()  # one host read per layer, as the stock loop's split does
+    by_length: dict[int, list[int]] = {}
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        if end > start:
+            by_length.setdefault(end - start, []).append(start)
+    heads, n = query.shape[1], query.shape[2]
+    out = query.new_empty(heads, n, value.shape[-1])
+    q, k, v = query[0], key[0], value[0]
+    dev = query.device
+    for length, starts in by_length.items():
+        if len(starts) * length == n:  # one length covers everything: a view, no gather
+            rows = None
+            qb, kb, vb = (t.reshape(heads, len(starts), length, -1).transpose(0, 1) for t in (q, k, v))
+        else:
+            rows = (torch.tensor(starts, device=dev)[:, None] + torch.arange(length, device=dev)).reshape(-1)
+            qb, kb, vb = (t[:, rows].reshape(heads, len(starts), length, -1).transpose(0, 1) for t in (q, k, v))
+        ob = F.scaled_dot_product_attention(qb, kb, vb, dropout_p=dropout, scale=scaling)  # (W_L, heads, L, d)
+        ob = ob.transpose(0, 1).reshape(heads, len(starts) * length, -1)
+        if rows is None:
+            out = ob
+        else:
+            out[:, rows] = ob
+    return out.transpose(0, 1).unsqueeze(0), None
+
+
+def use_for_vision(model) -> bool:
+    """Route the vision tower's packed windows through ``varlen_sdpa`` when it runs on sdpa. True when set."""
+    visual = getattr(getattr(model, "model", None), "visual", None)
+    cfg = getattr(visual, "config", None)
+    if cfg is None or getattr(cfg, "_attn_implementation", None) != "sdpa":
+        return False
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(VARLEN_ATTENTION, varlen_sdpa)
+    cfg._attn_implementation = VARLEN_ATTENTION
+    return True
