@@ -1,10 +1,11 @@
 """The vision tower's packed windows in a few batched sdpa calls (seats_cli/models/attention.py) give what the stock
 one-call-per-window loop gives: on random windows of mixed lengths against a per-window brute force, and through the
 tiny model's vision tower on real decoded clips (the sample, and 448x252 frames: 12 windows per frame pair of three
-lengths) against the same tower switched back to stock sdpa."""
+lengths on Qwen2.5-Omni's windowed tower) against the same tower switched back to stock sdpa, for both families."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -39,10 +40,13 @@ def _video_features(adapter, media):
     return torch.cat(out.pooler_output, dim=0), inp["video_grid_thw"]
 
 
-def test_tiny_vision_tower_equals_the_stock_window_loop(tiny_seats, sample_path, tmp_path):
+@pytest.mark.parametrize("model", ["tiny", "tiny-qwen3"])
+def test_tiny_vision_tower_equals_the_stock_window_loop(model, seats_cache, sample_path, tmp_path):
     from media_factory import make_clip
 
-    ad = tiny_seats.adapter
+    from seats_cli.models import load_model
+
+    ad = load_model(model, device="cpu", dtype="float32", cache_dir=seats_cache)
     vcfg = ad.model.model.visual.config
     assert ad.vision_varlen and vcfg._attn_implementation == VARLEN_ATTENTION
     wide = make_clip(tmp_path / "wide.mp4", width=448, height=252, fps=4, seconds=2.0)
@@ -57,4 +61,4 @@ def test_tiny_vision_tower_equals_the_stock_window_loop(tiny_seats, sample_path,
             vcfg._attn_implementation = VARLEN_ATTENTION
         assert torch.allclose(ours, stock, atol=1e-5, rtol=1e-5), (ours - stock).abs().max()
         grids.append(grid[0].tolist())
-    assert grids[1][1:] == [18, 32]  # 448x252: 9 x 16 merged units, windows of 4x4, 4x... and 1x... units
+    assert grids[1][1] >= 16 and grids[1][2] >= 16  # 448x252 frames: many windows per frame, of several lengths
