@@ -2,7 +2,7 @@
 CUDA: the engine equals the stock model, SEATS equals the masked reference, bf16 and flash-attention run.
 
 ``SEATS_GPU_TIER_DEVICE=cpu`` runs the same test bodies on the CPU (the CUDA graph replaced by the same static step
-run eagerly; the full-size 7B skipped): the GPU check's dry run does that, so a test that only a GPU would run
+run eagerly; the full-size 7B, marked cuda_only, deselected): the GPU check's dry run does that, so a test that only a GPU would run
 cannot rot unseen (the first GPU run found two such)."""
 
 from __future__ import annotations
@@ -105,11 +105,10 @@ def test_seats_decode_under_per_layer_kv_with_a_graph(cuda, tiny_dir, sample_pat
     assert runs[GRAPH] == runs["dynamic"]
 
 
+@pytest.mark.cuda_only  # the dry run deselects it (tests/test_thinker7b_build.py checks its build on meta)
 def test_full_size_7b_thinker_runs_a_128_frame_request_end_to_end(cuda, tmp_path):
     """Qwen2.5-Omni-7B's thinker at full size (random bf16 weights, full-size encoders) on a 64 s 720p clip: 128
     frames, the layer counts SEATS planned, the graph decode, and the peak memory (bench_e2e.py times it)."""
-    if DEVICE != "cuda":
-        pytest.skip("full-size 7B in bf16: CUDA only (tests/test_thinker7b_build.py checks its build on meta)")
     import sys
     from pathlib import Path
 
