@@ -1,8 +1,6 @@
 """Greedy decode, ms per token, by decode loop, side by side: the stock DynamicCache loop (`dynamic`, before issue
 12) against in-place KV buffers (`buffers`), the static-shape step (`static`) and, on GPU, that step replayed as a
-CUDA graph (`cuda-graph`), after full and SEATS prefills (issue 12 item 3). `static-stock` / `cuda-graph-stock`:
-the same steps with transformers' own sdpa attention instead of the packed decode attention (seats_cli/kvcache.py;
-`auto` uses it on CUDA only; here both are forced, on the CPU too, over caches of >= 1024 rows). `compiled`: the
+CUDA graph (`cuda-graph`), after full and SEATS prefills (issue 12 item 3). `compiled`: the
 static step's core under torch.compile (replayed as a CUDA graph on GPU); its compilations, one per buffer shape,
 fall in the warm-up round, and its setup column holds the graph capture only.
 
@@ -34,7 +32,6 @@ from bench_prefill import LAYOUTS, TEXT_7B, TEXT_CPU, build_thinker  # noqa: E40
 
 from seats_cli.config import ModelConfig  # noqa: E402
 from seats_cli.engine import NoPruning, decode, prefill  # noqa: E402
-from seats_cli.kvcache import StaticStep  # noqa: E402
 from seats_cli.machine import machine_info  # noqa: E402
 from seats_cli.measure import synthetic_request  # noqa: E402
 from seats_cli.methods import build_pruner  # noqa: E402
@@ -100,12 +97,8 @@ def bench(name, adapter, config, frames, audio_s, loops, args) -> list[dict]:
             res = prefill(adapter, encoded, layout, pruner)
             kv[(method, trr)] = sum(lay.keys.numel() * lay.keys.element_size() * 2 for lay in res.cache.layers)
             for lp in loops:  # dynamic is last in `loops`: it appends to the prefill cache
-                StaticStep.packed_attention = "off" if lp.endswith("-stock") else "on"
-                try:
-                    d = decode(adapter, res, encoded.next_position, max_new_tokens=args.new_tokens,
-                               eos_token_ids=[], mode=lp.removesuffix("-stock"))
-                finally:
-                    StaticStep.packed_attention = "auto"
+                d = decode(adapter, res, encoded.next_position, max_new_tokens=args.new_tokens, eos_token_ids=[],
+                           mode=lp)
                 r = rec[(method, trr, lp)]
                 r["tokens"] = d.tokens
                 r["ran"], r["note"] = d.mode, d.note  # a loop that fell back says so in the table
@@ -126,7 +119,7 @@ def bench(name, adapter, config, frames, audio_s, loops, args) -> list[dict]:
             r = rec[(method, trr, lp)]
             ms = statistics.median(r["ms"])
             bound = (weights + kv[(method, trr)]) / bw * 1000 if bw else None
-            ran = r["ran"] if r["ran"] == lp.removesuffix("-stock") else f"{lp} -> {r['ran']} ({r['note']})"
+            ran = r["ran"] if r["ran"] == lp else f"{lp} -> {r['ran']} ({r['note']})"
             rows.append({"model": name, "method": method, "trr": trr, "loop": lp, "ran": ran, "ms_per_token": ms,
                          "ms_per_token_min": min(r["ms"]), "setup_ms": statistics.median(r["setup"]),
                          "speedup_vs_dynamic": statistics.median(ref["ms"]) / ms,
@@ -147,8 +140,8 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--loops", default=None,
-                    help="comma list of decode loops (default: cuda-graph,cuda-graph-stock,buffers,dynamic on GPU; "
-                         "compiled,static,static-stock,buffers,dynamic on CPU); dynamic is always added last")
+                    help="comma list of decode loops (default: cuda-graph,buffers,dynamic on GPU; "
+                         "compiled,static,buffers,dynamic on CPU); dynamic is always added last")
     ap.add_argument("--runs", default=None, help="comma list among full, seats@0.35, seats@0.1 (default: all)")
     ap.add_argument("--json", type=Path, default=None, help="write all rows here (- : to stdout)")
     args = ap.parse_args()
@@ -161,8 +154,7 @@ def main() -> None:
     # on GPU the eager static step (launch-bound, 29-38 ms/token on the first H200 run) is left out, and the
     # compiled step (its compilation: tens of seconds per buffer shape) runs as its own step of gpu_check.sh
     loops = (args.loops.split(",") if args.loops else
-             ["cuda-graph", "cuda-graph-stock", "buffers"] if mode == "gpu" else
-             ["compiled", "static", "static-stock", "buffers"])
+             ["cuda-graph", "buffers"] if mode == "gpu" else ["compiled", "static", "buffers"])
     loops = [lp for lp in loops if lp != "dynamic"] + ["dynamic"]  # the reference, last: it grows the cache
     global RUNS
     if args.runs:
@@ -183,7 +175,7 @@ def main() -> None:
     print(head + (" | bound ms | share of bound" if mode == "gpu" else ""))
     for r in rows:
         meth = r["method"] if r["trr"] is None else f"{r['method']}@{r['trr']}"
-        shown = r["loop"] if r["ran"] == r["loop"].removesuffix("-stock") else r["ran"]
+        shown = r["loop"] if r["ran"] == r["loop"] else r["ran"]
         line = (f"{r['model']} | {r['seq_len']} | {meth} | {shown} | {r['ms_per_token']:.2f} "
                 f"({r['ms_per_token_min']:.2f}) | {r['setup_ms']:.1f} | {r['speedup_vs_dynamic']:.2f}x | "
                 f"{'yes' if r['same_tokens_as_dynamic'] else 'NO'} | {r['kv_mib']:.1f}")

@@ -30,7 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _thinker7b import build_seats_7b  # noqa: E402  (benchmarks/, the script's own folder)
+from _tables import print_medians  # noqa: E402  (benchmarks/, the script's own folder)
+from _thinker7b import build_seats_7b  # noqa: E402
 
 RUNS = (("full", None), ("seats", 0.35), ("seats", 0.10))
 PARTS = ("media", "prepare", "encode", "prefill", "decode", "total")
@@ -139,14 +140,11 @@ def media_only(args) -> None:
             rec["media"].append((t1 - t0) * 1000)
             rec["prepare"].append((t2 - t1) * 1000)
     m = machine_info(torch.device("cpu"))
-    med = {k: statistics.median(v) for k, v in rec.items()}
     lay = request.layout
     print(f"{m['cpu']} ({m['cpu_count']} cores, torch threads {args.threads}) · torch {m['torch']}")
     print(f"clip {seconds:g} s 1280x720 H.264+AAC -> {media.to_dict()['frames']} frames, tokens video {lay.n_video} "
           f"audio {lay.n_audio} text {lay.n_text}; medians of {args.repeats} (1 warm-up left out)")
-    print("part | ms median (min)")
-    for k, v in rec.items():
-        print(f"{k} | {med[k]:.0f} ({min(v):.0f})")
+    med = print_medians("part", rec, digits=0)
     print(f"media + prepare | {med['media'] + med['prepare']:.0f}")
     if args.json:
         args.json.write_text(json.dumps({"mode": "media-only", "machine": m, "clip_seconds": seconds, "runs": rec,

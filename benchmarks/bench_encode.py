@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _tables import print_medians  # noqa: E402
 from _thinker7b import build_seats_7b  # noqa: E402
 from media_factory import make_clip  # noqa: E402
 
@@ -83,12 +83,9 @@ def main() -> None:
     finally:
         vcfg._attn_implementation = VARLEN_ATTENTION
     m = machine_info(ad.device)
-    med = {k: statistics.median(v) for k, v in rec.items()}
     print(f"{m.get('gpu') or m['cpu']} · torch {m['torch']} · {ad.dtype} · {media.to_dict()['frames']} frames, grid "
           f"{grid[0].tolist()}, {pixels.shape[0]} patches; medians of {args.repeats} (1 warm-up left out)")
-    print("vision tower | ms median (min)")
-    for k, v in rec.items():
-        print(f"{k} | {med[k]:.1f} ({min(v):.1f})")
+    med = print_medians("vision tower", rec)
     print(f"speedup {med['stock loop'] / med['batched']:.2f}x; largest output difference {diff:.2e}")
     if args.json:
         args.json.write_text(json.dumps({"machine": m, "runs": rec, "max_abs_diff": diff}))

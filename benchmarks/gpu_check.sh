@@ -50,7 +50,7 @@ if [ "$DRY" = "--dry-run" ]; then
     step bench_e2e 300 python3 benchmarks/bench_e2e.py --cpu --seconds 4 --repeats 1 --new-tokens 4 \
         --json "$OUT/bench_e2e.json"
     step bench_decode 300 python3 benchmarks/bench_decode.py --cpu --models tiny --repeats 1 --new-tokens 4 \
-        --loops static,static-stock,buffers --json "$OUT/bench_decode.json"
+        --loops static,buffers --json "$OUT/bench_decode.json"
     step decode_compiled 300 python3 benchmarks/bench_decode.py --cpu --models tiny --repeats 1 --new-tokens 4 \
         --loops compiled,static --runs seats@0.1 --json -
 else

@@ -18,61 +18,15 @@ Ways to run a step over it (docs/METHOD.md §12; ``dynamic`` is the stock Dynami
 * ``compiled`` (opt-in): the ``static`` step's core under ``torch.compile`` (fused elementwise kernels; captured as a
   CUDA graph on one GPU). Buffers are rounded up to ``COMPILED_ROWS`` and the lengths, positions and masks enter as
   tensors, so a compiled graph serves every request of the same rounded shape; each new shape compiles once.
-
-``packed_decode_attention`` (registered with transformers' ``AttentionInterface``, switched on for a step only when
-``StaticStep.packed_attention = "on"``): for the one query token it multiplies the query heads of each KV head,
-packed as rows, with the whole cache, scaled and masked in the same product, before an fp32 softmax — the stock
-eager attention's arithmetic without ``repeat_kv``. It was written because a token after a full 128-frame prefill
-took 13 ms on an H200 against 6.7 ms after SEATS; measured there, it made that token slower (17.2 ms), so the stock
-sdpa attention stays the default and this one is a measured alternative (benchmarks/bench_decode.py ``-stock``).
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 
-PACKED_ATTENTION = "seats_packed_decode"
-# below this many cache rows (the longest layer's buffer) the step keeps the stock attention: one block per KV head
-# reads little, and the packed path's extra kernels (product, softmax, cast, product) would cost more per token
-PACKED_MIN_ROWS = 1024
 # the compiled step's buffers are rounded up to a multiple of this many rows, so that requests of nearby lengths share
 # one compiled graph (torch.compile specialises on shapes)
 COMPILED_ROWS = 256
-
-
-def packed_decode_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """Attention of one query token over a cache read whole under an additive mask (static decode step).
-
-    ``query`` (b, h, 1, d), ``key``/``value`` (b, h_kv, L, d), ``attention_mask`` (1 or b, 1, 1, L), one mask for
-    every head. The h / h_kv query heads that share a KV head become h / h_kv rows of one matrix product with that
-    head's keys (the stock ``repeat_kv`` order: query head i reads KV head i // (h / h_kv)), scaled and masked in the
-    product; softmax in fp32, cast back, as transformers' eager attention does. Returns (b, 1, h, d) and no weights.
-    Any other call (several query tokens, no mask, a mask per head) goes to the stock sdpa function."""
-    b, h, q, d = query.shape
-    if q != 1 or attention_mask is None or dropout or attention_mask.shape[1:3] != (1, 1):
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      **kwargs)
-    h_kv = key.shape[1]
-    scale = scaling if scaling is not None else d ** -0.5
-    packed = query.reshape(b * h_kv, h // h_kv, d)
-    keys = key.reshape(b * h_kv, key.shape[2], d).transpose(1, 2)
-    mask = attention_mask.reshape(-1, 1, attention_mask.shape[-1])  # (1 or b, 1, L): one mask for every head
-    if mask.shape[0] != 1:
-        mask = mask.repeat_interleave(h_kv, dim=0)
-    scores = torch.baddbmm(mask, packed, keys, alpha=scale)  # scale and mask in the product's epilogue
-    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
-    out = torch.bmm(probs, value.reshape(b * h_kv, value.shape[2], value.shape[-1]))  # (b h_kv, h / h_kv, d)
-    return out.reshape(b, h, 1, value.shape[-1]).transpose(1, 2), None
-
-
-def _register_packed_attention() -> None:
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(PACKED_ATTENTION, packed_decode_attention)
 
 
 class KVBuffers:
@@ -152,16 +106,9 @@ class StaticStep:
     token and returns the next; positions continue from ``first_position``. Runs eagerly (what the tests check on
     the CPU); ``GraphStep`` captures the same step as a CUDA graph."""
 
-    # "auto" = "off": the stock attention function. Measured slower on both devices (benchmarks/RESULTS.md): 3-5 %
-    # on the CPU, and on an H200 a graph token after a full prefill took 17.2 ms packed vs 12.9 ms stock. "on": over
-    # >= PACKED_MIN_ROWS rows on any device (the tests; bench_decode.py's comparison)
-    packed_attention = "auto"
-
     def __init__(self, adapter, buffers: KVBuffers, first_position: int | float, first_token: int):
         dev = adapter.device
         self.adapter, self.buffers = adapter, buffers
-        long = max(buffers.capacity, default=0) >= PACKED_MIN_ROWS
-        self.packed = long and self.packed_attention == "on"
         buffers.static(dev)
         pos_dtype = torch.float32 if isinstance(first_position, float) else torch.long
         self.pos0 = torch.full((1,), first_position, dtype=pos_dtype, device=dev)
@@ -171,10 +118,12 @@ class StaticStep:
         buf = self.buffers
         pids = (self.pos0 + buf.step).reshape(1, 1, 1).expand(3, 1, 1)
         masks = buf.masks(self.adapter.dtype)
-        with self._attention():
-            nxt = self._core(self.adapter, buf, self.token, pids, masks)
+        nxt = self._forward()(self.adapter, buf, self.token, pids, masks)
         self.token.copy_(nxt)
         buf.step.add_(1)
+
+    def _forward(self):
+        return self._core
 
     @staticmethod
     def _core(ad, buf, token, pids, masks):
@@ -185,19 +134,6 @@ class StaticStep:
             hidden = layer(hidden, attention_mask=mask, position_embeddings=(cos, sin), cache=buf, use_cache=True)
         logits = ad.lm_logits(ad.final_norm(hidden[:, -1]))
         return logits.argmax(-1).reshape(1, 1)
-
-    @contextmanager
-    def _attention(self):
-        """The packed decode attention for this step's layers only, when chosen (module docstring)."""
-        cfg = self.adapter.text_config
-        stock = cfg._attn_implementation
-        if self.packed:
-            _register_packed_attention()
-            cfg._attn_implementation = PACKED_ATTENTION
-        try:
-            yield
-        finally:
-            cfg._attn_implementation = stock
 
     def run(self) -> int:
         self._step()
@@ -236,15 +172,10 @@ class CompiledStep(StaticStep):
         self.buffers.step.zero_()
         self.token.fill_(first)
 
-    def _step(self) -> None:
+    def _forward(self):
         buf = self.buffers
-        buf.write_at = [buf.step + b for b in buf.base]
-        pids = (self.pos0 + buf.step).reshape(1, 1, 1).expand(3, 1, 1)
-        masks = buf.masks(self.adapter.dtype)
-        with self._attention():
-            nxt = _compiled_core()(self.adapter, buf, self.token, pids, masks)
-        self.token.copy_(nxt)
-        buf.step.add_(1)
+        buf.write_at = [buf.step + b for b in buf.base]  # the rows as tensors: no guard on the lengths
+        return _compiled_core()
 
 
 class GraphStep(StaticStep):

@@ -2,8 +2,8 @@
 CUDA: the engine equals the stock model, SEATS equals the masked reference, bf16 and flash-attention run.
 
 ``SEATS_GPU_TIER_DEVICE=cpu`` runs the same test bodies on the CPU (the CUDA graph replaced by the same static step
-run eagerly; the full-size 7B, marked cuda_only, deselected): the GPU check's dry run does that, so a test that only a GPU would run
-cannot rot unseen (the first GPU run found two such)."""
+run eagerly; the full-size 7B, marked cuda_only, deselected): the GPU check's dry run does that, so a test that only
+a GPU would run cannot rot unseen (the first GPU run found two such)."""
 
 from __future__ import annotations
 
