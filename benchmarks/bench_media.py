@@ -21,7 +21,8 @@ Readers, each run in a fresh child process (its own timer around the read only, 
   to full-resolution RGB but keeps only the sampled ones: its time is a lower bound of the naive reader's, its
   memory is not the naive reader's (the table says what that would hold).
 - ``after``: ``decode_video`` with the Qwen2.5-Omni-7B preset's frame policy (2 fps, at most 128 frames).
-- ``rev`` (with ``--rev``): ``decode_video`` from ``seats_cli/media.py`` at that git revision.
+- ``rev`` (with ``--rev``): ``decode_video`` from ``seats_cli/media.py`` at that git revision (the modules it
+  imports, ``seats_cli.keyframe_runs`` included, are today's).
 
 Rounds alternate the readers (their order flips every round); round 0 warms the page cache and checks that the
 naive reader and decode_video give the same sampled indices and bit-identical resized frames; medians of the

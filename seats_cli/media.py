@@ -3,13 +3,12 @@
 The sampling and sizing policy is ``seats_cli.frames`` (docs/METHOD.md §2). Video and audio packets are
 demuxed together. When the sampled frames are sparse (a long clip: 2 fps of 25 fps keeps one frame in 12), the
 video is then decoded only from the keyframe before each sampled frame up to it, without the H.264 pictures
-nothing refers to; otherwise every frame is decoded while demuxing. Either way only the sampled frames are
+nothing refers to (seats_cli.keyframe_runs); otherwise every frame is decoded while demuxing. Either way only the sampled frames are
 converted and resized, once each, and the audio is mixed to mono and resampled to 16 kHz by one resampler.
 """
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import math
 import os
@@ -21,6 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from seats_cli.keyframe_runs import SPARSE, decode_runs, plan_runs
 from seats_cli.frames import (  # noqa: F401  (the policy's names are part of this module's API too)
     FramePolicy, MediaError, _ceil_by, _floor_by, _smart_resize, frame_indices, frame_pixel_cap, plan_frames,
     plan_resize,
@@ -312,11 +312,11 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
         notes: list[str] = []
         # With a frame count in the header the sampled frames are known before decoding: when they are sparse
         # this pass lists the video packets (and decodes the audio), then only the runs from a keyframe to a
-        # sampled frame are decoded (_plan_runs, _decode_runs); else the frames are decoded while demuxing.
+        # sampled frame are decoded (seats_cli.keyframe_runs); else the frames are decoded while demuxing.
         # Without a count, the (compressed) video packets are kept, counted, then decoded.
         direct = declared > 0 and rate is not None and not count_first
         sampler = _FrameSampler(declared, rate, policy, progress, vstream.time_base) if direct else None
-        sparse = direct and sampler.n * _SPARSE <= declared
+        sparse = direct and sampler.n * SPARSE <= declared
         packets, listed = [], []
         for packet in container.demux([vstream] + ([astream] if astream is not None else [])):
             if packet.stream is vstream:
@@ -332,8 +332,8 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
                 for frame in packet.decode():
                     audio.add(frame)
         if sparse:
-            runs = _plan_runs([x[0] for x in listed], [x[2] for x in listed], sampler.indices)
-            if len(listed) != declared or runs is None or not _decode_runs(p, vstream.index, listed, runs, sampler):
+            runs = plan_runs([x[0] for x in listed], [x[2] for x in listed], sampler.indices)
+            if len(listed) != declared or runs is None or not decode_runs(p, vstream.index, listed, runs, sampler):
                 return _decode(p, policy, progress, count_first=True)  # decode every frame, counting them
             sampler.count = declared
         if direct and 0 < sampler.count != declared:  # the header was wrong: count first
@@ -396,113 +396,6 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
         audio_sample_rate=policy.audio_sample_rate, rotation=sampler.rotation,
         audio_stream=astream_index, audio_streams=len(audio_streams), frames_decoded=sampler.decoded,
     )
-
-
-_SPARSE = 4  # decode runs only when a clip gives at most one sampled frame in this many
-_SEEK_GAP = 8  # seek over a gap of at least this many packets; read through (without decoding) a shorter one
-_SEEKABLE = ("mov", "mp4", "matroska", "webm")  # demuxers with an index: a seek lands on the keyframe asked for
-
-
-def _plan_runs(pts: list, keyframes: list[bool], wanted: list[int]) -> list[tuple[int, int, tuple[int, ...]]] | None:
-    """The video packets to decode to get the frames `wanted` (display order = pts order): runs
-    ``(first, last, frames)`` of packet positions in file order, each from a keyframe to the last packet a wanted
-    frame needs, with the wanted frames each run gives; overlapping or touching runs are merged. A frame needs
-    the keyframe with the latest pts not after its own. None when the packets cannot say it: a missing or
-    repeated pts, keyframes out of pts order, no keyframe before a wanted frame."""
-    n = len(pts)
-    if n == 0 or None in pts or len(set(pts)) != n:
-        return None
-    order = sorted(range(n), key=pts.__getitem__)  # display index -> packet position
-    keys = [i for i in range(n) if keyframes[i]]
-    key_pts = [pts[i] for i in keys]
-    if not keys or key_pts != sorted(key_pts):
-        return None
-    runs: list[list] = []
-    for d in sorted(set(wanted)):
-        i = order[d]
-        k = bisect.bisect_right(key_pts, pts[i]) - 1
-        if k < 0 or keys[k] > i:
-            return None
-        if runs and keys[k] <= runs[-1][1] + 1:
-            runs[-1][1] = max(runs[-1][1], i)
-            runs[-1][2].append(d)
-        else:
-            runs.append([keys[k], i, [d]])
-    return [(first, last, tuple(frames)) for first, last, frames in runs]
-
-
-def _decode_runs(p: Path, index: int, listed, runs, sampler: _FrameSampler) -> bool:
-    """Decode only the packet runs of `_plan_runs` (video stream `index` of `p`, opened afresh) into `sampler`,
-    seeking over the gaps where the demuxer has an index, else reading through them. False when the file does not
-    behave as its packet list says (the caller then decodes every frame)."""
-    import av
-
-    position = {pk[0]: i for i, pk in enumerate(listed)}  # pts -> position in file order
-    display = {t: d for d, t in enumerate(sorted(position))}  # pts -> display index
-    with av.open(str(p), mode="r", metadata_errors="ignore") as container:
-        vstream = container.streams[index]
-        vstream.thread_type = "AUTO"
-        seekable = bool(set(str(container.format.name).split(",")) & set(_SEEKABLE))
-        droppable = _h264_droppable(vstream.codec_context)
-        packets, at, last_kept = container.demux(vstream), -1, -1
-        for first, last, frames in runs:
-            wanted = set(frames)
-            vstream.codec_context.flush_buffers()
-            if seekable and first - at > _SEEK_GAP:
-                ts = [t for t in listed[first][:2] if t is not None]
-                container.seek(min(ts), stream=vstream, backward=True, any_frame=False)
-                packets = container.demux(vstream)
-            expect = None  # position of the next packet, once the run has started
-            while True:
-                packet = next(packets, None)
-                if packet is None:
-                    return False
-                if packet.size == 0:
-                    continue
-                at = position.get(packet.pts)
-                if at is None or (expect is not None and at != expect) or (expect is None and at > first):
-                    return False
-                if at < first:
-                    continue
-                expect = at + 1
-                if at < last and droppable is not None and display[packet.pts] not in wanted and droppable(packet):
-                    continue  # a picture nothing is predicted from, and not a sampled frame: not decoded
-                for frame in list(vstream.decode(packet)) + (list(vstream.decode(None)) if at >= last else []):
-                    sampler.decoded += 1
-                    d = display.get(frame.pts)
-                    if d is None:
-                        return False
-                    if d in wanted:
-                        if d <= last_kept:
-                            return False
-                        sampler.add_at(frame, d)
-                        last_kept = d
-                if at >= last:
-                    break
-    return len(sampler.kept) == len(sampler.wanted)
-
-
-def _h264_droppable(ctx) -> Callable[[object], bool] | None:
-    """For H.264 with length-prefixed NAL units (MP4, MOV, MKV): a test that a packet holds only non-reference
-    pictures (every slice's nal_ref_idc is 0: no other picture is predicted from it, and it changes no decoder
-    state other pictures use), so that skipping it leaves every other frame as it was. None for other codecs."""
-    extra = ctx.extradata
-    if ctx.name != "h264" or not extra or len(extra) < 7 or extra[0] != 1:  # avcC (version 1), not Annex B
-        return None
-    size = (extra[4] & 3) + 1
-
-    def droppable(packet) -> bool:
-        data, i, slices = memoryview(packet), 0, 0
-        while i + size < len(data):
-            header = data[i + size]
-            kind = header & 0x1F
-            if kind in (14, 20, 21) or (1 <= kind <= 5 and header & 0x60):  # SVC/MVC, or a reference slice
-                return False
-            slices += 1 <= kind <= 5
-            i += size + int.from_bytes(data[i:i + size], "big")
-        return slices > 0
-
-    return droppable
 
 
 def _decode_packets(vstream, packets, total, rate, policy, progress) -> _FrameSampler:

@@ -12,7 +12,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from seats_cli import media
+from seats_cli import keyframe_runs, media
 from seats_cli.media import (
     DecodedMedia,
     FramePolicy,
@@ -344,7 +344,7 @@ def test_bad_input_gives_one_clear_line(tmp_path, case):
 # ------------------------------------------------------------------ decoding only what is needed (issue 12 item 4)
 
 def test_plan_runs_examples():
-    plan = media._plan_runs
+    plan = keyframe_runs.plan_runs
     # three 4-frame GOPs, no reordering: each wanted frame is decoded from its GOP's keyframe
     pts, keys = list(range(12)), [i % 4 == 0 for i in range(12)]
     assert plan(pts, keys, [0, 6, 11]) == [(0, 0, (0,)), (4, 6, (6,)), (8, 11, (11,))]
@@ -373,7 +373,7 @@ def test_h264_droppable_reads_nal_ref_idc():
     def nal(header: int, payload: bytes = b"\x88\x84") -> bytes:
         return (1 + len(payload)).to_bytes(4, "big") + bytes([header]) + payload
 
-    drop = media._h264_droppable(ctx)
+    drop = keyframe_runs.h264_droppable(ctx)
     assert drop(nal(0x01)) is True  # non-IDR slice, nal_ref_idc 0
     assert drop(nal(0x06) + nal(0x01) + nal(0x01)) is True  # SEI + two non-reference slices
     assert drop(nal(0x21)) is False and drop(nal(0x41)) is False  # nal_ref_idc 1, 2
@@ -381,9 +381,9 @@ def test_h264_droppable_reads_nal_ref_idc():
     assert drop(nal(0x01) + nal(0x21)) is False  # one reference slice in the packet: kept
     assert drop(nal(0x06)) is False and drop(b"") is False  # no slice at all
     assert drop(nal(0x14)) is False and drop(nal(0x0E) + nal(0x01)) is False  # MVC / SVC: kept
-    assert media._h264_droppable(SimpleNamespace(name="hevc", extradata=ctx.extradata)) is None
-    assert media._h264_droppable(SimpleNamespace(name="h264", extradata=b"\x00\x00\x00\x01\x67")) is None  # Annex B
-    assert media._h264_droppable(SimpleNamespace(name="h264", extradata=None)) is None
+    assert keyframe_runs.h264_droppable(SimpleNamespace(name="hevc", extradata=ctx.extradata)) is None
+    assert keyframe_runs.h264_droppable(SimpleNamespace(name="h264", extradata=b"\x00\x00\x00\x01\x67")) is None  # Annex B
+    assert keyframe_runs.h264_droppable(SimpleNamespace(name="h264", extradata=None)) is None
 
 
 def _naive_frames(path, policy: FramePolicy):
@@ -427,7 +427,7 @@ def test_keyframe_runs_fall_back_to_decoding_everything(tmp_path, monkeypatch):
     path = make_clip(tmp_path / "pan.mp4", width=160, height=90, fps=25, seconds=4, pattern="moving", gop=10)
     runs = decode_video(path)
     assert runs.frames_decoded < runs.source_frames == 100
-    monkeypatch.setattr(media, "_decode_runs", lambda *a: False)  # the file disagrees with its packet list
+    monkeypatch.setattr(media, "decode_runs", lambda *a: False)  # the file disagrees with its packet list
     every = decode_video(path)
     assert every.frames_decoded == 100 and torch.equal(every.frames, runs.frames)
     assert every.to_dict() == runs.to_dict()
