@@ -184,11 +184,14 @@ def profile_prefill(adapter, encoded, layout, config, trr, rows: int = 15) -> di
     """One prefill (full, or SEATS at ``trr``) under torch.profiler, after one unprofiled warm-up: wall time, the
     device's kernel time and count (how busy the device was), the time inside the method's selection (the
     ``seats.select`` ranges: before layer 0 and at each drop layer, host view), and the ops that took the most
-    device and host time. Printed to stderr; the summary goes into the JSON."""
+    device and host time, and (another run) how often the host waited for the device (``host_waits``: the
+    full prefill's own synchronisations, plus one per Stage II score read for SEATS). Printed to stderr; the
+    summary goes into the JSON."""
     from torch.profiler import ProfilerActivity, profile, record_function
 
     from seats_cli.engine import prefill
     from seats_cli.methods import build_pruner
+    from seats_cli.transfer import count_host_waits
 
     cuda = adapter.device.type == "cuda"
 
@@ -218,7 +221,8 @@ def profile_prefill(adapter, encoded, layout, config, trr, rows: int = 15) -> di
                   and "CUDA" in str(e.device_type)) if cuda else None
     select = [e for e in events if e.key == "seats.select"]
     label = "full" if trr is None else f"seats@{trr}"
-    summary = {"method": label, "prefill_ms": res.prefill_ms,
+    _, waits = count_host_waits(one)  # another run: the sync debug mode costs time
+    summary = {"method": label, "prefill_ms": res.prefill_ms, "host_waits": waits,
                "device_kernel_ms": dev_us / 1000 if cuda else None, "device_kernels": kernels,
                "select_calls": select[0].count if select else 0,
                "select_host_ms": select[0].cpu_time_total / 1000 if select else 0.0}

@@ -18,6 +18,7 @@ import torch
 from seats_cli.choices import KV_POLICIES
 from seats_cli.layout import TokenLayout
 from seats_cli.models.base import EncodedRequest, OmniAdapter
+from seats_cli.transfer import HostCopy, to_device, to_host
 
 
 
@@ -95,14 +96,22 @@ def _causal_mask(n: int, like: torch.Tensor) -> torch.Tensor:
 
 def _keep_survivors(cache, layer_live: list[torch.Tensor], survivors: torch.Tensor) -> None:
     """KV policy ``survivors``: every layer keeps the KV of the final survivors only. Earlier layers' caches are
-    not read again during prefill, so one cut per layer at the end equals cutting them at every drop."""
+    not read again during prefill, so one cut per layer at the end equals cutting them at every drop. Layers
+    between two drops saw the same positions (one tensor): one index, and one copy to each device, per stage."""
+    rows: dict[tuple[int, torch.device], torch.Tensor] = {}
     for lay, seen in zip(cache.layers, layer_live):
         if seen.numel() == survivors.numel() or getattr(lay, "keys", None) is None:
             continue
-        keep = torch.searchsorted(seen, survivors)  # both ascending; survivors is a subset of what the layer saw
-        keep = keep.to(lay.keys.device)
-        lay.keys = lay.keys.index_select(2, keep)
-        lay.values = lay.values.index_select(2, keep)
+        key = (id(seen), lay.keys.device)
+        if key not in rows:  # both ascending; survivors is a subset of what the layer saw
+            rows[key] = to_device(torch.searchsorted(seen, survivors), lay.keys.device)
+        lay.keys = lay.keys.index_select(2, rows[key])
+        lay.values = lay.values.index_select(2, rows[key])
+
+
+def _on_host(host):
+    """The live positions on the host, waiting for their copy from the device if it is still under way."""
+    return host.get() if isinstance(host, HostCopy) else host
 
 
 @torch.no_grad()
@@ -118,8 +127,10 @@ def prefill(
 ) -> PrefillResult:
     """One prefill. The live positions are kept twice, on the device (gathers, merges, DeepStack) and on the CPU
     (what a method reads to plan, and the per-layer record), so a method that selects on the host — SEATS' Stage
-    II budgets — costs one device-to-host transfer per drop layer (its scores). ``time_selection`` synchronises
-    around every selection call to report ``select_ms`` (benchmarks)."""
+    II budgets — costs one device-to-host transfer per drop layer (its scores). Nothing else makes the host wait
+    for the device (seats_cli.transfer): positions chosen on the host go up through pinned memory without a
+    wait, and positions chosen on the device (SEATS' Stage I) come down while the next layers run.
+    ``time_selection`` synchronises around every selection call to report ``select_ms`` (benchmarks)."""
     from transformers import DynamicCache
 
     if kv_policy not in KV_POLICIES:
@@ -145,8 +156,8 @@ def prefill(
     hidden = encoded.embeds
     cos, sin = adapter.rotary(hidden, encoded.position_ids)
     live = torch.arange(hidden.shape[1], device=dev)
-    host = torch.arange(hidden.shape[1])  # the same positions on the CPU
-    modality = layout.modality.to(dev)
+    host = torch.arange(hidden.shape[1])  # the same positions on the CPU (or a HostCopy under way)
+    modality = to_device(layout.modality, dev)
     stage_live: list[tuple[int, torch.Tensor]] = []
 
     keep = timed(pruner.before_llm, adapter, encoded, layout)
@@ -154,12 +165,14 @@ def prefill(
     if isinstance(keep, Merge):
         keep, merged = keep.keep, keep
     if keep is not None:
-        host = host[keep.cpu()]
-        keep = keep.to(dev)
+        # before layer 0 the live positions are all of them, so the kept positions are the live ones
+        host = keep if keep.device.type == "cpu" and dev.type != "cpu" else HostCopy(keep)
+        keep = to_device(keep, dev)
         hidden, cos, sin, live = hidden[:, keep], cos[:, keep], sin[:, keep], live[keep]
     if merged is not None and merged.positions.numel():
-        rows = torch.searchsorted(live, merged.positions.to(dev))  # each merged vector keeps its anchor's slot
-        if not torch.equal(live[rows], merged.positions.to(dev)):
+        anchors = to_device(merged.positions, dev)
+        rows = torch.searchsorted(live, anchors)  # each merged vector keeps its anchor's slot
+        if not torch.equal(live[rows], anchors):
             raise RuntimeError(f"{pruner.name}: a merged vector's position is not among the kept ones")
         hidden = hidden.clone()  # never write into the encoded request
         hidden[0, rows] = merged.vectors.to(hidden.device, hidden.dtype)
@@ -170,11 +183,12 @@ def prefill(
     mask = None  # eager attention only: one causal mask per live length, rebuilt after a drop
     for idx, layer in enumerate(adapter.layers):
         if idx in pruner.drop_layers:
+            host = _on_host(host)
             state = PruneState(idx, hidden, cos, sin, modality[live], layout.modality[host], host)
             keep = timed(pruner.at_layer, adapter, state)
             if keep is not None and keep.numel() < live.numel():
-                host = host[keep.cpu()]  # no transfer when the method chose on the CPU
-                keep = keep.to(dev)
+                host = host[keep if keep.device.type == "cpu" else to_host(keep)]
+                keep = to_device(keep, dev)
                 # with --device-map auto the hidden states sit on this layer's GPU, the bookkeeping on ``dev``
                 hidden = hidden[:, keep.to(hidden.device)]
                 cos, sin, live = cos[:, keep], sin[:, keep], live[keep]
@@ -191,6 +205,9 @@ def prefill(
         )
         if encoded.deepstack:
             hidden = adapter.after_layer(idx, hidden, live, encoded)
+    host = _on_host(host)
+    layer_live = [_on_host(h) for h in layer_live]
+    stage_live = [(layer, _on_host(h)) for layer, h in stage_live]
     if kv_policy == "survivors":
         _keep_survivors(cache, layer_live, host)
     hidden = hidden.to(dev)

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from seats_cli.request import frame_policy
+from seats_cli import transfer
 from seats_cli.engine import decode, prefill
 from seats_cli.media import decode_video
 from seats_cli.methods import build_pruner
@@ -71,6 +72,24 @@ def test_seats_equals_masked_reference_on_cuda_bf16(cuda, tiny_dir, sample_path,
     noise = (ref - ref32).abs().max().item()
     assert 0 < noise < 0.5
     assert (res.logits.float() - ref).abs().max().item() <= 2 * noise
+
+
+def test_pruned_prefill_waits_for_the_device_only_at_its_stage2_reads(cuda, tiny_dir, sample_path):
+    """The host waits for the GPU in a SEATS prefill exactly once more per Stage II score read than in the full
+    prefill (seats_cli.transfer): Stage I's choice and every index sent up go without a wait. On the CPU the
+    reads are counted (3: the tiny config's drops before layers 16, 18 and 20), the waits cannot be."""
+    ad, request = _case(tiny_dir, sample_path, "bfloat16")
+    pruner, plan = build_pruner("seats", ad.config, request.layout, trr=0.1)
+    encoded = ad.encode(request, saliency=plan.saliency_span)
+    waits = {}
+    for name, method in (("full", None), ("seats", pruner)):
+        prefill(ad, encoded, request.layout, method)  # warm-up: allocations and pinned blocks
+        reads = transfer.COUNTS["to_host"]
+        _, waits[name] = transfer.count_host_waits(lambda: prefill(ad, encoded, request.layout, method))
+        reads = transfer.COUNTS["to_host"] - reads
+    assert reads == 3
+    if DEVICE == "cuda":
+        assert waits["seats"] - waits["full"] == reads, waits
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -20,6 +20,7 @@ from seats_cli.schedule import (
     step_keep,
 )
 from seats_cli.selection import stage2_select, win_div_prune
+from seats_cli.transfer import to_device, to_host
 
 
 @dataclass(frozen=True)
@@ -114,28 +115,33 @@ class SeatsPruner:
 
     # Stage I ------------------------------------------------------------------------------------
     def before_llm(self, adapter, encoded, layout: TokenLayout):
+        """The kept positions, on the model's device: chosen there, they never make the host wait for it (the
+        engine copies them to the host while the first layers run)."""
         rho_v, rho_a = self.plan.video.rho, self.plan.audio.rho
         if not self.plan.prunes:
             return None
-        keep = [torch.nonzero(layout.modality == TEXT).flatten()]
+        dev = encoded.embeds.device
+        keep = [to_device(torch.nonzero(layout.modality == TEXT).flatten(), dev)]
         for mod, rho, sal, window in ((VIDEO, rho_v, encoded.video_saliency, self.plan.video_window),
                                       (AUDIO, rho_a, encoded.audio_saliency, self.plan.audio_window)):
-            pos = torch.nonzero(layout.modality == mod).flatten()
-            if pos.numel() == 0:
+            host_pos = torch.nonzero(layout.modality == mod).flatten()
+            if host_pos.numel() == 0:
                 continue
+            pos = to_device(host_pos, dev)
             if rho >= 1:
                 keep.append(pos)
                 continue
-            feats = encoded.embeds[0, pos.to(encoded.embeds.device)].float()
-            local = win_div_prune(feats, None if sal is None else sal.float(), fixed_windows(pos.numel(), window), rho)
-            keep.append(pos[local.cpu()])
+            feats = encoded.embeds[0, pos].float()
+            windows = fixed_windows(host_pos.numel(), window)
+            local = win_div_prune(feats, None if sal is None else sal.float(), windows, rho)
+            keep.append(pos[local])
         return torch.cat(keep).sort().values
 
     # Stage II and III ------------------------------------------------------------------------------
     def at_layer(self, adapter, state):
         # planned on the CPU: the modality of the live tokens is known there; the one device-to-host transfer is
         # the query's scores (stage2_select)
-        mod = state.modality.cpu() if state.host_modality is None else state.host_modality
+        mod = to_host(state.modality) if state.host_modality is None else state.host_modality
         text_rows = torch.nonzero(mod == TEXT).flatten()
         if self.plan.text_only_from is not None and state.layer >= self.plan.text_only_from:
             return text_rows
@@ -150,5 +156,5 @@ class SeatsPruner:
             return None
         score_idx = state.layer - 1 if self.score_layer == "previous" else state.layer
         scores = adapter.query_scores(score_idx, state.hidden, state.cos, state.sin, state.hidden.shape[1] - 1)
-        res = stage2_select(scores.cpu(), is_v, is_a, k_v, k_a, self.tau, rebalance=self.plan.rebalance)
+        res = stage2_select(to_host(scores), is_v, is_a, k_v, k_a, self.tau, rebalance=self.plan.rebalance)
         return torch.cat([text_rows, res.kept_positions]).sort().values

@@ -31,6 +31,7 @@ from typing import Sequence
 import torch
 
 from ..schedule import stage1_window_keep
+from ..transfer import to_device
 
 __all__ = [
     "cosine_distance_matrix",
@@ -153,7 +154,7 @@ def win_div_prune(
     kept: list[torch.Tensor] = []
     for w, starts in groups.items():
         k = stage1_window_keep(w, rho)
-        starts_t = torch.tensor(starts, dtype=torch.long, device=device)
+        starts_t = to_device(torch.tensor(starts, dtype=torch.long), device)  # no host wait (seats_cli.transfer)
         if k >= w:
             kept.append((starts_t.unsqueeze(1) + torch.arange(w, device=device)).reshape(-1))
             continue
