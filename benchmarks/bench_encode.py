@@ -1,13 +1,14 @@
-"""The vision tower on a 128-frame request, side by side in one run: its packed windows in a few batched sdpa calls
-(seats_cli/models/attention.py, the default) against the stock one-call-per-window loop (the tower's config switched
-back to sdpa), alternating, one warm-up round left out, medians; the outputs are compared.
+"""The encoders on a 128-frame request, side by side in one run: each tower's packed windows (the vision tower's
+windows, the audio tower's chunks) in a few batched sdpa calls (seats_cli/models/attention.py, the default) against
+the stock one-call-per-window loop (the tower's config switched back to sdpa), alternating, one warm-up round left
+out, medians; the outputs are compared.
 
     python benchmarks/bench_encode.py --cpu     # the tiny model's tower (depth 4, width 32), 1 torch thread
     python benchmarks/bench_encode.py --gpu     # Qwen2.5-Omni-7B's tower at full size (depth 32, width 1280),
                                                 # random bf16 weights, straight on the GPU
 
 The clip is generated once: 64 s of 448x252 at 4 fps (sampled at 2 fps: 128 frames, 64 x 18 x 32 patches, 768
-windows per windowed layer), so the frames need no resizing.
+windows per windowed layer), so the frames need no resizing, with 64 s of sound (32 audio chunks per layer).
 """
 
 from __future__ import annotations
@@ -58,35 +59,50 @@ def main() -> None:
     media = decode_video(clip, frame_policy(ad.config))
     inp = ad.prepare(media, "What happens?").inputs
     pixels, grid = inp["pixel_values_videos"].to(ad.device), inp["video_grid_thw"].to(ad.device)
-    vcfg = ad.model.model.visual.config
-    assert ad.vision_varlen and vcfg._attn_implementation == VARLEN_ATTENTION
+    inner = ad.model.model
+    feats, fmask = inp["input_features"].to(ad.device, ad.dtype), inp["feature_attention_mask"].to(ad.device)
+    assert ad.encoder_varlen == ("vision", "audio")
+    towers = {  # tower -> (its config, one forward on this request's input)
+        "vision tower": (inner.visual.config,
+                         lambda: torch.cat(inner.get_video_features(pixels, grid, return_dict=True).pooler_output)),
+        "audio tower": (inner.audio_tower.config,
+                        lambda: inner.get_audio_features(feats, fmask, return_dict=True).last_hidden_state),
+    }
 
-    def run(impl: str):
-        vcfg._attn_implementation = impl
+    def run(tower: str, impl: str):
+        cfg, forward = towers[tower]
+        cfg._attn_implementation = impl
         ad.synchronize()
         t0 = time.perf_counter()
-        with torch.no_grad():
-            out = ad.model.model.get_video_features(pixels, grid, return_dict=True)
-        ad.synchronize()
-        return (time.perf_counter() - t0) * 1000, torch.cat(out.pooler_output, dim=0)
+        try:
+            with torch.no_grad():
+                out = forward()
+            ad.synchronize()
+        finally:
+            cfg._attn_implementation = VARLEN_ATTENTION
+        return (time.perf_counter() - t0) * 1000, out
 
-    rec = {"batched": [], "stock loop": []}
-    diff = None
-    try:
-        for rnd in range(args.repeats + 1):
-            ms_b, ours = run(VARLEN_ATTENTION)
-            ms_s, stock = run("sdpa")
-            if rnd:
-                rec["batched"].append(ms_b)
-                rec["stock loop"].append(ms_s)
-            diff = (ours.float() - stock.float()).abs().max().item()
-    finally:
-        vcfg._attn_implementation = VARLEN_ATTENTION
+    rec = {tower: {"batched": [], "stock loop": []} for tower in towers}
+    diff = {}
+    pairs = {"vision tower": 1, "audio tower": 5}  # the audio tower takes ~1/25 of the vision tower's time
+    for rnd in range(args.repeats + 1):
+        for tower in towers:
+            for _ in range(pairs[tower]):
+                ms_b, ours = run(tower, VARLEN_ATTENTION)
+                ms_s, stock = run(tower, "sdpa")
+                if rnd:
+                    rec[tower]["batched"].append(ms_b)
+                    rec[tower]["stock loop"].append(ms_s)
+                diff[tower] = (ours.float() - stock.float()).abs().max().item()
     m = machine_info(ad.device)
     print(f"{m.get('gpu') or m['cpu']} · torch {m['torch']} · {ad.dtype} · {media.to_dict()['frames']} frames, grid "
-          f"{grid[0].tolist()}, {pixels.shape[0]} patches; medians of {args.repeats} (1 warm-up left out)")
-    med = print_medians("vision tower", rec)
-    print(f"speedup {med['stock loop'] / med['batched']:.2f}x; largest output difference {diff:.2e}")
+          f"{grid[0].tolist()}, {pixels.shape[0]} patches; {media.duration_s:.0f} s of sound, "
+          f"{int(fmask.sum())} mel frames; medians of {args.repeats} rounds (1 warm-up left out), the audio tower "
+          f"timed {pairs['audio tower']} times per round")
+    for tower in towers:
+        med = print_medians(tower, rec[tower])
+        print(f"{tower}: speedup {med['stock loop'] / med['batched']:.2f}x; largest output difference "
+              f"{diff[tower]:.2e}")
     if args.json:
         args.json.write_text(json.dumps({"machine": m, "runs": rec, "max_abs_diff": diff}))
 

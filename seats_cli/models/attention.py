@@ -7,14 +7,17 @@ an H200 without flash-attn (benchmarks/RESULTS.md). ``varlen_sdpa`` is registere
 ``AttentionInterface`` under a name that contains "flash" (transformers routes ``cu_seq_lens_q`` to any such
 implementation, as it does for the hub's flash kernels) and answers that call with stock sdpa: the windows of each
 length are gathered into one batch, so a layer makes a few sdpa calls instead of hundreds. Each window still attends
-only within itself, non-causally: the same arithmetic as the stock loop. Set on the vision tower's config only
-(``use_for_vision``), where the stock implementation is sdpa.
+only within itself, non-causally: the same arithmetic as the stock loop. The audio tower's chunks (100 tokens each,
+one sdpa call per chunk in the stock loop: 32 per layer for 64 s) go the same way. Set on the encoders' configs
+only (``use_for_encoders``), where the stock implementation is sdpa; the thinker keeps its own.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from seats_cli.transfer import to_device
 
 VARLEN_ATTENTION = "seats_sdpa_as_flash_varlen"
 
@@ -41,7 +44,7 @@ def varlen_sdpa(module, query, key, value, attention_mask=None, scaling=None, dr
             rows = None
             qb, kb, vb = (t.reshape(heads, len(starts), length, -1).transpose(0, 1) for t in (q, k, v))
         else:
-            rows = (torch.tensor(starts, device=dev)[:, None] + torch.arange(length, device=dev)).reshape(-1)
+            rows = (to_device(torch.tensor(starts), dev)[:, None] + torch.arange(length, device=dev)).reshape(-1)
             qb, kb, vb = (t[:, rows].reshape(heads, len(starts), length, -1).transpose(0, 1) for t in (q, k, v))
         ob = F.scaled_dot_product_attention(qb, kb, vb, dropout_p=dropout, scale=scaling)  # (W_L, heads, L, d)
         ob = ob.transpose(0, 1).reshape(heads, len(starts) * length, -1)
@@ -52,14 +55,18 @@ def varlen_sdpa(module, query, key, value, attention_mask=None, scaling=None, dr
     return out.transpose(0, 1).unsqueeze(0), None
 
 
-def use_for_vision(model) -> bool:
-    """Route the vision tower's packed windows through ``varlen_sdpa`` when it runs on sdpa. True when set."""
-    visual = getattr(getattr(model, "model", None), "visual", None)
-    cfg = getattr(visual, "config", None)
-    if cfg is None or getattr(cfg, "_attn_implementation", None) != "sdpa":
-        return False
+def use_for_encoders(model) -> tuple[str, ...]:
+    """Route the encoders' packed windows (the vision tower's windows, the audio tower's chunks: the same stock
+    per-window loop under sdpa) through ``varlen_sdpa`` for each tower that runs on sdpa. Returns the towers set."""
     from transformers import AttentionInterface
 
-    AttentionInterface.register(VARLEN_ATTENTION, varlen_sdpa)
-    cfg._attn_implementation = VARLEN_ATTENTION
-    return True
+    inner = getattr(model, "model", None)
+    towers = []
+    for name, attr in (("vision", "visual"), ("audio", "audio_tower")):
+        cfg = getattr(getattr(inner, attr, None), "config", None)
+        if cfg is None or getattr(cfg, "_attn_implementation", None) != "sdpa":
+            continue
+        AttentionInterface.register(VARLEN_ATTENTION, varlen_sdpa)
+        cfg._attn_implementation = VARLEN_ATTENTION
+        towers.append(name)
+    return tuple(towers)

@@ -72,10 +72,10 @@ class OmniAdapter(EncoderSignals):
         self.config = config
         self.model_id = model_id
         self.device = device
-        from seats_cli.models.attention import use_for_vision
+        from seats_cli.models.attention import use_for_encoders
 
-        # the vision tower's windows in a few batched sdpa calls instead of one per window (models/attention.py)
-        self.vision_varlen = use_for_vision(model)
+        # the encoders' windows in a few batched sdpa calls instead of one per window (models/attention.py)
+        self.encoder_varlen = use_for_encoders(model)
 
     # ---- family specific ------------------------------------------------------------------------
     def prepare(self, media, question: str, system_prompt: str | None = None) -> PreparedRequest:
