@@ -107,6 +107,7 @@ class Seats:
         self._decoded = None  # (path, frame policy, (mtime_ns, size), DecodedMedia)
         self._features = None  # (media, {signals asked for: MediaFeatures})
         self._last = None  # (media, question, system prompt, request)
+        self._prefetched, self._prefetcher = {}, None  # (path, policy, stat) -> Future of decode_video; the thread
 
     @classmethod
     def from_adapter(cls, adapter, *, name: str | None = None, reuse_media: bool = True,
@@ -117,6 +118,7 @@ class Seats:
         self.load_ms, self._load_pending = 0.0, False
         self.dims = TextModelDims.from_hf_text_config(adapter.text_config)
         self.reuse_media, self._decoded, self._features, self._last = reuse_media, None, None, None
+        self._prefetched, self._prefetcher = {}, None
         self.decode_mode = decode_mode_for(adapter, decode_mode)
         return self
 
@@ -141,8 +143,9 @@ class Seats:
         opts = RequestOptions(**{k: v for k, v in options.items() if v is not None}).check(self.config)
         kv_policy = opts.kv_policy or self.config.seats.kv_policy
         _seed_everything(opts.seed)
-        media, decode_reused = self._media(video, opts.frame_policy(self.config))
-        media_ms = 0.0 if decode_reused else media.decode_ms  # decoded for this request (here or by the caller)
+        media, decode_reused, waited_ms = self._media(video, opts.frame_policy(self.config))
+        # decoded for this request (here or by the caller), or the wait for what a prefetch had left to do
+        media_ms = 0.0 if decode_reused else media.decode_ms if waited_ms is None else waited_ms
         if isinstance(video, DecodedMedia):
             t_start -= media_ms / 1000  # the caller's decode is part of this request's total
         ad = self.adapter
@@ -217,7 +220,8 @@ class Seats:
             schedule=schedule, media=media.to_dict(), notes=notes,
             stage1_windows=stage1_reports(layout, plan, result.stage_live) if is_seats else None,
             random_weights=self.config.tiny, context=context,
-            reused={"decode": decode_reused, "encoders": encoders_reused}, decode_mode=decoded.mode,
+            reused={"decode": decode_reused, "encoders": encoders_reused, "prefetched": waited_ms is not None},
+            decode_mode=decoded.mode,
         )
 
     def _latency(self, t_start, media_ms, prepare_ms, encode_ms, prefill_ms, decode_ms, generated) -> dict:
@@ -233,12 +237,41 @@ class Seats:
                 "decode": decode_ms, "total": (time.perf_counter() - t_start) * 1000,
                 "decode_tok_per_s": steps / (decode_ms / 1000) if steps and decode_ms > 0 else None}
 
-    def _media(self, video, policy) -> tuple[DecodedMedia, bool]:
-        """``video`` decoded with ``policy``: media given as such, or the file decoded (once for consecutive
-        requests about the same unchanged file, when ``reuse_media``). Returns (media, reused): whether the media
-        is the previous request's, so nothing was decoded for this one."""
+    PREFETCH_AHEAD = 2  # decodes started and not yet asked for, at most (each holds one decoded request)
+
+    def prefetch(self, video: str | os.PathLike, **options) -> bool:
+        """Start decoding ``video`` (a path) in a background thread for a coming :meth:`ask` about it with the
+        same media options (fps, max_frames, frame_sizing): that ask then waits only for what is left of the decode
+        (its ``latency_ms.media``; ``reused.prefetched``), while the caller goes on — ``seats batch`` decodes the
+        next row's file while the model answers the current row. At most ``PREFETCH_AHEAD`` decodes wait to be
+        asked for (the oldest is dropped). Returns whether a decode was started; never raises: a bad option or an
+        unreadable file is reported by the ask, as without a prefetch."""
+        try:
+            opts = RequestOptions(**{k: v for k, v in options.items() if v is not None}).check(self.config)
+            path = os.fspath(video)
+            st = os.stat(path)
+        except Exception:  # noqa: BLE001 - the ask says what is wrong
+            return False
+        key = (path, opts.frame_policy(self.config), (st.st_mtime_ns, st.st_size))
+        d = self._decoded
+        if key in self._prefetched or (self.reuse_media and d is not None and d[:3] == key):
+            return False
+        if self._prefetcher is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seats-prefetch")
+        self._prefetched[key] = self._prefetcher.submit(decode_video, path, key[1])
+        while len(self._prefetched) > self.PREFETCH_AHEAD:  # not started: never runs; running: its result dropped
+            self._prefetched.pop(next(iter(self._prefetched))).cancel()
+        return True
+
+    def _media(self, video, policy) -> tuple[DecodedMedia, bool, float | None]:
+        """``video`` decoded with ``policy``: media given as such, a prefetched decode, or the file decoded (once for
+        consecutive requests about the same unchanged file, when ``reuse_media``). Returns (media, reused,
+        waited): reused when the media is the previous request's, so nothing was decoded for this one; waited:
+        the ms spent waiting for a prefetched decode (None when there was none)."""
         if isinstance(video, DecodedMedia):  # decoded by the caller: reused when it served the last request too
-            return video, self._last is not None and self._last[0] is video
+            return video, self._last is not None and self._last[0] is video, None
         path = os.fspath(video)
         try:
             st = os.stat(path)
@@ -247,10 +280,17 @@ class Seats:
             stamp = None  # decode_video reports the problem
         d = self._decoded
         if self.reuse_media and stamp is not None and d is not None and d[:3] == (path, policy, stamp):
-            return d[3], True
-        media = decode_video(path, policy)
+            return d[3], True, None
+        future = self._prefetched.pop((path, policy, stamp), None) if stamp is not None else None
+        waited = None
+        if future is not None:
+            t0 = time.perf_counter()
+            media = future.result()  # a failed decode raises here what decoding it now would raise
+            waited = (time.perf_counter() - t0) * 1000
+        else:
+            media = decode_video(path, policy)
         self._decoded = (path, policy, stamp, media) if self.reuse_media and stamp is not None else None
-        return media, False
+        return media, False, waited
 
 
 def _seed_everything(seed: int) -> None:

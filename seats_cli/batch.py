@@ -293,22 +293,27 @@ def prevalidate(rows: Iterable[BatchRow], config) -> list[BatchRow]:
 
 def run_batch(rows: Iterable[BatchRow], answer_fn: Callable[..., Any], write_line: Callable[[str], None], *,
               defaults: dict[str, Any] | None = None, should_stop: Callable[[], bool] | None = None,
-              on_row_done: Callable[[dict], None] | None = None) -> BatchSummary:
+              on_row_done: Callable[[dict], None] | None = None,
+              prefetch: Callable[..., Any] | None = None) -> BatchSummary:
     """Answer each row with ``answer_fn(video, question, **options)`` (``Seats.ask``-like) and hand one JSON line
     per row, in order, to ``write_line`` as soon as the row is done.
 
     A row's failure (any ``Exception`` from ``answer_fn``) becomes an error line and the run goes on; errors
     raised by ``write_line`` (a closed pipe, a full disk) propagate. ``should_stop()`` is checked before each
     row; a ``KeyboardInterrupt`` stops the run too (the row in progress is lost). Either way the summary
-    says ``interrupted``."""
+    says ``interrupted``. ``prefetch(video, **options)`` (``Seats.prefetch``-like), when given, is told the next
+    row's file before each row is answered, so that its decoding overlaps this row's work; it must not raise
+    (what it raises is ignored: the row's own answer reports any problem)."""
     rows = list(rows)
     summary = BatchSummary(total=len(rows))
     defaults = dict(defaults or {})
     try:
-        for row in rows:
+        for i, row in enumerate(rows):
             if should_stop is not None and should_stop():
                 summary.interrupted = True
                 break
+            if prefetch is not None and row.error is None:  # an error row takes no time to overlap
+                _prefetch_next(rows, i, prefetch, defaults)
             record = answer_row(row, answer_fn, defaults)
             write_line(to_json_line(record))
             summary.written += 1
@@ -318,6 +323,17 @@ def run_batch(rows: Iterable[BatchRow], answer_fn: Callable[..., Any], write_lin
     except KeyboardInterrupt:
         summary.interrupted = True
     return summary
+
+
+def _prefetch_next(rows: list[BatchRow], i: int, prefetch: Callable[..., Any], defaults: dict[str, Any]) -> None:
+    """Hand the next answerable row's file to ``prefetch`` unless it is row ``i``'s (reused without decoding)."""
+    nxt = next((r for r in rows[i + 1:] if r.error is None), None)
+    if nxt is None or nxt.video == rows[i].video:
+        return
+    try:
+        prefetch(nxt.video, **{**defaults, **nxt.options})
+    except Exception:  # noqa: BLE001 - a prefetch is only a head start
+        pass
 
 
 def answer_row(row: BatchRow, answer_fn: Callable[..., Any], defaults: dict[str, Any]) -> dict:

@@ -43,10 +43,14 @@ def batch(*args, input=None):
 
 
 class Counting:
-    """Seats.ask-like: counts calls, delegates to the session's tiny model (or to ``fn``)."""
+    """Seats.ask-like: counts calls (and prefetches), delegates to the session's tiny model (or to ``fn``)."""
 
     def __init__(self, inner=None, fn=None):
-        self.inner, self.fn, self.calls = inner, fn, []
+        self.inner, self.fn, self.calls, self.prefetches = inner, fn, [], []
+
+    def prefetch(self, video, **kw):
+        self.prefetches.append(str(video))
+        return self.inner.prefetch(video, **kw) if self.inner is not None else False
 
     def ask(self, video, question, **kw):
         self.calls.append((str(video), question, kw))
@@ -121,6 +125,7 @@ def test_mixed_rows_one_line_each_in_order_and_same_answers_as_ask(clips, model)
     assert all("\n" not in e for e in errors.values())
     assert res.stderr.strip().splitlines() == ['error: 8 of 10 rows failed (see the "error" field of their lines)']
     assert len(model.loads) == 1  # loaded once
+    assert model.prefetches == [], model.prefetches  # one file for every answerable row: nothing to decode ahead
 
     for row, extra in ((out[0], []), (out[9], ["--trr", "0.5", "--max-new-tokens", "3"])):
         question = {"good-1": "What is moving?", 2: "And the sound?"}[row["id"]]
@@ -333,6 +338,47 @@ def test_run_batch_order_errors_and_stop():
 
     with pytest.raises(BrokenPipeError):  # a failing sink is not a row error
         run_batch(rows, answer, broken)
+
+
+def test_run_batch_hands_the_next_answerable_rows_file_to_prefetch():
+    rows = parse_rows("\n".join(json.dumps(r) for r in [
+        {"id": "a", "video": "one.mp4", "question": "q"},
+        {"id": "b", "video": "one.mp4", "question": "q"},  # the same file as a: reused, not prefetched
+        {"id": "c", "video": "two.mp4"},  # no question: an error row, skipped
+        {"id": "d", "video": "three.mp4", "question": "q", "fps": 1.0},
+        {"id": "e", "video": "four.mp4", "question": "q"},
+    ]))
+    events = []
+
+    def answer(video, question, **kw):
+        events.append(("ask", Path(video).name))
+        return {"answer": "x"}
+
+    def prefetch(video, **kw):
+        events.append(("prefetch", Path(video).name, kw.get("fps"), kw.get("trr")))
+        if Path(video).name == "three.mp4":
+            raise RuntimeError("a failing prefetch is ignored")
+
+    s = run_batch(rows, answer, lambda line: None, defaults={"trr": 0.3}, prefetch=prefetch)
+    assert events == [("ask", "one.mp4"), ("prefetch", "three.mp4", 1.0, 0.3), ("ask", "one.mp4"),
+                      ("prefetch", "four.mp4", None, 0.3), ("ask", "three.mp4"), ("ask", "four.mp4")]
+    assert (s.written, s.failed) == (5, 1)
+
+
+def test_batch_decodes_the_next_file_ahead_unless_told_not_to(tmp_path, sample_path, model):
+    shutil.copy(sample_path, tmp_path / "a.mp4")
+    shutil.copy(sample_path, tmp_path / "b.mp4")
+    src = jsonl(tmp_path / "rows.jsonl", [{"id": 1, "video": "a.mp4", "question": "q"},
+                                          {"id": 2, "video": "b.mp4", "question": "q"}])
+    runs = {}
+    for flag in ("--prefetch", "--no-prefetch"):
+        res = batch(str(src), flag)
+        assert res.exit_code == 0, res.output
+        runs[flag] = lines_of(res.stdout)
+    assert [o["reused"]["prefetched"] for o in runs["--prefetch"]] == [False, True]
+    assert [o["reused"]["prefetched"] for o in runs["--no-prefetch"]] == [False, False]
+    assert [o["answer"] for o in runs["--prefetch"]] == [o["answer"] for o in runs["--no-prefetch"]]
+    assert model.prefetches == [str(tmp_path / "b.mp4")]
 
 
 def test_completed_ids_and_torn_last_line(tmp_path):

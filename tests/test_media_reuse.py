@@ -46,11 +46,51 @@ def test_reused_answers_equal_fresh_ones(tiny_dir, clip):
             a = reuse.ask(clip, q, method=method, trr=0.35, max_new_tokens=3)
             b = fresh.ask(clip, q, method=method, trr=0.35, max_new_tokens=3)
             assert (a.answer, a.layers, a.flops) == (b.answer, b.layers, b.flops)
-            assert b.reused == {"decode": False, "encoders": False}
+            assert b.reused == {"decode": False, "encoders": False, "prefetched": False}
             # the first request decodes; later ones reuse the file, and the encoders once per set of signals
             assert a.reused["decode"] == ((i, method) != (0, "seats"))
             # FastV reads no encoder signal: any earlier run of the encoders on this media serves it
             assert a.reused["encoders"] == (i > 0 or method == "fastv")
+
+
+def test_a_prefetched_file_gives_the_same_answer_and_reports_the_wait(tiny_dir, clip, tmp_path):
+    """Seats.prefetch decodes in a background thread; the ask about that file uses the result, reports only the wait
+    as its media time, and answers as without it. A bad file fails the ask as a direct decode does."""
+    import shutil
+
+    from seats_cli import Seats
+    from seats_cli.media import MediaError
+
+    s = Seats("tiny", device="cpu", dtype="float32", cache_dir=tiny_dir.parent)
+    fresh = Seats("tiny", device="cpu", dtype="float32", cache_dir=tiny_dir.parent)
+    assert s.prefetch(clip, max_frames=4) and not s.prefetch(clip, max_frames=4)  # one decode per file and policy
+    a = s.ask(clip, QUESTIONS[0], max_frames=4, max_new_tokens=3)
+    b = fresh.ask(clip, QUESTIONS[0], max_frames=4, max_new_tokens=3)
+    assert a.reused == {"decode": False, "encoders": False, "prefetched": True}
+    assert (a.answer, a.layers, a.media) == (b.answer, b.layers, b.media)
+    assert a.latency_ms["media"] <= s._decoded[3].decode_ms + 1.0  # the wait: at most the decode itself
+    assert not s.prefetch(clip, max_frames=4)  # now the last decoded file: reused, nothing to prefetch
+    assert s.ask(clip, QUESTIONS[1], max_frames=4, max_new_tokens=1).reused["decode"]
+
+    other = tmp_path / "other.mp4"
+    shutil.copy(clip, other)
+    assert s.prefetch(other)  # the default policy: another key than max_frames=4
+    assert not s.ask(other, QUESTIONS[0], max_frames=4, max_new_tokens=1).reused["prefetched"]
+    assert not s.prefetch(tmp_path / "missing.mp4") and not s.prefetch(clip, trr=7)  # the ask will say what is wrong
+    copies = [tmp_path / f"c{i}.mp4" for i in range(3)]
+    for c in copies:
+        shutil.copy(clip, c)
+        assert s.prefetch(c)
+    assert len(s._prefetched) == Seats.PREFETCH_AHEAD  # the oldest waiting decodes are dropped
+
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(clip.read_bytes()[:2000])
+    with pytest.raises(MediaError) as direct:
+        fresh.ask(corrupt, "x")
+    assert s.prefetch(corrupt)
+    with pytest.raises(MediaError) as ahead:
+        s.ask(corrupt, "x")
+    assert str(ahead.value) == str(direct.value)
 
 
 def test_the_latency_report_covers_the_whole_request(tiny_dir, clip):

@@ -56,6 +56,8 @@ def batch(
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="--backend ray: GPUs per actor (e.g. 1)."),
     address: Optional[str] = typer.Option(None, "--address", help="--backend ray: 'auto' or 'ray://host:port' "
                                           "(default: a local cluster started on demand)."),
+    prefetch: bool = typer.Option(True, "--prefetch/--no-prefetch", help="--backend local: decode the next "
+                                  "row's file in a background thread while the model answers the current row."),
 ) -> None:
     """Answer many questions about videos from JSONL rows, loading the model once.
 
@@ -156,17 +158,19 @@ def batch(
                 decode_mode=decode_mode)
     if backend == "ray":
         return _run_ray(todo, out, to_file, resume, quiet, bar, load, defaults, workers, gpus_per_worker, address)
+    ahead = None
     if any(row.error is None for row in todo):
         with status(f"loading {model}", bar):
-            answer = api.Seats(model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
-                               revision=revision, local_files_only=local_files_only,
-                               device_map=device_map, decode_mode=decode_mode).ask
+            seats = api.Seats(model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
+                              revision=revision, local_files_only=local_files_only,
+                              device_map=device_map, decode_mode=decode_mode)
+        answer, ahead = seats.ask, seats.prefetch if prefetch else None
 
     sink, write = _open_output(out, to_file, resume, quiet)
     try:
         with _progress(len(todo), bar) as advance, runner.stop_after_current_row(_say) as should_stop:
             summary = runner.run_batch(todo, answer, write, defaults=defaults, should_stop=should_stop,
-                                       on_row_done=advance)
+                                       on_row_done=advance, prefetch=ahead)
     except BrokenPipeError:
         if to_file:
             raise
