@@ -79,8 +79,7 @@ def main() -> None:
                 rec[name].append(ms)
                 waits[name].append(sum(o["latency_ms"]["media"] for o in out))
             answers[name] = [(o["answer"], o["layers"]) for o in out]
-            if s._prefetcher is not None:
-                s._prefetcher.shutdown(wait=True)
+            s.close()
     m = machine_info(model.adapter.device)
     med = {k: statistics.median(v) for k, v in rec.items()}
     print(f"{m.get('gpu') or m['cpu']} · torch {m['torch']} · {args.model} on {args.device} · {args.threads} torch "

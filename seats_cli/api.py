@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -107,7 +109,7 @@ class Seats:
         self._decoded = None  # (path, frame policy, (mtime_ns, size), DecodedMedia)
         self._features = None  # (media, {signals asked for: MediaFeatures})
         self._last = None  # (media, question, system prompt, request)
-        self._prefetched, self._prefetcher = {}, None  # (path, policy, stat) -> Future of decode_video; the thread
+        self._prefetched, self._prefetcher = {}, None  # (path, policy, stat) -> _Prefetch; the thread running them
 
     @classmethod
     def from_adapter(cls, adapter, *, name: str | None = None, reuse_media: bool = True,
@@ -244,8 +246,8 @@ class Seats:
         same media options (fps, max_frames, frame_sizing): that ask then waits only for what is left of the decode
         (its ``latency_ms.media``; ``reused.prefetched``), while the caller goes on — ``seats batch`` decodes the
         next row's file while the model answers the current row. At most ``PREFETCH_AHEAD`` decodes wait to be
-        asked for (the oldest is dropped). Returns whether a decode was started; never raises: a bad option or an
-        unreadable file is reported by the ask, as without a prefetch."""
+        asked for (the oldest is stopped and dropped); :meth:`close` stops them all. Returns whether a decode was
+        started; never raises: a bad option or an unreadable file is reported by the ask, as without a prefetch."""
         try:
             opts = RequestOptions(**{k: v for k, v in options.items() if v is not None}).check(self.config)
             path = os.fspath(video)
@@ -253,17 +255,32 @@ class Seats:
         except Exception:  # noqa: BLE001 - the ask says what is wrong
             return False
         key = (path, opts.frame_policy(self.config), (st.st_mtime_ns, st.st_size))
-        d = self._decoded
-        if key in self._prefetched or (self.reuse_media and d is not None and d[:3] == key):
+        if key in self._prefetched:
             return False
         if self._prefetcher is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seats-prefetch")
-        self._prefetched[key] = self._prefetcher.submit(decode_video, path, key[1])
-        while len(self._prefetched) > self.PREFETCH_AHEAD:  # not started: never runs; running: its result dropped
-            self._prefetched.pop(next(iter(self._prefetched))).cancel()
+        self._prefetched[key] = _Prefetch.start(self._prefetcher, path, key[1])
+        while len(self._prefetched) > self.PREFETCH_AHEAD:
+            self._prefetched.pop(next(iter(self._prefetched))).stop()
         return True
+
+    def close(self) -> None:
+        """Stop the decodes :meth:`prefetch` started (a running one at its next frame) and let their thread end, so
+        that an interrupted batch exits at once. The model stays loaded; a later prefetch starts a new thread."""
+        for pending in self._prefetched.values():
+            pending.stop()
+        self._prefetched = {}
+        if self._prefetcher is not None:
+            self._prefetcher.shutdown(wait=False, cancel_futures=True)
+            self._prefetcher = None
+
+    def __enter__(self) -> "Seats":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _media(self, video, policy) -> tuple[DecodedMedia, bool, float | None]:
         """``video`` decoded with ``policy``: media given as such, a prefetched decode, or the file decoded (once for
@@ -279,18 +296,50 @@ class Seats:
         except OSError:
             stamp = None  # decode_video reports the problem
         d = self._decoded
+        pending = self._prefetched.pop((path, policy, stamp), None) if stamp is not None else None
         if self.reuse_media and stamp is not None and d is not None and d[:3] == (path, policy, stamp):
+            if pending is not None:  # decoded ahead although it was the last file: not needed
+                pending.stop()
             return d[3], True, None
-        future = self._prefetched.pop((path, policy, stamp), None) if stamp is not None else None
         waited = None
-        if future is not None:
+        if pending is not None:
             t0 = time.perf_counter()
-            media = future.result()  # a failed decode raises here what decoding it now would raise
+            media = pending.future.result()  # a failed decode raises here what decoding it now would raise
             waited = (time.perf_counter() - t0) * 1000
         else:
             media = decode_video(path, policy)
         self._decoded = (path, policy, stamp, media) if self.reuse_media and stamp is not None else None
         return media, False, waited
+
+
+class _Stopped(Exception):
+    """Raised inside a prefetched decode that was stopped (decode_video reports it as a MediaError; nobody reads
+    it)."""
+
+    def __str__(self) -> str:
+        return "the prefetched decode was stopped"
+
+
+@dataclass
+class _Prefetch:
+    """One decode started by ``Seats.prefetch``: its future, and the flag that stops it at its next frame."""
+
+    future: object
+    flag: threading.Event
+
+    @classmethod
+    def start(cls, pool, path: str, policy) -> "_Prefetch":
+        flag = threading.Event()
+
+        def progress(done: int, total: int) -> None:
+            if flag.is_set():
+                raise _Stopped()
+
+        return cls(pool.submit(decode_video, path, policy, progress), flag)
+
+    def stop(self) -> None:
+        self.flag.set()
+        self.future.cancel()  # not started: never runs
 
 
 def _seed_everything(seed: int) -> None:

@@ -325,13 +325,21 @@ def run_batch(rows: Iterable[BatchRow], answer_fn: Callable[..., Any], write_lin
     return summary
 
 
+_MEDIA_OPTIONS = ("fps", "max_frames", "frame_sizing")  # what decides how a file is decoded
+
+
 def _prefetch_next(rows: list[BatchRow], i: int, prefetch: Callable[..., Any], defaults: dict[str, Any]) -> None:
-    """Hand the next answerable row's file to ``prefetch`` unless it is row ``i``'s (reused without decoding)."""
+    """Hand the next answerable row's file to ``prefetch`` unless row ``i`` decodes it the same way (then the next
+    row reuses row ``i``'s media without decoding)."""
     nxt = next((r for r in rows[i + 1:] if r.error is None), None)
-    if nxt is None or nxt.video == rows[i].video:
+    if nxt is None:
+        return
+    options = {**defaults, **nxt.options}
+    current = {**defaults, **rows[i].options}
+    if nxt.video == rows[i].video and all(options.get(k) == current.get(k) for k in _MEDIA_OPTIONS):
         return
     try:
-        prefetch(nxt.video, **{**defaults, **nxt.options})
+        prefetch(nxt.video, **options)
     except Exception:  # noqa: BLE001 - a prefetch is only a head start
         pass
 

@@ -127,8 +127,8 @@ def prefill(
 ) -> PrefillResult:
     """One prefill. The live positions are kept twice, on the device (gathers, merges, DeepStack) and on the CPU
     (what a method reads to plan, and the per-layer record), so a method that selects on the host — SEATS' Stage
-    II budgets — costs one device-to-host transfer per drop layer (its scores). Nothing else makes the host wait
-    for the device (seats_cli.transfer): positions chosen on the host go up through pinned memory without a
+    II budgets — costs one device-to-host transfer per drop layer (its scores). In the full and SEATS prefills
+    nothing else makes the host wait for the device (seats_cli.transfer): positions chosen on the host go up through pinned memory without a
     wait, and positions chosen on the device (SEATS' Stage I) come down while the next layers run.
     ``time_selection`` synchronises around every selection call to report ``select_ms`` (benchmarks)."""
     from transformers import DynamicCache
@@ -165,7 +165,9 @@ def prefill(
     if isinstance(keep, Merge):
         keep, merged = keep.keep, keep
     if keep is not None:
-        # before layer 0 the live positions are all of them, so the kept positions are the live ones
+        # before layer 0 the live positions are all of them, so the kept positions are the live ones; chosen on the
+        # host for a GPU model they are there already, else they come down while the layers run (on a CPU model
+        # the same call, which copies nothing, so that tests count the GPU's path)
         host = keep if keep.device.type == "cpu" and dev.type != "cpu" else HostCopy(keep)
         keep = to_device(keep, dev)
         hidden, cos, sin, live = hidden[:, keep], cos[:, keep], sin[:, keep], live[keep]

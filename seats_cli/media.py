@@ -3,8 +3,9 @@
 The sampling and sizing policy is ``seats_cli.frames`` (docs/METHOD.md §2). Video and audio packets are
 demuxed together. When the sampled frames are sparse (a long clip: 2 fps of 25 fps keeps one frame in 12), the
 video is then decoded only from the keyframe before each sampled frame up to it, without the H.264 pictures
-nothing refers to (seats_cli.keyframe_runs); otherwise every frame is decoded while demuxing. Either way only the sampled frames are
-converted and resized, once each, and the audio is mixed to mono and resampled to 16 kHz by one resampler.
+nothing refers to (seats_cli.keyframe_runs); otherwise every frame is decoded while demuxing. Either way only the
+sampled frames are converted and resized, once each, and the audio is mixed to mono and resampled to 16 kHz by one
+resampler.
 """
 
 from __future__ import annotations

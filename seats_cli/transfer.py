@@ -71,11 +71,12 @@ def count_host_waits(call):
 
     if not torch.cuda.is_available():
         return call(), None
+    before = torch.cuda.get_sync_debug_mode()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
             out = call()
         finally:
-            torch.cuda.set_sync_debug_mode("default")
+            torch.cuda.set_sync_debug_mode(before)
     return out, sum("synchroniz" in str(w.message) for w in caught)

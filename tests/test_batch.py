@@ -52,6 +52,9 @@ class Counting:
         self.prefetches.append(str(video))
         return self.inner.prefetch(video, **kw) if self.inner is not None else False
 
+    def close(self):
+        self.closed = True
+
     def ask(self, video, question, **kw):
         self.calls.append((str(video), question, kw))
         if self.fn is not None:
@@ -347,6 +350,7 @@ def test_run_batch_hands_the_next_answerable_rows_file_to_prefetch():
         {"id": "c", "video": "two.mp4"},  # no question: an error row, skipped
         {"id": "d", "video": "three.mp4", "question": "q", "fps": 1.0},
         {"id": "e", "video": "four.mp4", "question": "q"},
+        {"id": "f", "video": "four.mp4", "question": "q", "max_frames": 8},  # the same file, sampled otherwise
     ]))
     events = []
 
@@ -361,8 +365,9 @@ def test_run_batch_hands_the_next_answerable_rows_file_to_prefetch():
 
     s = run_batch(rows, answer, lambda line: None, defaults={"trr": 0.3}, prefetch=prefetch)
     assert events == [("ask", "one.mp4"), ("prefetch", "three.mp4", 1.0, 0.3), ("ask", "one.mp4"),
-                      ("prefetch", "four.mp4", None, 0.3), ("ask", "three.mp4"), ("ask", "four.mp4")]
-    assert (s.written, s.failed) == (5, 1)
+                      ("prefetch", "four.mp4", None, 0.3), ("ask", "three.mp4"), ("prefetch", "four.mp4", None, 0.3),
+                      ("ask", "four.mp4"), ("ask", "four.mp4")]
+    assert (s.written, s.failed) == (6, 1)
 
 
 def test_batch_decodes_the_next_file_ahead_unless_told_not_to(tmp_path, sample_path, model):
@@ -379,6 +384,7 @@ def test_batch_decodes_the_next_file_ahead_unless_told_not_to(tmp_path, sample_p
     assert [o["reused"]["prefetched"] for o in runs["--no-prefetch"]] == [False, False]
     assert [o["answer"] for o in runs["--prefetch"]] == [o["answer"] for o in runs["--no-prefetch"]]
     assert model.prefetches == [str(tmp_path / "b.mp4")]
+    assert model.closed  # the CLI stops what it started
 
 
 def test_completed_ids_and_torn_last_line(tmp_path):

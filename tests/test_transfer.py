@@ -60,6 +60,24 @@ def test_seats_prefill_reads_one_score_vector_per_stage2_drop(case, trr):
     stages = [layer for layer, _ in res.stage_live]
     assert stages == [0, 16, 18, 20, 23]  # every drop selected something on this clip
     assert n == {"to_device": 1 + 3 + 2 + 1 + 3 + 1 + 4, "host_copy": 1, "to_host": 3}
-    # the host copy of Stage I's choice is the positions the first layer saw
-    assert torch.equal(res.layer_live[0], res.stage_live[0][1])
-    assert res.layer_live[0].device.type == "cpu" and res.layer_live[0].dtype == torch.long
+    # the host copy of Stage I's choice is what Stage I chose, and what the first 16 layers saw
+    chosen = pruner.before_llm(adapter, encoded, request.layout)
+    assert res.layer_live[0].dtype == torch.long and torch.equal(res.layer_live[0], chosen)
+    assert all(res.layer_live[i] is res.layer_live[0] for i in range(16)) and res.layer_live[16].numel() < len(chosen)
+
+
+def test_stage1_choice_is_read_on_the_host_only_at_the_first_drop_layer(case, monkeypatch):
+    """The host reads Stage I's choice (HostCopy.get) once, when it plans the first Stage II drop: after layers
+    0-15 were launched, so on a GPU the copy has long finished while they ran."""
+    adapter, request, encoded = case
+    pruner, _ = build_pruner("seats", adapter.config, request.layout, trr=0.1)
+    ran, reads = [], []
+    hooks = [layer.register_forward_pre_hook(lambda *a, i=i: ran.append(i)) for i, layer in enumerate(adapter.layers)]
+    get = transfer.HostCopy.get
+    monkeypatch.setattr(transfer.HostCopy, "get", lambda self: reads.append(len(ran)) or get(self))
+    try:
+        engine.prefill(adapter, encoded, request.layout, pruner)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert reads[0] == 16 and len(ran) == len(adapter.layers)

@@ -158,7 +158,7 @@ def batch(
                 decode_mode=decode_mode)
     if backend == "ray":
         return _run_ray(todo, out, to_file, resume, quiet, bar, load, defaults, workers, gpus_per_worker, address)
-    ahead = None
+    ahead = seats = None
     if any(row.error is None for row in todo):
         with status(f"loading {model}", bar):
             seats = api.Seats(model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
@@ -177,6 +177,8 @@ def batch(
         _silence_stdout()  # the reader went away (`| head`): stop quietly, like a SIGPIPE'd tool
         raise typer.Exit(SIGPIPE_EXIT) from None
     finally:
+        if seats is not None:  # a decode started for a row never reached stops now
+            seats.close()
         if sink is not None:
             sink.close()
 
