@@ -125,9 +125,11 @@ class Seats:
         return self
 
     def decode(self, video: str | os.PathLike, options: RequestOptions | None = None) -> DecodedMedia:
-        """Decode and validate a video with this model's media policy (and the request's overrides)."""
+        """Decode and validate a video with this model's media policy (and the request's overrides): the last
+        decoded file's media when it is the same unchanged file (``reuse_media``), a :meth:`prefetch`'s result
+        when one was started for it, else a decode now."""
         options = (options or RequestOptions()).check(self.config)
-        return decode_video(video, options.frame_policy(self.config))
+        return self._media(os.fspath(video), options.frame_policy(self.config))[0]
 
     def ask(self, video: str | os.PathLike | DecodedMedia, question: str, *, system_prompt: str | None = None,
             **options) -> AskResult:

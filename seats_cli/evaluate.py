@@ -163,7 +163,8 @@ def run_benchmark(seats, questions: list, runs: list[Run], settings: EvalSetting
                   on_row: Callable[[dict], None] | None = None) -> int:
     """Ask every (question, run) not in ``skip``, writing one row each as soon as it is done; a failure (bad file,
     out of memory, ...) is a row with ``error``. Questions about one video run back to back: its media is
-    decoded once and its encoders run once per set of signals. Returns the rows written."""
+    decoded once and its encoders run once per set of signals, and the next video is decoded in the background
+    meanwhile (``Seats.prefetch``). Returns the rows written."""
     from dataclasses import replace
 
     from seats_cli.benchmarks import extract_letter
@@ -172,11 +173,13 @@ def run_benchmark(seats, questions: list, runs: list[Run], settings: EvalSetting
     written = 0
     media_of_video: tuple | None = None
     opts = RequestOptions(fps=settings.fps, max_frames=settings.max_frames)
-    for q in by_video(questions):
+    ordered = [q for q in by_video(questions) if any(row_key(q.id, r.method, r.trr) not in skip for r in runs)]
+    for i, q in enumerate(ordered):
         todo = [r for r in runs if row_key(q.id, r.method, r.trr) not in skip]
-        if not todo:
-            continue
         if media_of_video is None or media_of_video[0] != q.video:
+            nxt = next((o.video for o in ordered[i + 1:] if o.video != q.video), None)
+            if nxt is not None:  # decoded in the background while this video's questions run
+                seats.prefetch(nxt, fps=settings.fps, max_frames=settings.max_frames)
             try:
                 media = seats.decode(q.video, opts)
                 if not settings.use_audio:

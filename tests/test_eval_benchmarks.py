@@ -195,12 +195,22 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()]
 
 
-def test_eval_end_to_end_with_report_and_plot(tmp_path, clip):
+def test_eval_end_to_end_with_report_and_plot(tmp_path, clip, monkeypatch):
+    from seats_cli.api import Seats
+
+    prefetched, prefetch = [], Seats.prefetch
+
+    def spy(self, video, **kw):
+        prefetched.append(Path(video).name)
+        return prefetch(self, video, **kw)
+
+    monkeypatch.setattr(Seats, "prefetch", spy)
     root = build("videomme", tmp_path / "v", clip)
     out = tmp_path / "r.jsonl"
     res = run("eval", "--benchmark", "videomme", "--data-dir", root, *TINY, "--method", "seats",
               "--method", "fastv", "--trr", "0.35", "--out", out, "--json")
     assert res.exit_code == 0, res.output
+    assert prefetched == ["v2.mp4"]  # decoded while v1's questions ran
     rows = _rows(out)
     assert len(rows) == 3 * 3  # questions x (full, seats@0.35, fastv@0.35)
     assert [(r["id"], r["method"], r["trr"]) for r in rows[:3]] == [("001-1", "full", None), ("001-1", "seats", 0.35),

@@ -301,6 +301,8 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
                     written = ev.run_benchmark(seats, questions, runs, settings, root=Path(data_dir), skip=skip,
                                                write=write, should_stop=should_stop, on_row=advance)
         finally:
+            if seats is not None:  # a decode started for a video never reached stops now
+                seats.close()
             if sink is not None:
                 sink.close()
         if written < total:
