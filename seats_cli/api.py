@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import random
-import threading
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,6 +22,7 @@ from seats_cli.machine import describe_device
 from seats_cli.media import DecodedMedia, decode_video
 from seats_cli.methods import SeatsPlan, build_pruner
 from seats_cli.models import load_model
+from seats_cli.prefetch import Prefetcher, file_key
 from seats_cli.report import AskResult, layer_rows, stage1_reports, window_reports
 from seats_cli.request import RequestOptions, check_text
 from seats_cli.schedule import achieved_retention
@@ -91,7 +90,7 @@ class Seats:
                  device: str = "auto", dtype: str = "auto", attn_implementation: str = "sdpa",
                  revision: str | None = None, local_files_only: bool = False,
                  cache_dir: str | os.PathLike | None = None, device_map: str | None = None,
-                 reuse_media: bool = True, decode_mode: str = "auto"):
+                 reuse_media: bool = True, decode_mode: str = "auto", prefetcher: Prefetcher | None = None):
         self.config = config if isinstance(config, ModelConfig) else resolve_config(model, config)
         t0 = time.perf_counter()
         self.adapter = load_model(model, config=self.config, device=device, dtype=dtype,
@@ -109,7 +108,8 @@ class Seats:
         self._decoded = None  # (path, frame policy, (mtime_ns, size), DecodedMedia)
         self._features = None  # (media, {signals asked for: MediaFeatures})
         self._last = None  # (media, question, system prompt, request)
-        self._prefetched, self._prefetcher = {}, None  # (path, policy, stat) -> _Prefetch; the thread running them
+        # decodes started ahead (prefetch); ``seats ask`` hands in one it started before loading the model
+        self._prefetch = prefetcher or Prefetcher()
 
     @classmethod
     def from_adapter(cls, adapter, *, name: str | None = None, reuse_media: bool = True,
@@ -120,7 +120,7 @@ class Seats:
         self.load_ms, self._load_pending = 0.0, False
         self.dims = TextModelDims.from_hf_text_config(adapter.text_config)
         self.reuse_media, self._decoded, self._features, self._last = reuse_media, None, None, None
-        self._prefetched, self._prefetcher = {}, None
+        self._prefetch = Prefetcher()
         self.decode_mode = decode_mode_for(adapter, decode_mode)
         return self
 
@@ -241,42 +241,23 @@ class Seats:
                 "decode": decode_ms, "total": (time.perf_counter() - t_start) * 1000,
                 "decode_tok_per_s": steps / (decode_ms / 1000) if steps and decode_ms > 0 else None}
 
-    PREFETCH_AHEAD = 2  # decodes started and not yet asked for, at most (each holds one decoded request)
-
     def prefetch(self, video: str | os.PathLike, **options) -> bool:
         """Start decoding ``video`` (a path) in a background thread for a coming :meth:`ask` about it with the
         same media options (fps, max_frames, frame_sizing): that ask then waits only for what is left of the decode
         (its ``latency_ms.media``; ``reused.prefetched``), while the caller goes on — ``seats batch`` decodes the
-        next row's file while the model answers the current row. At most ``PREFETCH_AHEAD`` decodes wait to be
+        next row's file while the model answers the current row. At most ``Prefetcher.AHEAD`` decodes wait to be
         asked for (the oldest is stopped and dropped); :meth:`close` stops them all. Returns whether a decode was
         started; never raises: a bad option or an unreadable file is reported by the ask, as without a prefetch."""
         try:
             opts = RequestOptions(**{k: v for k, v in options.items() if v is not None}).check(self.config)
-            path = os.fspath(video)
-            st = os.stat(path)
+            return self._prefetch.start(video, opts.frame_policy(self.config))
         except Exception:  # noqa: BLE001 - the ask says what is wrong
             return False
-        key = (path, opts.frame_policy(self.config), (st.st_mtime_ns, st.st_size))
-        if key in self._prefetched:
-            return False
-        if self._prefetcher is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seats-prefetch")
-        self._prefetched[key] = _Prefetch.start(self._prefetcher, path, key[1])
-        while len(self._prefetched) > self.PREFETCH_AHEAD:
-            self._prefetched.pop(next(iter(self._prefetched))).stop()
-        return True
 
     def close(self) -> None:
         """Stop the decodes :meth:`prefetch` started (a running one at its next frame) and let their thread end, so
         that an interrupted batch exits at once. The model stays loaded; a later prefetch starts a new thread."""
-        for pending in self._prefetched.values():
-            pending.stop()
-        self._prefetched = {}
-        if self._prefetcher is not None:
-            self._prefetcher.shutdown(wait=False, cancel_futures=True)
-            self._prefetcher = None
+        self._prefetch.close()
 
     def __enter__(self) -> "Seats":
         return self
@@ -292,14 +273,11 @@ class Seats:
         if isinstance(video, DecodedMedia):  # decoded by the caller: reused when it served the last request too
             return video, self._last is not None and self._last[0] is video, None
         path = os.fspath(video)
-        try:
-            st = os.stat(path)
-            stamp = (st.st_mtime_ns, st.st_size)
-        except OSError:
-            stamp = None  # decode_video reports the problem
+        key = file_key(path, policy)
+        stamp = None if key is None else key[2]  # None: decode_video reports the problem
         d = self._decoded
-        pending = self._prefetched.pop((path, policy, stamp), None) if stamp is not None else None
-        if self.reuse_media and stamp is not None and d is not None and d[:3] == (path, policy, stamp):
+        pending = self._prefetch.take(key)
+        if self.reuse_media and stamp is not None and d is not None and d[:3] == key:
             if pending is not None:  # decoded ahead although it was the last file: not needed
                 pending.stop()
             return d[3], True, None
@@ -312,36 +290,6 @@ class Seats:
             media = decode_video(path, policy)
         self._decoded = (path, policy, stamp, media) if self.reuse_media and stamp is not None else None
         return media, False, waited
-
-
-class _Stopped(Exception):
-    """Raised inside a prefetched decode that was stopped (decode_video reports it as a MediaError; nobody reads
-    it)."""
-
-    def __str__(self) -> str:
-        return "the prefetched decode was stopped"
-
-
-@dataclass
-class _Prefetch:
-    """One decode started by ``Seats.prefetch``: its future, and the flag that stops it at its next frame."""
-
-    future: object
-    flag: threading.Event
-
-    @classmethod
-    def start(cls, pool, path: str, policy) -> "_Prefetch":
-        flag = threading.Event()
-
-        def progress(done: int, total: int) -> None:
-            if flag.is_set():
-                raise _Stopped()
-
-        return cls(pool.submit(decode_video, path, policy, progress), flag)
-
-    def stop(self) -> None:
-        self.flag.set()
-        self.future.cancel()  # not started: never runs
 
 
 def _seed_everything(seed: int) -> None:

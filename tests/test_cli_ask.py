@@ -119,6 +119,9 @@ def test_json_is_one_object_with_the_contract_keys(runs):
         assert w["kept"] and all(set(k) >= {"layer", "video", "audio"} for k in w["kept"])
     assert out["flops"]["reduction"] > 1
     assert any("meaningless" in note for note in out.get("notes", []))
+    # the file was decoded in the background while the model loaded: the request waited for what was left
+    assert out["reused"] == {"decode": False, "encoders": False, "prefetched": True}
+    assert out["latency_ms"]["media"] >= 0
 
 
 @pytest.mark.parametrize("mode", ["static", "dynamic"])

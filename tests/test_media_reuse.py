@@ -60,6 +60,7 @@ def test_a_prefetched_file_gives_the_same_answer_and_reports_the_wait(tiny_dir, 
 
     from seats_cli import Seats
     from seats_cli.media import MediaError
+    from seats_cli.prefetch import Prefetcher
 
     s = Seats("tiny", device="cpu", dtype="float32", cache_dir=tiny_dir.parent)
     fresh = Seats("tiny", device="cpu", dtype="float32", cache_dir=tiny_dir.parent)
@@ -70,7 +71,7 @@ def test_a_prefetched_file_gives_the_same_answer_and_reports_the_wait(tiny_dir, 
     assert (a.answer, a.layers, a.media) == (b.answer, b.layers, b.media)
     assert a.latency_ms["media"] <= s._decoded[3].decode_ms + 100.0  # the wait (and a thread's hand-over) only
     assert s.prefetch(clip, max_frames=4)  # the last decoded file: the ask reuses it and drops the prefetch
-    assert s.ask(clip, QUESTIONS[1], max_frames=4, max_new_tokens=1).reused["decode"] and not s._prefetched
+    assert s.ask(clip, QUESTIONS[1], max_frames=4, max_new_tokens=1).reused["decode"] and not len(s._prefetch)
 
     other = tmp_path / "other.mp4"
     shutil.copy(clip, other)
@@ -81,10 +82,10 @@ def test_a_prefetched_file_gives_the_same_answer_and_reports_the_wait(tiny_dir, 
     for c in copies:
         shutil.copy(clip, c)
         assert s.prefetch(c)
-    assert len(s._prefetched) == Seats.PREFETCH_AHEAD  # the oldest waiting decodes are dropped
+    assert len(s._prefetch) == Prefetcher.AHEAD  # the oldest waiting decodes are dropped
 
     s.close()
-    assert not s._prefetched and s._prefetcher is None
+    assert not len(s._prefetch) and s._prefetch._pool is None
 
     # A, B, A: the third request's file is prefetched although the first one decoded it
     s.ask(clip, "x", max_new_tokens=1)
@@ -107,19 +108,19 @@ def test_a_stopped_prefetch_ends_at_its_next_frame_and_a_queued_one_never_runs(c
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from seats_cli.api import _Prefetch, _Stopped
+    from seats_cli.prefetch import Pending, Stopped
     from seats_cli.frames import FramePolicy
 
     pool = ThreadPoolExecutor(max_workers=1)
     gate = threading.Event()
     pool.submit(gate.wait, 10)  # holds the worker, as an earlier decode would
-    underway = _Prefetch.start(pool, str(clip), FramePolicy())
-    queued = _Prefetch.start(pool, str(clip), FramePolicy())
+    underway = Pending.start(pool, str(clip), FramePolicy())
+    queued = Pending.start(pool, str(clip), FramePolicy())
     underway.flag.set()  # what stop() does to a decode that already runs (cancel() cannot reach it)
     queued.stop()
     gate.set()
     # it decoded one frame at most (decode_video wraps what its progress callback raised)
-    assert str(_Stopped()) in str(underway.future.exception(timeout=10))
+    assert str(Stopped()) in str(underway.future.exception(timeout=10))
     assert queued.future.cancelled()
     pool.shutdown()
 

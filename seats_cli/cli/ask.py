@@ -37,7 +37,8 @@ def ask(
     """Answer QUESTION about VIDEO and report what it cost (tokens, FLOPs, latency, per-window budgets)."""
     from seats_cli.api import Seats
     from seats_cli.config import resolve_config
-    from seats_cli.media import decode_video
+    from seats_cli.media import probe_video
+    from seats_cli.prefetch import Prefetcher
     from seats_cli.request import RequestOptions
 
     question = read_question(question)
@@ -50,14 +51,18 @@ def ask(
     check_load_options(device, dtype, attn_implementation, device_map, decode_mode)
     quiet_libraries()
     progress = show_progress(quiet)
-    with status(f"decoding {video}", progress):  # a bad file is reported before any model is loaded
-        media = decode_video(video, options.frame_policy(cfg))
-    with status(f"loading {model}", progress):
-        seats = Seats(model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
-                      revision=revision, local_files_only=local_files_only, device_map=device_map,
-                      decode_mode=decode_mode)
-    with status("answering", progress):
-        result = seats.ask(media, question, **given)
+    probe_video(video)  # a missing or non-video file is reported before any model is loaded
+    ahead = Prefetcher()
+    ahead.start(video, options.frame_policy(cfg))  # decoded in the background while the model loads
+    try:
+        with status(f"loading {model}", progress):
+            seats = Seats(model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
+                          revision=revision, local_files_only=local_files_only, device_map=device_map,
+                          decode_mode=decode_mode, prefetcher=ahead)
+        with status("answering", progress):
+            result = seats.ask(video, question, **given)
+    finally:
+        ahead.close()
     if json_out:
         print_json(result.to_dict())
     else:
