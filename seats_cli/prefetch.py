@@ -2,7 +2,8 @@
 
 ``Seats.prefetch`` starts one (``seats batch``: the next row's file while the model answers the current row;
 ``seats eval``: the next video while the current one's questions run), and ``seats ask`` starts its file's decode
-before the model loads, so that loading and decoding overlap. A request about a prefetched file then waits only for
+before the model loads onto a GPU, so that loading and decoding overlap (on a CPU they would share the cores, and
+measured slower together: benchmarks/RESULTS.md). A request about a prefetched file then waits only for
 what is left of its decode. Keys are (path, frame policy, (mtime_ns, size)): a file changed since is decoded again.
 PyAV releases the GIL while it decodes; the worker's ``torch.set_num_threads`` (decode_video's resize threads)
 applies to that thread only.

@@ -119,9 +119,24 @@ def test_json_is_one_object_with_the_contract_keys(runs):
         assert w["kept"] and all(set(k) >= {"layer", "video", "audio"} for k in w["kept"])
     assert out["flops"]["reduction"] > 1
     assert any("meaningless" in note for note in out.get("notes", []))
-    # the file was decoded in the background while the model loaded: the request waited for what was left
+    # on the CPU the file is decoded before the model loads (decoding and loading would share the cores)
+    assert out["reused"] == {"decode": False, "encoders": False, "prefetched": False}
+    assert out["latency_ms"]["media"] > 0
+
+
+def test_on_a_gpu_the_file_decodes_while_the_model_loads(runs, sample_path, monkeypatch):
+    """The GPU path (forced here on the CPU): the file is probed, decoded in the background while the model loads,
+    and the request waits only for what was left; the answer is the CPU path's."""
+    import seats_cli.cli.ask as ask_cli
+
+    monkeypatch.setattr(ask_cli, "_on_gpu", lambda device, device_map: True)
+    res = invoke(sample_path, QUESTION, "--model", "tiny", "--json", "--max-new-tokens", "4")
+    assert res.exit_code == 0, res.output
+    out, ref = json.loads(res.stdout), runs()
     assert out["reused"] == {"decode": False, "encoders": False, "prefetched": True}
-    assert out["latency_ms"]["media"] >= 0
+    assert (out["answer"], out["layers"], out["media"]) == (ref["answer"], ref["layers"], ref["media"])
+    missing = invoke(sample_path.parent / "missing.mp4", QUESTION, "--model", "tiny")
+    assert missing.exit_code == 2 and "missing.mp4" in missing.stderr  # probed before any model loads
 
 
 @pytest.mark.parametrize("mode", ["static", "dynamic"])

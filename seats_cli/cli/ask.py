@@ -37,7 +37,7 @@ def ask(
     """Answer QUESTION about VIDEO and report what it cost (tokens, FLOPs, latency, per-window budgets)."""
     from seats_cli.api import Seats
     from seats_cli.config import resolve_config
-    from seats_cli.media import probe_video
+    from seats_cli.media import decode_video, probe_video
     from seats_cli.prefetch import Prefetcher
     from seats_cli.request import RequestOptions
 
@@ -51,16 +51,21 @@ def ask(
     check_load_options(device, dtype, attn_implementation, device_map, decode_mode)
     quiet_libraries()
     progress = show_progress(quiet)
-    probe_video(video)  # a missing or non-video file is reported before any model is loaded
     ahead = Prefetcher()
-    ahead.start(video, options.frame_policy(cfg))  # decoded in the background while the model loads
+    if _on_gpu(device, device_map):  # the model loads onto the GPU while the CPU decodes: both at once
+        probe_video(video)  # a missing or non-video file is reported before any model is loaded
+        ahead.start(video, options.frame_policy(cfg))
+        media = video
+    else:  # on the CPU both would share the same cores (measured slower): decode, then load
+        with status(f"decoding {video}", progress):  # a bad file is reported before any model is loaded
+            media = decode_video(video, options.frame_policy(cfg))
     try:
         with status(f"loading {model}", progress):
             seats = Seats(model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
                           revision=revision, local_files_only=local_files_only, device_map=device_map,
                           decode_mode=decode_mode, prefetcher=ahead)
         with status("answering", progress):
-            result = seats.ask(video, question, **given)
+            result = seats.ask(media, question, **given)
     finally:
         ahead.close()
     if json_out:
@@ -69,3 +74,17 @@ def ask(
         from seats_cli.report import render
 
         render(result, stdout)
+
+
+def _on_gpu(device: str, device_map: str | None) -> bool:
+    """Whether the model will load onto a GPU (an unusable device is reported by the load itself)."""
+    import torch
+
+    from seats_cli.models.loading import resolve_device
+
+    if device_map is not None:
+        return torch.cuda.is_available()
+    try:
+        return resolve_device(device).type == "cuda"
+    except Exception:  # noqa: BLE001
+        return False
