@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import time
@@ -109,7 +110,7 @@ class Seats:
         self._features = None  # (media, {signals asked for: MediaFeatures})
         self._last = None  # (media, question, system prompt, request)
         # decodes started ahead (prefetch); ``seats ask`` hands in one it started before loading the model
-        self._prefetch = prefetcher or Prefetcher()
+        self._prefetch = prefetcher if prefetcher is not None else Prefetcher()
 
     @classmethod
     def from_adapter(cls, adapter, *, name: str | None = None, reuse_media: bool = True,
@@ -127,9 +128,11 @@ class Seats:
     def decode(self, video: str | os.PathLike, options: RequestOptions | None = None) -> DecodedMedia:
         """Decode and validate a video with this model's media policy (and the request's overrides): the last
         decoded file's media when it is the same unchanged file (``reuse_media``), a :meth:`prefetch`'s result
-        when one was started for it, else a decode now."""
+        when one was started for it (its ``decode_ms`` then the time waited for it), else a decode now."""
         options = (options or RequestOptions()).check(self.config)
-        return self._media(os.fspath(video), options.frame_policy(self.config))[0]
+        media, _, waited = self._media(os.fspath(video), options.frame_policy(self.config))
+        # a prefetched file cost the caller only the wait (the ask about it charges ``decode_ms`` to its request)
+        return media if waited is None else dataclasses.replace(media, decode_ms=waited)
 
     def ask(self, video: str | os.PathLike | DecodedMedia, question: str, *, system_prompt: str | None = None,
             **options) -> AskResult:
@@ -246,8 +249,9 @@ class Seats:
         same media options (fps, max_frames, frame_sizing): that ask then waits only for what is left of the decode
         (its ``latency_ms.media``; ``reused.prefetched``), while the caller goes on — ``seats batch`` decodes the
         next row's file while the model answers the current row. At most ``Prefetcher.AHEAD`` decodes wait to be
-        asked for (the oldest is stopped and dropped); :meth:`close` stops them all. Returns whether a decode was
-        started; never raises: a bad option or an unreadable file is reported by the ask, as without a prefetch."""
+        asked for (the oldest is stopped and dropped); :meth:`close` (or ``with Seats(...) as s``) stops them all —
+        without it, a process that ends waits for the decodes under way. Returns whether a decode was started; never
+        raises: a bad option or an unreadable file is reported by the ask, as without a prefetch."""
         try:
             opts = RequestOptions(**{k: v for k, v in options.items() if v is not None}).check(self.config)
             return self._prefetch.start(video, opts.frame_policy(self.config))
@@ -284,7 +288,11 @@ class Seats:
         waited = None
         if pending is not None:
             t0 = time.perf_counter()
-            media = pending.future.result()  # a failed decode raises here what decoding it now would raise
+            try:
+                media = pending.future.result()  # a failed decode raises here what decoding it now would raise
+            except BaseException:  # Ctrl-C while waiting: the decode must not outlive the request
+                pending.stop()
+                raise
             waited = (time.perf_counter() - t0) * 1000
         else:
             media = decode_video(path, policy)

@@ -177,9 +177,6 @@ def run_benchmark(seats, questions: list, runs: list[Run], settings: EvalSetting
     for i, q in enumerate(ordered):
         todo = [r for r in runs if row_key(q.id, r.method, r.trr) not in skip]
         if media_of_video is None or media_of_video[0] != q.video:
-            nxt = next((o.video for o in ordered[i + 1:] if o.video != q.video), None)
-            if nxt is not None:  # decoded in the background while this video's questions run
-                seats.prefetch(nxt, fps=settings.fps, max_frames=settings.max_frames)
             try:
                 media = seats.decode(q.video, opts)
                 if not settings.use_audio:
@@ -187,6 +184,9 @@ def run_benchmark(seats, questions: list, runs: list[Run], settings: EvalSetting
                 media_of_video = (q.video, media, None)
             except Exception as e:  # noqa: BLE001 - every row of this video becomes an error row
                 media_of_video = (q.video, None, str(e) or type(e).__name__)
+            nxt = next((o.video for o in ordered[i + 1:] if o.video != q.video), None)
+            if nxt is not None:  # decoded in the background while this video's questions run
+                seats.prefetch(nxt, fps=settings.fps, max_frames=settings.max_frames)
         _, media, media_error = media_of_video
         prompt = build_prompt_for(q, settings.template)
         for run in todo:

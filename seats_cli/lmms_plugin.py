@@ -57,6 +57,7 @@ class SeatsLMM(lmms):
         self.system_prompt = None if system_prompt is None else str(system_prompt).replace(
             "{default}", self.seats.config.system_prompt)
         self.records: list[dict] = []  # every answer's full `ask` record (FLOPs, latency, tokens per layer)
+        self._silent = None  # use_audio=False: (decoded media, the same without its audio)
 
     def _video(self, visuals):
         videos = [v for v in (visuals if isinstance(visuals, (list, tuple)) else [visuals]) if isinstance(v, str)]
@@ -64,7 +65,10 @@ class SeatsLMM(lmms):
             raise ValueError(f"seats answers questions about one video file; this request has {len(videos)}")
         if self.use_audio:
             return videos[0]
-        return replace(self.seats.decode(videos[0], self.request_options), audio=None)
+        media = self.seats.decode(videos[0], self.request_options)  # the last file's media again when unchanged
+        if self._silent is None or self._silent[0] is not media:  # one silent copy per decoded media, so that the
+            self._silent = (media, replace(media, audio=None))  # ask sees the same object and reports the reuse
+        return self._silent[1]
 
     def generate_until(self, requests) -> list[str]:
         out = []

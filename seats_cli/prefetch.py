@@ -5,8 +5,10 @@
 before the model loads onto a GPU, so that loading and decoding overlap (on a CPU they would share the cores, and
 measured slower together: benchmarks/RESULTS.md). A request about a prefetched file then waits only for
 what is left of its decode. Keys are (path, frame policy, (mtime_ns, size)): a file changed since is decoded again.
-PyAV releases the GIL while it decodes; the worker's ``torch.set_num_threads`` (decode_video's resize threads)
-applies to that thread only.
+PyAV releases the GIL while it decodes. decode_video sets (and restores) torch's thread count for its resize in
+the worker; torch keeps part of that setting process-wide, so a decode under way may change how many threads the
+main thread's first CPU operations get (nothing changes on the GPU). A stopped decode ends at its next decoded
+frame; a long clip's packet listing (the sparse path) runs to its end first.
 """
 
 from __future__ import annotations

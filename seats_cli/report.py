@@ -42,7 +42,7 @@ class AskResult:
     random_weights: bool = False  # the tiny offline model: the answer is meaningless
     context: dict | None = None  # {tokens, tokens_before_pruning, max_position_id, limit}: LLM input vs context
     # what this request reused from the previous one about the same file: {"decode": bool, "encoders": bool}, and
-    # "prefetched": whether its media was decoded ahead by Seats.prefetch (latency_ms.media is then the wait)
+    # "prefetched": whether its media was decoded ahead (seats_cli.prefetch; latency_ms.media is then the wait)
     reused: dict | None = None
     decode_mode: str | None = None  # the decode loop that ran (docs/METHOD.md §8)
 

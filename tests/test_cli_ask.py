@@ -135,6 +135,12 @@ def test_on_a_gpu_the_file_decodes_while_the_model_loads(runs, sample_path, monk
     out, ref = json.loads(res.stdout), runs()
     assert out["reused"] == {"decode": False, "encoders": False, "prefetched": True}
     assert (out["answer"], out["layers"], out["media"]) == (ref["answer"], ref["layers"], ref["media"])
+    import seats_cli.api
+
+    def no_load(*a, **k):
+        raise AssertionError("the model must not be loaded")
+
+    monkeypatch.setattr(seats_cli.api, "Seats", no_load)
     missing = invoke(sample_path.parent / "missing.mp4", QUESTION, "--model", "tiny")
     assert missing.exit_code == 2 and "missing.mp4" in missing.stderr  # probed before any model loads
 

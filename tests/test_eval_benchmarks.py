@@ -198,19 +198,27 @@ def _rows(path: Path) -> list[dict]:
 def test_eval_end_to_end_with_report_and_plot(tmp_path, clip, monkeypatch):
     from seats_cli.api import Seats
 
-    prefetched, prefetch = [], Seats.prefetch
+    from seats_cli.prefetch import Prefetcher
+
+    prefetched, taken, prefetch, take = [], [], Seats.prefetch, Prefetcher.take
 
     def spy(self, video, **kw):
         prefetched.append(Path(video).name)
         return prefetch(self, video, **kw)
 
+    def spy_take(self, key):
+        pending = take(self, key)
+        taken.append((Path(key[0]).name, pending is not None))
+        return pending
+
     monkeypatch.setattr(Seats, "prefetch", spy)
+    monkeypatch.setattr(Prefetcher, "take", spy_take)
     root = build("videomme", tmp_path / "v", clip)
     out = tmp_path / "r.jsonl"
     res = run("eval", "--benchmark", "videomme", "--data-dir", root, *TINY, "--method", "seats",
               "--method", "fastv", "--trr", "0.35", "--out", out, "--json")
     assert res.exit_code == 0, res.output
-    assert prefetched == ["v2.mp4"]  # decoded while v1's questions ran
+    assert prefetched == ["v2.mp4"] and ("v2.mp4", True) in taken  # decoded while v1's questions ran, then used
     rows = _rows(out)
     assert len(rows) == 3 * 3  # questions x (full, seats@0.35, fastv@0.35)
     assert [(r["id"], r["method"], r["trr"]) for r in rows[:3]] == [("001-1", "full", None), ("001-1", "seats", 0.35),

@@ -49,6 +49,15 @@ def test_generate_until_answers_like_seats_ask(lm, tmp_path):
     assert [r["method"] for r in lm.records[-2:]] == ["seats", "seats"]
     assert lm.records[-1]["reused"]["encoders"]  # the second request about the same clip
 
+    lm.use_audio = False  # the plugin hands over the decoded media without its sound: the same object per file
+    try:
+        lm.generate_until(reqs)
+    finally:
+        lm.use_audio = True
+    first, second = lm.records[-2:]
+    assert first["media"]["audio_samples"] is None and second["reused"]["decode"] and second["reused"]["encoders"]
+    assert second["latency_ms"]["media"] == 0.0
+
 
 def test_exported_task_runs_in_lmms_evals_evaluator(lm, tmp_path):
     from lmms_eval.evaluator import simple_evaluate

@@ -104,6 +104,24 @@ def test_a_prefetched_file_gives_the_same_answer_and_reports_the_wait(tiny_dir, 
     assert str(ahead.value) == str(direct.value)
 
 
+def test_decode_reuses_the_last_file_and_takes_a_prefetch(tiny_dir, clip, tmp_path):
+    import shutil
+
+    from seats_cli import Seats
+
+    s = Seats("tiny", device="cpu", dtype="float32", cache_dir=tiny_dir.parent)
+    first = s.decode(clip)
+    assert s.decode(clip) is first  # the same unchanged file: no second decode
+    other = tmp_path / "other.mp4"
+    shutil.copy(clip, other)
+    assert s.prefetch(other)
+    next(iter(s._prefetch._pending.values())).future.result()  # let it finish: nothing is left to wait for
+    ahead = s.decode(other)
+    assert torch.equal(ahead.frames, first.frames) and not len(s._prefetch)  # the prefetch was used
+    assert ahead.decode_ms < s.decode(other).decode_ms  # the caller is charged the wait, not the decode
+    s.close()
+
+
 def test_a_stopped_prefetch_ends_at_its_next_frame_and_a_queued_one_never_runs(clip):
     import threading
     from concurrent.futures import ThreadPoolExecutor
