@@ -1,6 +1,8 @@
 """`seats batch` with and without decoding the next row's file ahead (``--prefetch``), side by side.
 
     python benchmarks/bench_prefetch.py [--rows 6] [--seconds 20] [--width 1280 --height 720] [--model tiny]
+    python benchmarks/bench_prefetch.py --gpu [--rows 4] [--seconds 32]   # the full-size 7B thinker, random bf16
+                                                                          # weights, on the GPU (as bench_e2e --gpu)
 
 Generates ``--rows`` different clips (H.264 + AAC, 25 fps) and runs the batch runner over one question per clip
 (``seats_cli.batch.run_batch``, what `seats batch --backend local` runs) twice per round — with ``Seats.prefetch``
@@ -36,6 +38,7 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=720)
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--gpu", action="store_true", help="the full-size 7B thinker (random bf16 weights) on CUDA")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the model (CPU)")
     ap.add_argument("--max-new-tokens", type=int, default=8)
@@ -56,7 +59,15 @@ def main() -> None:
           f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
     rows = parse_rows("\n".join(json.dumps({"id": i, "video": str(c), "question": "What happens in this video?"})
                                 for i, c in enumerate(clips)))
-    model = Seats(args.model, device=args.device, dtype="float32")
+    if args.gpu:
+        if not torch.cuda.is_available():
+            sys.exit("error: --gpu needs a CUDA device")
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from _thinker7b import build_seats_7b
+
+        model, args.model, args.device = build_seats_7b("cuda")[0], "random-qwen2.5-omni-7b", "cuda"
+    else:
+        model = Seats(args.model, device=args.device, dtype="float32")
     defaults = {"max_new_tokens": args.max_new_tokens}
     rec: dict[str, list[float]] = {"prefetch": [], "no prefetch": []}
     waits: dict[str, list[float]] = {"prefetch": [], "no prefetch": []}
@@ -64,7 +75,7 @@ def main() -> None:
     for rnd in range(args.rounds + 1):  # round 0 warms up (page cache, first-call costs)
         order = ("prefetch", "no prefetch") if rnd % 2 else ("no prefetch", "prefetch")
         for name in order:
-            s = Seats.from_adapter(model.adapter, name=args.model)  # fresh caches: nothing decoded yet
+            s = Seats.from_adapter(model.adapter, name=args.model, decode_mode=model.decode_mode)  # fresh caches
             lines: list[str] = []
             model.adapter.synchronize()
             t1 = time.perf_counter()
