@@ -122,6 +122,28 @@ def test_decode_reuses_the_last_file_and_takes_a_prefetch(tiny_dir, clip, tmp_pa
     s.close()
 
 
+def test_a_background_decode_leaves_the_callers_torch_threads_alone(clip, monkeypatch):
+    """decode_video narrows torch's threads for its resize (to half the cores) and restores them; run in the
+    prefetch thread, that must not narrow the thread that runs the model meanwhile or afterwards."""
+    import seats_cli.media as media_mod
+    from seats_cli.frames import FramePolicy
+    from seats_cli.prefetch import Prefetcher
+
+    monkeypatch.setattr(media_mod, "_resize_threads", lambda threads: 1)  # narrow it whatever the machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        p = Prefetcher()
+        assert p.start(clip, FramePolicy())
+        seen = torch.get_num_threads()
+        pending = p.take(next(iter(p._pending)))
+        assert pending.future.result().frames.shape[0] >= 4
+        assert (seen, torch.get_num_threads()) == (2, 2)
+        p.close()
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_stopped_prefetch_ends_at_its_next_frame_and_a_queued_one_never_runs(clip):
     import threading
     from concurrent.futures import ThreadPoolExecutor
