@@ -128,8 +128,9 @@ def prefill(
     """One prefill. The live positions are kept twice, on the device (gathers, merges, DeepStack) and on the CPU
     (what a method reads to plan, and the per-layer record), so a method that selects on the host — SEATS' Stage
     II budgets — costs one device-to-host transfer per drop layer (its scores). In the full and SEATS prefills
-    nothing else makes the host wait for the device (seats_cli.transfer): positions chosen on the host go up through pinned memory without a
-    wait, and positions chosen on the device (SEATS' Stage I) come down while the next layers run.
+    nothing else makes the host wait for the device (seats_cli.transfer): positions chosen on the host go up
+    through pinned memory without a wait, and positions chosen on the device (SEATS' Stage I) come down while the
+    next layers run.
     ``time_selection`` synchronises around every selection call to report ``select_ms`` (benchmarks)."""
     from transformers import DynamicCache
 

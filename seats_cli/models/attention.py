@@ -7,9 +7,10 @@ an H200 without flash-attn (benchmarks/RESULTS.md). ``varlen_sdpa`` is registere
 ``AttentionInterface`` under a name that contains "flash" (transformers routes ``cu_seq_lens_q`` to any such
 implementation, as it does for the hub's flash kernels) and answers that call with stock sdpa: the windows of each
 length are gathered into one batch, so a layer makes a few sdpa calls instead of hundreds. Each window still attends
-only within itself, non-causally: the same arithmetic as the stock loop. The audio tower's windows (one sdpa call per window in the stock
-loop; Qwen2.5-Omni: 2 s chunks of 100 tokens, 32 per layer for 64 s) go the same way. Set on the encoders' configs
-only (``use_for_encoders``), where the stock implementation is sdpa; the thinker keeps its own.
+only within itself, non-causally: the same arithmetic as the stock loop. The audio tower's windows (one sdpa call
+per window in the stock loop; Qwen2.5-Omni: 2 s chunks of 100 tokens, 32 per layer for 64 s) go the same way. Set
+on the encoders' configs only (``use_for_encoders``), where the stock implementation is sdpa; the thinker keeps its
+own.
 """
 
 from __future__ import annotations
