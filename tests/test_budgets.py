@@ -103,7 +103,7 @@ def test_over_fill_and_rebalance():
     official = allocate_budgets(rel, rel, [2, 4, 4], [2, 2, 2], 6, 2, 0.1, rebalance=False)
     assert official == ([1, 2, 3], [1, 1, 1])
     # rebalance: take the surplus token from the largest window total (w2: 3+1), its larger modality.
-    assert allocate_budgets(rel, rel, [2, 4, 4], [2, 2, 2], 6, 2, 0.1) == ([1, 2, 2], [1, 1, 1])
+    assert allocate_budgets(rel, rel, [2, 4, 4], [2, 2, 2], 6, 2, 0.1, rebalance=True) == ([1, 2, 2], [1, 1, 1])
 
 
 def test_minimums_win_when_k_below_pairs():

@@ -130,7 +130,7 @@ def allocate_budgets(
     k_audio: int,
     tau: float,
     *,
-    rebalance: bool = True,
+    rebalance: bool = False,
 ) -> tuple[list[int], list[int]]:
     """Per-window (video, audio) budgets, docs/METHOD.md §7 steps 3-5.
 
@@ -143,11 +143,11 @@ def allocate_budgets(
     0 tokens gets 1, taken from the other modality when it has > 1 (official rule).
 
     That last rule can leave a window with B_w = 1 and both modalities at 2 tokens.
-    With ``rebalance=True`` (default, beyond the official code) each such surplus token
+    With ``rebalance=True`` (option ``stage2_rebalance``, beyond the official code) each such surplus token
     is taken back from the window with the largest total having a modality > 1 (first
     index on ties; from its larger modality, video on ties), so the total is exactly K
     whenever #(window, present modality) pairs <= K <= total tokens.
-    ``rebalance=False`` reproduces the official arithmetic.
+    ``rebalance=False`` (default) reproduces the official arithmetic.
     """
     W = len(n_video)
     if len(n_audio) != W or rel_video.numel() != W or rel_audio.numel() != W:
@@ -261,7 +261,7 @@ def stage2_select(
     k_audio: int,
     tau: float,
     *,
-    rebalance: bool = True,
+    rebalance: bool = False,
 ) -> Stage2Result:
     """One Stage II selection step (docs/METHOD.md §7 steps 2-6).
 
