@@ -118,6 +118,10 @@ def test_help_lists_allowed_values_and_one_line_summaries():
                     "[auto|float32|bfloat16|float16]", "[auto|cpu|cuda|cuda:N]", "[sdpa|eager|flash_attention_2]",
                     "[table|exact]", "[official|encoder]", "[processor|preset]"):
         assert metavar in ask
+    # an install hint survives rich's markup (unescaped, "[distributed]" would vanish from the help)
+    for command in ("batch", "eval"):
+        text = " ".join(CliRunner().invoke(app, [command, "--help"], env=wide).stdout.replace("│", " ").split())
+        assert "pip install 'seats-cli[distributed]'" in text
 
 
 def test_one_validation_for_cli_api_and_rows(tiny_seats, sample_path):

@@ -51,7 +51,7 @@ def batch(
     merge: Optional[list[Path]] = typer.Option(None, "--merge", help="Shards' output files: write one line per input "
                                                "row, in input order, to --out (no model is loaded)."),
     backend: str = typer.Option("local", "--backend", metavar="[local|ray]", help="local: this process; ray: a pool "
-                                "of Ray actors, one model load each (pip install 'seats-cli[distributed]')."),
+                                "of Ray actors, one model load each (pip install 'seats-cli\\[distributed]')."),
     workers: int = typer.Option(1, "--workers", help="--backend ray: actors in the pool."),
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="--backend ray: GPUs per actor (e.g. 1)."),
     address: Optional[str] = typer.Option(None, "--address", help="--backend ray: 'auto' or 'ray://host:port' "

@@ -70,7 +70,7 @@ def eval_(
     attn_implementation: str = AttnOpt,
     seed: int = typer.Option(0, "--run-seed", help="Seed of the random choices of the methods (Random, audio cuts)."),
     backend: str = typer.Option("local", "--backend", metavar="[local|ray]", help="Real benchmarks: ray runs the "
-                                "videos on a pool of Ray actors (pip install 'seats-cli[distributed]')."),
+                                "videos on a pool of Ray actors (pip install 'seats-cli\\[distributed]')."),
     workers: int = typer.Option(1, "--workers", help="--backend ray: actors in the pool."),
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="--backend ray: GPUs per actor."),
     address: Optional[str] = typer.Option(None, "--address", help="--backend ray: 'auto' or 'ray://host:port'."),
