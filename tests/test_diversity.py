@@ -68,6 +68,27 @@ def test_cosine_distance_matrix_values():
     assert torch.allclose(d, expected, atol=1e-6)
 
 
+def test_distances_run_with_tf32_off_even_when_the_process_turned_it_on(monkeypatch):
+    """The method's distances are full fp32 products (TF32 off); a process-wide TF32 setting (lmms-eval, a user
+    script) is switched off for the product only and restored after."""
+    seen = []
+    real = torch.Tensor.__matmul__
+
+    def spy(a, b):
+        seen.append(torch.get_float32_matmul_precision())
+        return real(a, b)
+
+    before = torch.get_float32_matmul_precision()
+    monkeypatch.setattr(torch.Tensor, "__matmul__", spy)
+    try:
+        torch.set_float32_matmul_precision("high")  # TF32 on for CUDA fp32 products
+        cosine_distance_matrix(torch.randn(5, 3))
+        assert seen == ["highest"]
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 def test_hand_example_weighted_vs_unweighted():
     # f0 ~ f1 (nearly parallel), f2 orthogonal, f3 opposite f0.
     f = torch.tensor([[1.0, 0.0], [1.0, 0.01], [0.0, 1.0], [-1.0, 0.0]])

@@ -26,7 +26,8 @@ Semantic notes (as the authors' code unless said):
 
 from __future__ import annotations
 
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import torch
 
@@ -37,15 +38,32 @@ __all__ = [
     "cosine_distance_matrix",
     "diversity_select",
     "diversity_select_batched",
+    "ieee_fp32_matmul",
     "win_div_prune",
 ]
 
 
+@contextmanager
+def ieee_fp32_matmul() -> Iterator[None]:
+    """fp32 matrix products in full precision inside the block (TF32 off, as the method requires), whatever the
+    process chose (an evaluation harness or a user script may turn TF32 on); the setting is restored after."""
+    before = torch.get_float32_matmul_precision()
+    if before == "highest":
+        yield
+        return
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 def cosine_distance_matrix(features: torch.Tensor) -> torch.Tensor:
-    """Pairwise ``1 - cos`` in fp32 for features of shape ``[..., w, d]`` → ``[..., w, w]``."""
+    """Pairwise ``1 - cos`` in fp32 (TF32 off) for features of shape ``[..., w, d]`` → ``[..., w, w]``."""
     f = features.float()
     normed = f / (f.norm(dim=-1, keepdim=True) + 1e-8)
-    return 1.0 - normed @ normed.transpose(-1, -2)
+    with ieee_fp32_matmul():
+        return 1.0 - normed @ normed.transpose(-1, -2)
 
 
 def diversity_select_batched(
