@@ -41,7 +41,7 @@ def default_runs(methods: Iterable[str] = ("seats", *BASELINES), trrs: Iterable[
 
 def synthetic_items(seed: int = HELD_OUT_SEED, n: int = 48, kinds=KINDS) -> list[Item]:
     if seed < HELD_OUT_SEED:
-        raise ValueError(f"--seed {seed} is a training seed; held-out seeds start at {HELD_OUT_SEED}")
+        raise ValueError(f"--bench-seed {seed} is a training seed; held-out seeds start at {HELD_OUT_SEED}")
     return items(seed, n, kinds)
 
 

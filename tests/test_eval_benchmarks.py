@@ -297,3 +297,13 @@ def test_synthetic_benchmark_through_the_group_command():
     summary = json.loads(res.stdout)["summary"]
     assert set(summary) == {"full", "seats@0.35"} and summary["full"]["n"] == 4
     assert run("eval", "--benchmark", "synthetic", "--shard", "0/2").exit_code == 2
+
+
+def test_eval_seeds_are_named_as_in_the_other_commands():
+    """``--seed`` seeds the methods' random choices as in ask/batch/profile; ``--bench-seed`` picks the synthetic
+    questions as in analyze/calibrate (a training seed is refused before any model loads)."""
+    res = run("eval", "--benchmark", "synthetic", "--bench-seed", "5", "--model", UNLOADABLE)
+    assert res.exit_code == 2
+    assert res.stderr.strip() == "error: --bench-seed 5 is a training seed; held-out seeds start at 1000000"
+    res = run("eval", "--benchmark", "synthetic", "--run-seed", "1")
+    assert res.exit_code == 2 and "No such option: --run-seed" in res.output

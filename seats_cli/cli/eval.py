@@ -59,7 +59,7 @@ def eval_(
                                            "(default: the benchmark's)."),
     ratio_mode: Optional[str] = RatioModeOpt, revision: Optional[str] = RevisionOpt,
     local_files_only: bool = LocalOnlyOpt,
-    bench_seed: int = typer.Option(1_000_000, "--seed", help="Synthetic: first held-out seed of the questions "
+    bench_seed: int = typer.Option(1_000_000, "--bench-seed", help="Synthetic: first held-out seed of the questions "
                                    "(>= 1,000,000; training used 0..999)."),
     n: int = typer.Option(48, "--n", help="Synthetic: questions per kind (a multiple of 4 balances the letters)."),
     media_cuts: str = typer.Option("0,8,16,20,23", "--media-cuts",
@@ -68,7 +68,7 @@ def eval_(
                                                "and questions.jsonl (batch rows with the gold answer) to this folder."),
     device: str = DeviceOpt, device_map: Optional[str] = DeviceMapOpt, dtype: str = DtypeOpt,
     attn_implementation: str = AttnOpt,
-    seed: int = typer.Option(0, "--run-seed", help="Seed of the random choices of the methods (Random, audio cuts)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random choices of the methods (Random, audio cuts)."),
     backend: str = typer.Option("local", "--backend", metavar="[local|ray]", help="Real benchmarks: ray runs the "
                                 "videos on a pool of Ray actors (pip install 'seats-cli\\[distributed]')."),
     workers: int = typer.Option(1, "--workers", help="--backend ray: actors in the pool."),
