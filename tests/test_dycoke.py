@@ -43,6 +43,19 @@ def test_retention_mapping(frames, q, r):
     assert dycoke_keep_ratio(0.1, frames) == 0.0  # below the floor: the smallest reachable
 
 
+@pytest.mark.parametrize("frames", [9, 15, 63])
+def test_retention_mapping_counts_an_odd_last_frame(frames):
+    """With F odd the last frame stays whole: the achieved retention, counted frame by frame on a real selection,
+    is at most R_v and within one pruned frame's rounding of it (the even-F mapping overshot by 1/F)."""
+    n, r_v = 16, 0.45
+    q = dycoke_keep_ratio(r_v, frames)
+    feats = torch.randn(frames * n, 8, generator=torch.Generator().manual_seed(frames))
+    achieved = dycoke_ttm(feats, n, q).numel() / (frames * n)
+    pruned = frames // 2 + len(range(0, frames - 4, 4))
+    assert achieved <= r_v + 1e-12
+    assert r_v - achieved < pruned / (frames * n)  # only the floor(q n) rounding is lost
+
+
 def test_dycoke_end_to_end_on_the_sample(tiny_seats, sample_path):
     # 864 video (6 grids of 144) + 150 audio at --trr 0.5: table pair (0.4286, 0.9286); audio-intact reallocation
     # T = int(370.29 + 139.29) = 509 -> v = 359/864 = 0.41551, audio whole; P = 3, G = 1:

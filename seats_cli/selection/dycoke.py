@@ -10,12 +10,14 @@ import torch
 
 def dycoke_keep_ratio(r_video: float, frames: int) -> float:
     """q = 1 - K such that the layer-mean video retention is ``r_video`` (clipped to [0, 1]; below the
-    method's floor 1/4 + 1/F the smallest reachable value is used): q = (R_v F - P + G) / (P + G), with
-    P = floor(F/2) pruned frames in pass 1 and G = |range(0, F-4, 4)| re-pruned frames in pass 2."""
+    method's floor the smallest reachable value is used): the F - P - G frames never pruned stay whole and the
+    P + G pruned ones keep q, so q = (R_v F - (F - P) + G) / (P + G), with P = floor(F/2) pruned frames in pass 1
+    and G = |range(0, F-4, 4)| re-pruned frames in pass 2. For even F this is the spec's (R_v F - P + G)/(P + G);
+    an odd last frame, kept whole, counts as the extra 1/F the spec's retention formula adds for it."""
     p, g = frames // 2, len(range(0, frames - 4, 4))
     if p + g == 0:
         return 1.0
-    return min(1.0, max(0.0, (r_video * frames - p + g) / (p + g)))
+    return min(1.0, max(0.0, (r_video * frames - (frames - p) + g) / (p + g)))
 
 
 def _least_similar(frame: torch.Tensor, ref: torch.Tensor, k: int) -> torch.Tensor:
