@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -87,6 +89,25 @@ def test_distances_run_with_tf32_off_even_when_the_process_turned_it_on(monkeypa
         assert torch.get_float32_matmul_precision() == "high"
     finally:
         torch.set_float32_matmul_precision(before)
+
+
+def test_tf32_set_through_the_newer_api_is_switched_off_through_it_too():
+    """A process that set ``torch.backends.cuda.matmul.fp32_precision`` (torch >= 2.9) makes the legacy getter
+    raise; the distances then use the newer setting (run in a child process: torch remembers the mix)."""
+    code = (
+        "import torch\n"
+        "from seats_cli.selection import diversity as d\n"
+        "m = torch.backends.cuda.matmul\n"
+        "m.fp32_precision = 'tf32'\n"
+        "seen = []\n"
+        "real = torch.Tensor.__matmul__\n"
+        "torch.Tensor.__matmul__ = lambda a, b: seen.append(m.fp32_precision) or real(a, b)\n"
+        "out = d.cosine_distance_matrix(torch.eye(3))\n"
+        "print(seen, m.fp32_precision, out.diagonal().abs().max().item())\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["['ieee']", "tf32", "0.0"]
 
 
 def test_hand_example_weighted_vs_unweighted():

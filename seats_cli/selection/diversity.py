@@ -47,7 +47,23 @@ __all__ = [
 def ieee_fp32_matmul() -> Iterator[None]:
     """fp32 matrix products in full precision inside the block (TF32 off, as the method requires), whatever the
     process chose (an evaluation harness or a user script may turn TF32 on); the setting is restored after."""
-    before = torch.get_float32_matmul_precision()
+    try:
+        before = torch.get_float32_matmul_precision()  # the legacy setting; raises once the newer one was used
+    except RuntimeError:
+        before = None
+    if before is None:  # the process set torch.backends.cuda.matmul.fp32_precision: keep to that API (torch
+        # refuses a mix of the two)
+        matmul = torch.backends.cuda.matmul
+        before = matmul.fp32_precision
+        if before == "ieee":
+            yield
+            return
+        matmul.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision = before
+        return
     if before == "highest":
         yield
         return
