@@ -193,9 +193,24 @@ class GraphStep(StaticStep):
         torch.cuda.current_stream(dev).wait_stream(side)
         buffers.step.zero_()
         self.token.fill_(first_token)
+        # captured on the side stream with capture_begin/end rather than ``with torch.cuda.graph``: that context
+        # synchronises and empties the device's and the pinned host memory caches on entry, so every request's
+        # decode would make the next prefill allocate afresh; "thread_local" lets another thread (a file decoded
+        # ahead, seats_cli.prefetch) free tensors while this one captures
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self._step()
+        side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(side):
+            self.graph.capture_begin(capture_error_mode="thread_local")
+            try:
+                self._step()
+            except BaseException:
+                try:
+                    self.graph.capture_end()
+                except RuntimeError:
+                    pass  # the capture was already invalidated: report the step's own error
+                raise
+            self.graph.capture_end()
+        torch.cuda.current_stream(dev).wait_stream(side)
 
     def run(self) -> int:
         self.graph.replay()
