@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from seats_cli.media import decode_video
-from seats_cli.models.attention import VARLEN_ATTENTION, varlen_sdpa
+from seats_cli.models.attention import VARLEN_ATTENTION, varlen_sdpa, window_bounds
 from seats_cli.request import frame_policy
 
 
@@ -30,6 +30,9 @@ def test_varlen_sdpa_equals_one_call_per_window():
     out2, _ = varlen_sdpa(None, q[:, :, :48], k[:, :, :48], v[:, :, :48], scaling=0.25, cu_seq_lens_q=same)
     want = F.scaled_dot_product_attention(q[:, :, 16:32], k[:, :, 16:32], v[:, :, 16:32], scale=0.25)
     assert torch.allclose(out2[0, 16:32], want[0].transpose(0, 1), atol=1e-12)
+    # the boundaries were read to the host once per tensor (a tower hands the same one to each layer)
+    assert window_bounds(cu) is window_bounds(cu) and window_bounds(cu) == cu.tolist()
+    assert window_bounds(cu.clone()) is not window_bounds(cu)
 
 
 def _video_features(adapter, media):

@@ -23,15 +23,26 @@ from seats_cli.transfer import to_device
 VARLEN_ATTENTION = "seats_sdpa_as_flash_varlen"
 
 
+def window_bounds(cu_seqlens: torch.Tensor) -> list[int]:
+    """The window boundaries on the host: read once per boundary tensor (a tower passes the same one to each of its
+    layers) and kept on it, so on a GPU the encoders wait for the device once per tensor, not once per layer."""
+    bounds = getattr(cu_seqlens, "_seats_bounds", None)
+    if bounds is None:
+        bounds = cu_seqlens.tolist()
+        cu_seqlens._seats_bounds = bounds
+    return bounds
+
+
 def varlen_sdpa(module, query, key, value, attention_mask=None, scaling=None, dropout=0.0, is_causal=False,
                 cu_seq_lens_q=None, cu_seq_lens_k=None, **kwargs):
     """``query``/``key``/``value`` (1, heads, N, d) holding the windows back to back, ``cu_seq_lens_q`` their (W + 1)
     boundaries (the same for the keys). Returns (1, N, heads, d), as the flash functions do, and no weights."""
     if cu_seq_lens_q is None or query.shape[0] != 1 or attention_mask is not None or is_causal:
         raise ValueError("varlen_sdpa answers the packed, non-causal, unmasked encoder call only")
-    if cu_seq_lens_k is not None and not torch.equal(cu_seq_lens_k, cu_seq_lens_q):
+    if cu_seq_lens_k is not None and cu_seq_lens_k is not cu_seq_lens_q and not torch.equal(cu_seq_lens_k,
+                                                                                           cu_seq_lens_q):
         raise ValueError("varlen_sdpa needs the same windows for queries and keys")
-    bounds = cu_seq_lens_q.tolist()  # one host read per layer, as the stock loop's split does
+    bounds = window_bounds(cu_seq_lens_q)
     by_length: dict[int, list[int]] = {}
     for start, end in zip(bounds[:-1], bounds[1:]):
         if end > start:
