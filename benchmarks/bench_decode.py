@@ -107,6 +107,10 @@ def bench(name, adapter, config, frames, audio_s, loops, args) -> list[dict]:
                 if rnd:
                     r["ms"].append((d.ms - d.setup_ms) / (len(d.tokens) - 1))
                     r["setup"].append(d.setup_ms)
+                # each timing as it comes (stderr): a run stopped at its time limit keeps what it measured
+                print(f"\n  {method}@{trr} {lp}{'' if rnd else ' (warm-up)'}: "
+                      f"{(d.ms - d.setup_ms) / max(1, len(d.tokens) - 1):.2f} ms/token, setup {d.setup_ms:.0f} ms"
+                      + ("" if d.mode == lp else f", ran {d.mode}"), end="", file=sys.stderr, flush=True)
             del res
         print(f"\r  round {rnd}/{args.repeats}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)

@@ -88,6 +88,10 @@ def main() -> None:
                     torch.cuda.reset_peak_memory_stats()
                 r = seats.ask(clip, question, method=method, trr=trr, max_new_tokens=args.new_tokens, seed=0)
                 first = first or r
+                # each request as it comes (stderr): a run stopped at its time limit keeps what it measured
+                print(f"  round {rnd}{' (warm-up)' if not rnd else ''} {key}: " + " ".join(
+                    f"{p}={r.latency_ms[p]:.0f}" for p in PARTS if r.latency_ms.get(p) is not None) + " ms",
+                      file=sys.stderr, flush=True)
                 if rnd:
                     rec[key].append(r.latency_ms | {"flops_reduction": r.flops["reduction"],
                                                     "generated": r.generated_tokens})

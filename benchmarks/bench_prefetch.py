@@ -44,7 +44,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=8)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    if not args.gpu:  # on a GPU host the processor and the frame resizing keep all of its cores
+        torch.set_num_threads(args.threads)
     from media_factory import make_clip
 
     from seats_cli import Seats

@@ -26,7 +26,9 @@ COUNTS: Counter = Counter()  # calls per kind: "to_device", "host_copy", "to_hos
 
 
 def to_device(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """``t`` on ``device``; a host tensor goes to a CUDA device through pinned memory, without a host wait."""
+    """``t`` on ``device``; a host tensor goes to a CUDA device through pinned memory, without a host wait. The copy
+    may still be reading the source when this returns: do not write into ``t`` afterwards (an already pinned ``t``
+    is itself the source; every caller here passes a tensor it never touches again)."""
     COUNTS["to_device"] += 1
     device = torch.device(device)
     if t.device == device or (device.index is None and t.device.type == device.type):
