@@ -3,7 +3,7 @@
 A row is one JSON object on one line: ``{"id", "video", "question"}`` plus optional per-row overrides of the
 request knobs (``ROW_OPTIONS``: ``trr``, ``method``, ``max_new_tokens``, ``video_trr``, ``audio_trr``,
 ``fps``, ``max_frames``, ``seed``, ``kv_policy``, ``score_layer``, ``ratio_mode``, ``saliency_span``,
-``frame_sizing``, ``allow_long_context``; ``null`` means "use the default").
+``frame_sizing``, ``processor_fps``, ``allow_long_context``; ``null`` means "use the default").
 Other keys are ignored, so rows may carry their own metadata (ground truth, tags ...).
 
 - Blank (whitespace-only) lines are skipped; line numbers in error lines count them.
@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 _NUMBERS = ("trr", "video_trr", "audio_trr", "fps")
 _INTEGERS = ("max_frames", "max_new_tokens", "seed")
-_TEXTS = ("method", "kv_policy", "score_layer", "ratio_mode", "saliency_span", "frame_sizing")
+_TEXTS = ("method", "kv_policy", "score_layer", "ratio_mode", "saliency_span", "frame_sizing", "processor_fps")
 _BOOLS = ("allow_long_context",)
 ROW_OPTIONS = _NUMBERS + _INTEGERS + _TEXTS + _BOOLS
 # keys that look like per-row knobs but are fixed for the whole run (one model is loaded once)
@@ -205,7 +205,8 @@ def _join(ns: list[int]) -> str:
 # ----------------------------------------------------------------------------- resuming
 
 def completed_ids(path: str | os.PathLike) -> set[str]:
-    """Keys (see ``BatchRow.key``) of the ids with a successful line (no "error" key) in an output file."""
+    """Keys (see ``BatchRow.key``) of the ids with a successful line (an answer, no "error" key) in an output
+    file; a line that is not a result (an input row, say) answers nothing."""
     done = set()
     try:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
@@ -216,7 +217,7 @@ def completed_ids(path: str | os.PathLike) -> set[str]:
             obj = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(obj, dict) and "id" in obj and obj["id"] is not None and "error" not in obj:
+        if (isinstance(obj, dict) and obj.get("id") is not None and "answer" in obj and "error" not in obj):
             done.add(json.dumps(obj["id"], ensure_ascii=False))
     return done
 
@@ -274,15 +275,16 @@ def merge_outputs(rows: list[BatchRow], outputs: list[str | os.PathLike]) -> lis
 # ----------------------------------------------------------------------------- running
 
 def prevalidate(rows: Iterable[BatchRow], config) -> list[BatchRow]:
-    """Rows with their options checked against ``config`` and their video probed, before any model is loaded:
-    a row that would fail for either reason carries its error (and is reported, not run)."""
+    """Rows with their question and options checked against ``config`` and their video probed, before any model
+    is loaded: a row that would fail for any of these carries its error (and is reported, not run)."""
     from seats_cli.media import MediaError, probe_video
-    from seats_cli.request import RequestOptions
+    from seats_cli.request import RequestOptions, check_text
 
     out = []
     for row in rows:
         if row.error is None:
             try:
+                check_text(row.question)
                 RequestOptions(**row.options).check(config)
                 probe_video(row.video)
             except (MediaError, ValueError) as e:
@@ -325,7 +327,7 @@ def run_batch(rows: Iterable[BatchRow], answer_fn: Callable[..., Any], write_lin
     return summary
 
 
-_MEDIA_OPTIONS = ("fps", "max_frames", "frame_sizing")  # what decides how a file is decoded
+_MEDIA_OPTIONS = ("fps", "max_frames", "frame_sizing", "processor_fps")  # what decides how a file is decoded
 
 
 def _prefetch_next(rows: list[BatchRow], i: int, prefetch: Callable[..., Any], defaults: dict[str, Any]) -> None:

@@ -241,6 +241,50 @@ def test_usage_errors_exit_2_without_loading(tmp_path, no_model):
         assert len(res.stderr.splitlines()) == 1 and res.stderr.startswith("error: "), res.stderr
 
 
+def test_out_may_not_be_the_input_and_resume_counts_answers_only(clips, fake_model):
+    rows = [{"id": "a", "video": "clip.mp4", "question": "one"}, {"id": "b", "video": "clip.mp4", "question": "two"}]
+    src = jsonl(clips / "rows.jsonl", rows)
+    before = src.read_text()
+    for extra in ((), ("--resume",)):
+        res = batch(str(src), "--out", str(src), *extra)
+        assert res.exit_code == 2 and src.read_text() == before
+        assert res.stderr.strip() == f"error: --out {src} is the input file: the answers would overwrite the questions"
+    # a file of rows without answers (the questions, say) answers nothing: --resume runs every row
+    other = jsonl(clips / "other.jsonl", rows)
+    res = batch(str(src), "--out", str(other), "--resume")
+    assert res.exit_code == 0, res.output
+    answered = [r for r in lines_of(other.read_text()) if "answer" in r]
+    assert [r["id"] for r in answered] == ["a", "b"] and len(fake_model.calls) == 2
+
+
+def test_a_model_that_does_not_load_still_gives_every_row_its_line(clips, monkeypatch):
+    from seats_cli.models.loading import ModelLoadError
+
+    def fail(*a, **k):
+        raise ModelLoadError("cannot load Qwen/Qwen2.5-Omni-7B: not in the local cache")
+
+    monkeypatch.setattr(seats_cli.api, "Seats", fail)
+    src = jsonl(clips / "rows.jsonl", [{"id": 1, "video": "nope.mp4", "question": "q"},
+                                       {"id": 2, "video": "clip.mp4", "question": "q"},
+                                       {"id": 3, "video": "clip.mp4", "question": "  "}])
+    out = clips / "out.jsonl"
+    res = batch(str(src), "--out", str(out))
+    assert res.exit_code == 1
+    assert res.stderr.strip() == "error: cannot load Qwen/Qwen2.5-Omni-7B: not in the local cache"
+    got = lines_of(out.read_text())
+    assert [r["id"] for r in got] == [1, 2, 3] and all("answer" not in r for r in got)
+    assert "nope.mp4" in got[0]["error"] and got[2]["error"] == "the question is empty"
+    assert got[1]["error"] == ("not run: the model did not load (cannot load Qwen/Qwen2.5-Omni-7B: not in the "
+                               "local cache)")
+
+
+def test_rows_with_empty_questions_fail_before_any_model_loads(clips, no_model):
+    src = jsonl(clips / "rows.jsonl", [{"id": "e", "video": "clip.mp4", "question": ""}])
+    res = batch(str(src))
+    assert res.exit_code == 1
+    assert lines_of(res.stdout) == [{"id": "e", "line": 1, "error": "the question is empty"}]
+
+
 def test_progress_bar_goes_to_stderr_only(tmp_path, monkeypatch, sample_path):
     import seats_cli.cli.batch as cli_batch
 
@@ -368,6 +412,21 @@ def test_run_batch_hands_the_next_answerable_rows_file_to_prefetch():
                       ("prefetch", "four.mp4", None, 0.3), ("ask", "three.mp4"), ("prefetch", "four.mp4", None, 0.3),
                       ("ask", "four.mp4"), ("ask", "four.mp4")]
     assert (s.written, s.failed) == (6, 1)
+
+
+def test_a_row_telling_the_processor_another_fps_gets_its_own_decode():
+    """--processor-fps is part of how a file is decoded (the media carries it to the processor): the same file with
+    another value is decoded again, so it is prefetched, and with it the row's value."""
+    rows = parse_rows("\n".join(json.dumps(r) for r in [
+        {"id": "a", "video": "one.mp4", "question": "q"},
+        {"id": "b", "video": "one.mp4", "question": "q", "processor_fps": "official"},
+    ]))
+    events = []
+    s = run_batch(rows, lambda video, question, **kw: events.append(("ask", kw.get("processor_fps"))) or {},
+                  lambda line: None, defaults={},
+                  prefetch=lambda video, **kw: events.append(("prefetch", kw.get("processor_fps"))))
+    assert events == [("prefetch", "official"), ("ask", None), ("ask", "official")]  # b decoded while a runs
+    assert (s.written, s.failed) == (2, 0)
 
 
 def test_batch_decodes_the_next_file_ahead_unless_told_not_to(tmp_path, sample_path, model):

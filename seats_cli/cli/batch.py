@@ -15,7 +15,7 @@ from rich.progress import (
 from rich.text import Text
 
 from seats_cli.cli.common import (
-    AttnOpt, AudioTrrOpt, ConfigOpt, DecodeModeOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt, KvOpt, LocalOnlyOpt,
+    AttnOpt, AudioTrrOpt, ConfigOpt, DecodeModeOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt, ProcessorFpsOpt, KvOpt, LocalOnlyOpt,
     LongContextOpt, MaxFramesOpt, MaxNewOpt, MethodOpt, ModelOpt, QuietOpt, RatioModeOpt, RevisionOpt,
     SaliencySpanOpt, ScoreLayerOpt, SeedOpt, TrrOpt, UsageProblem, VideoTrrOpt, app, check_load_options,
     check_request_options, fail, guarded, quiet_libraries, show_progress, status, stderr,
@@ -44,7 +44,8 @@ def batch(
     fps: Optional[float] = FpsOpt, max_frames: Optional[int] = MaxFramesOpt, max_new_tokens: Optional[int] = MaxNewOpt,
     seed: int = SeedOpt, kv_policy: Optional[str] = KvOpt, score_layer: Optional[str] = ScoreLayerOpt,
     ratio_mode: Optional[str] = RatioModeOpt, saliency_span: Optional[str] = SaliencySpanOpt,
-    frame_sizing: Optional[str] = FrameSizingOpt, allow_long_context: bool = LongContextOpt,
+    frame_sizing: Optional[str] = FrameSizingOpt, processor_fps: Optional[str] = ProcessorFpsOpt,
+    allow_long_context: bool = LongContextOpt,
     revision: Optional[str] = RevisionOpt, local_files_only: bool = LocalOnlyOpt, quiet: bool = QuietOpt,
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: only rows i with i % N == I (0-based input "
                                         "order), for N processes or machines; put the outputs back with --merge."),
@@ -64,7 +65,7 @@ def batch(
     Rows: {"id", "video", "question"} plus optional overrides of the options below (null: the default).
 
     Per-row overrides: trr, method, max_new_tokens, video_trr, audio_trr, fps, max_frames, seed, kv_policy, score_layer,
-    ratio_mode, saliency_span, frame_sizing, allow_long_context.
+    ratio_mode, saliency_span, frame_sizing, processor_fps, allow_long_context.
 
     Blank lines are skipped. Relative video paths resolve against the JSONL file's folder (stdin: the cwd).
 
@@ -104,6 +105,9 @@ def batch(
         raise UsageProblem("--resume needs --out FILE (the results file of the earlier run)")
     if to_file:
         _check_writable(Path(out))
+        if source not in (None, "-") and Path(source).exists() and Path(out).exists() \
+                and Path(out).resolve() == Path(source).resolve():
+            raise UsageProblem(f"--out {out} is the input file: the answers would overwrite the questions")
     rows = runner.check_unique_ids(runner.read_jsonl(source or "-"))
     if (shard or merge) and any(row.key is None for row in rows):
         bad = next(row for row in rows if row.key is None)
@@ -140,7 +144,7 @@ def batch(
     defaults = dict(method=method, trr=trr, video_trr=video_trr, audio_trr=audio_trr, fps=fps,
                     max_frames=max_frames, max_new_tokens=max_new_tokens, seed=seed, kv_policy=kv_policy,
                     score_layer=score_layer, ratio_mode=ratio_mode, saliency_span=saliency_span,
-                    frame_sizing=frame_sizing, allow_long_context=allow_long_context)
+                    frame_sizing=frame_sizing, processor_fps=processor_fps, allow_long_context=allow_long_context)
     cfg = resolve_config(model, config)
     check_request_options(cfg, defaults)  # bad defaults fail every row: say so once, before loading anything
     check_load_options(device, dtype, attn_implementation, device_map, decode_mode)
@@ -160,10 +164,14 @@ def batch(
         return _run_ray(todo, out, to_file, resume, quiet, bar, load, defaults, workers, gpus_per_worker, address)
     ahead = seats = None
     if any(row.error is None for row in todo):
-        with status(f"loading {model}", bar):
-            seats = api.Seats(model, config=cfg, device=device, dtype=dtype, attn_implementation=attn_implementation,
-                              revision=revision, local_files_only=local_files_only,
-                              device_map=device_map, decode_mode=decode_mode)
+        try:
+            with status(f"loading {model}", bar):
+                seats = api.Seats(model, config=cfg, device=device, dtype=dtype,
+                                  attn_implementation=attn_implementation, revision=revision,
+                                  local_files_only=local_files_only, device_map=device_map, decode_mode=decode_mode)
+        except Exception as e:  # noqa: BLE001 - no row is lost: each gets its line, then the load error is raised
+            _write_unanswered(todo, out, to_file, resume, quiet, f"not run: the model did not load ({e})")
+            raise
         answer, ahead = seats.ask, seats.prefetch if prefetch else None
 
     sink, write = _open_output(out, to_file, resume, quiet)
@@ -210,6 +218,20 @@ def _run_ray(todo, out, to_file, resume, quiet, bar, load, defaults, workers, gp
             sink.close()
     if failed:
         fail(f"{failed} of {len(todo)} rows failed (see the \"error\" field of their lines)", 1)
+
+
+def _write_unanswered(rows, out, to_file: bool, resume: bool, quiet: bool, why: str) -> None:
+    """One error line per row when nothing can be answered (the model did not load): a row known to be bad keeps
+    its own error, the others say ``why``."""
+    from seats_cli import batch as runner
+
+    sink, write = _open_output(out, to_file, resume, quiet)
+    try:
+        for row in rows:
+            write(runner.to_json_line(runner.error_record(row, row.error or why)))
+    finally:
+        if sink is not None:
+            sink.close()
 
 
 def _open_output(out, to_file: bool, resume: bool, quiet: bool):
