@@ -139,7 +139,8 @@ class Seats:
         """Answer ``question`` about ``video`` (a path, or media from :meth:`decode` / ``decode_video``).
 
         ``options`` are those of :class:`~seats_cli.request.RequestOptions` (method, trr, video_trr, audio_trr,
-        fps, max_frames, max_new_tokens, seed, kv_policy, score_layer, ratio_mode, saliency_span, frame_sizing);
+        fps, max_frames, max_new_tokens, seed, kv_policy, score_layer, ratio_mode, saliency_span, frame_sizing,
+        processor_fps);
         None or absent means the preset's default."""
         t_start = time.perf_counter()
         question = check_question(question)
@@ -150,6 +151,8 @@ class Seats:
         opts = RequestOptions(**{k: v for k, v in options.items() if v is not None}).check(self.config)
         kv_policy = opts.kv_policy or self.config.seats.kv_policy
         _seed_everything(opts.seed)
+        if isinstance(video, DecodedMedia) and opts.processor_fps not in (None, video.processor_fps):
+            video = dataclasses.replace(video, processor_fps=opts.processor_fps)  # the request's option wins
         media, decode_reused, waited_ms = self._media(video, opts.frame_policy(self.config))
         # decoded for this request (here or by the caller), or the wait for what a prefetch had left to do
         media_ms = 0.0 if decode_reused else media.decode_ms if waited_ms is None else waited_ms
@@ -246,7 +249,7 @@ class Seats:
 
     def prefetch(self, video: str | os.PathLike, **options) -> bool:
         """Start decoding ``video`` (a path) in a background thread for a coming :meth:`ask` about it with the
-        same media options (fps, max_frames, frame_sizing): that ask then waits only for what is left of the decode
+        same media options (fps, max_frames, frame_sizing, processor_fps): that ask then waits only for what is left of the decode
         (its ``latency_ms.media``; ``reused.prefetched``), while the caller goes on — ``seats batch`` decodes the
         next row's file while the model answers the current row. At most ``Prefetcher.AHEAD`` decodes wait to be
         asked for (the oldest is stopped and dropped); :meth:`close` (or ``with Seats(...) as s``) stops them all —

@@ -58,6 +58,7 @@ class MediaSettings(FramePolicy):
     audio_tokens_per_second: int = 25
     position_ids_per_second: int = 25  # M-RoPE temporal ids per second; the processor chunks by these
     seconds_per_window: float = 2.0
+    processor_default_fps: float = 2.0  # the fps the stock processor assumes when not told one (Qwen3-Omni: 1)
     interleave: str = "chunks"  # how the processor interleaves video and audio: fixed 2-s "chunks" (Qwen2.5) or
     # whole grids and audio tokens merged by their time ids, "time" (Qwen3-Omni)
 
@@ -65,6 +66,12 @@ class MediaSettings(FramePolicy):
         super().__post_init__()
         if self.interleave not in ("chunks", "time"):
             raise ConfigError(f"media.interleave must be chunks or time, got {self.interleave!r}")
+        if not (isinstance(self.processor_default_fps, (int, float)) and self.processor_default_fps > 0):
+            raise ConfigError(f"media.processor_default_fps must be > 0, got {self.processor_default_fps!r}")
+
+    def processor_fps_for(self, sample_fps: float, mode: str) -> float:
+        """The fps the processor's time arithmetic uses: the true sampling fps ("sampled"), or its default."""
+        return float(sample_fps) if mode == "sampled" else float(self.processor_default_fps)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from seats_cli.choices import FRAME_SIZINGS
+from seats_cli.choices import FRAME_SIZINGS, PROCESSOR_FPS
 
 _MAX_ASPECT = 200
 
@@ -41,6 +41,9 @@ class FramePolicy:
     processor_min_pixels: int = 128 * 28 * 28
     processor_max_pixels: int = 768 * 28 * 28
     frame_sizing: str = "processor"
+    # what the processor is told of the time: "sampled" = the true sampling fps (positions follow real time), or
+    # "official" = nothing, as the authors' wrappers: it assumes its default (Qwen2.5: 2, Qwen3: 1 fps)
+    processor_fps: str = "sampled"
 
     def __post_init__(self) -> None:
         def positive(x) -> bool:
@@ -61,6 +64,8 @@ class FramePolicy:
                 raise MediaError(f"{name} must be > 0 (got {getattr(self, name)})")
         if self.frame_sizing not in FRAME_SIZINGS:
             raise MediaError(f"--frame-sizing must be one of {', '.join(FRAME_SIZINGS)} (got {self.frame_sizing!r})")
+        if self.processor_fps not in PROCESSOR_FPS:
+            raise MediaError(f"--processor-fps must be one of {', '.join(PROCESSOR_FPS)} (got {self.processor_fps!r})")
         if not (positive(self.processor_min_pixels) and self.processor_max_pixels >= self.processor_min_pixels):
             raise MediaError(f"processor_max_pixels ({self.processor_max_pixels}) must be >= processor_min_pixels "
                              f"({self.processor_min_pixels}) > 0")

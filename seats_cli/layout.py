@@ -213,7 +213,10 @@ def build_layout_from_runs(input_ids: torch.Tensor, *, video_token_id: int, audi
         a_seen += 0 if a is None else a[1] - a[0]
     windows = []
     for j, (v, a, start) in enumerate(chunks):
-        last_end = max(start if duration_s is None else duration_s, a_seen / audio_tokens_per_second)
+        # the last chunk ends where the clip, its sound or its grids end (in the processor's time: with no fps
+        # passed, --processor-fps official, the grids may run past the real duration)
+        last_end = max(start if duration_s is None else duration_s, a_seen / audio_tokens_per_second,
+                       v_seen // max(tokens_per_grid, 1) * seconds_per_grid)
         end = chunks[j + 1][2] if j + 1 < len(chunks) else last_end
         windows.append(TimeChunk(j, round(start, 3), round(max(start, end), 3), v, a))
     return TokenLayout(modality=modality, windows=tuple(windows), tokens_per_grid=tokens_per_grid)

@@ -39,6 +39,7 @@ def synthetic_request(adapter, shape: RequestShape, config: ModelConfig, *, seed
         path="synthetic", frames=torch.zeros(shape.frames, 3, shape.height, shape.width, dtype=torch.uint8),
         audio=torch.zeros(shape.audio_samples).numpy() if shape.audio_samples else None,
         sample_fps=shape.fps, duration_s=shape.frames / shape.fps,
+        processor_fps="sampled",  # shape.fps is already the fps the processor's arithmetic uses (shape.py)
     )
     request = adapter.prepare(media, question)
     layout = request.layout
@@ -281,7 +282,8 @@ def run_measured(config: ModelConfig, request, model: str, *, repeats: int = 5, 
         result.requests = whole_requests(
             adapter, request.video, request.question or DEFAULT_QUESTION, [r.trr for r in result.runs],
             repeats=max(1, min(repeats, 3)), decode_tokens=decode_tokens, decode_mode=decode_mode,
-            options=dict(fps=o.fps, max_frames=o.max_frames, frame_sizing=o.frame_sizing, kv_policy=o.kv_policy))
+            options=dict(fps=o.fps, max_frames=o.max_frames, frame_sizing=o.frame_sizing,
+                         processor_fps=o.processor_fps, kv_policy=o.kv_policy))
     return result
 
 

@@ -67,6 +67,7 @@ class DecodedMedia:
     decode_ms: float = field(default=0.0, compare=False)  # wall time decode_video took (frames + audio resample)
     frames_decoded: int = field(default=0, compare=False)  # video frames decoded (fewer than source_frames when
     # only the keyframe runs holding sampled frames were decoded)
+    processor_fps: str = "sampled"  # what the processor is told of the time (FramePolicy.processor_fps)
 
     def to_dict(self) -> dict:
         """Metadata only (no arrays), JSON-serialisable."""
@@ -74,6 +75,7 @@ class DecodedMedia:
         return {
             "path": self.path, "frames": len(self.frame_indices), "frame_indices": list(self.frame_indices),
             "frame_times": [round(t, 6) for t in self.frame_times], "sample_fps": self.sample_fps,
+            "processor_fps": self.processor_fps,
             "duration_s": self.duration_s, "height": self.height, "width": self.width,
             "source": {"width": self.source_width, "height": self.source_height,
                        "fps": self.source_fps, "frames": self.source_frames},
@@ -396,6 +398,7 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
         audio_source_rate=audio_rate, audio_source_channels=audio_channels, notes=tuple(notes),
         audio_sample_rate=policy.audio_sample_rate, rotation=sampler.rotation,
         audio_stream=astream_index, audio_streams=len(audio_streams), frames_decoded=sampler.decoded,
+        processor_fps=policy.processor_fps,
     )
 
 

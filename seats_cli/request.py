@@ -11,13 +11,13 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from seats_cli.choices import (FRAME_SIZINGS, KV_POLICIES, METHODS, RATIO_MODES, SALIENCY_SPANS,
+from seats_cli.choices import (FRAME_SIZINGS, KV_POLICIES, METHODS, PROCESSOR_FPS, RATIO_MODES, SALIENCY_SPANS,
                                SCORE_LAYERS)
 from seats_cli.config import ConfigError, ModelConfig
 from seats_cli.frames import FramePolicy, MediaError
 
 CHOICES = {"method": METHODS, "kv_policy": KV_POLICIES, "score_layer": SCORE_LAYERS, "ratio_mode": RATIO_MODES,
-           "saliency_span": SALIENCY_SPANS, "frame_sizing": FRAME_SIZINGS}
+           "saliency_span": SALIENCY_SPANS, "frame_sizing": FRAME_SIZINGS, "processor_fps": PROCESSOR_FPS}
 
 
 def flag(name: str) -> str:
@@ -80,6 +80,7 @@ class RequestOptions:
     ratio_mode: str | None = None
     saliency_span: str | None = None
     frame_sizing: str | None = None
+    processor_fps: str | None = None  # "sampled" (the true fps) or "official" (none: the processor's default)
     allow_long_context: bool = False  # run even when the LLM input exceeds the model's context length
 
     @classmethod
@@ -110,21 +111,22 @@ class RequestOptions:
         return self
 
     def frame_policy(self, config: ModelConfig) -> FramePolicy:
-        """The preset's media policy with this request's --fps / --max-frames / --frame-sizing."""
-        return frame_policy(config, self.fps, self.max_frames, self.frame_sizing)
+        """The preset's media policy with this request's --fps / --max-frames / --frame-sizing / --processor-fps."""
+        return frame_policy(config, self.fps, self.max_frames, self.frame_sizing, self.processor_fps)
 
     def new_tokens(self, config: ModelConfig) -> int:
         return config.max_new_tokens if self.max_new_tokens is None else self.max_new_tokens
 
 
 def frame_policy(config: ModelConfig, fps: float | None = None, max_frames: int | None = None,
-                 frame_sizing: str | None = None) -> FramePolicy:
+                 frame_sizing: str | None = None, processor_fps: str | None = None) -> FramePolicy:
     """The preset's media policy with the given overrides (validated on construction)."""
     base = {f.name: getattr(config.media, f.name) for f in dataclasses.fields(FramePolicy)}
-    given = (("fps", fps), ("max_frames", max_frames), ("frame_sizing", frame_sizing))
+    given = (("fps", fps), ("max_frames", max_frames), ("frame_sizing", frame_sizing),
+             ("processor_fps", processor_fps))
     return FramePolicy(**(base | {k: v for k, v in given if v is not None}))
 
 
-__all__ = ["check_text", "CHOICES", "KV_POLICIES", "METHODS", "RATIO_MODES", "SALIENCY_SPANS", "SCORE_LAYERS",
+__all__ = ["check_text", "CHOICES", "KV_POLICIES", "METHODS", "PROCESSOR_FPS", "RATIO_MODES", "SALIENCY_SPANS", "SCORE_LAYERS",
            "RequestOptions",
            "check_choice", "check_ratio", "frame_policy"]

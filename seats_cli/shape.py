@@ -25,7 +25,7 @@ class RequestShape:
     frames: int
     height: int
     width: int
-    fps: float  # the sample fps handed to the processor
+    fps: float  # the fps the processor's time arithmetic uses (the sampling fps, or its default: --processor-fps)
     seconds_per_grid: float
     tokens_per_grid: int
     audio_samples: int
@@ -162,7 +162,8 @@ def shape_from_media(media, config: ModelConfig, *, n_text: int | None = None, q
     """The layout of a decoded video (``media.decode_video`` with ``api.frame_policy(config)``)."""
     samples = 0 if media.audio is None else int(media.audio.shape[0])
     shape = _shape(config, source=media.path, frames=len(media.frame_indices), height=media.height,
-                   width=media.width, fps=float(media.sample_fps), samples=samples, n_text=n_text,
+                   width=media.width, fps=config.media.processor_fps_for(media.sample_fps, media.processor_fps),
+                   samples=samples, n_text=n_text,
                    question=question, notes=list(media.notes))
     if text_source:
         shape = dataclasses.replace(shape, text_source=text_source)
@@ -200,5 +201,6 @@ def shape_from_frames(config: ModelConfig, policy: FramePolicy, *, frames: int, 
     samples = int(round(seconds * policy.audio_sample_rate))
     return _shape(config, source=f"{frames} frames {aspect} ({src_w}x{source_height} source)"
                   + (f" + {audio_seconds:g} s audio" if samples else ", no audio"),
-                  frames=frames, height=height, width=width, fps=policy.fps, samples=samples, n_text=n_text,
+                  frames=frames, height=height, width=width,
+                  fps=config.media.processor_fps_for(policy.fps, policy.processor_fps), samples=samples, n_text=n_text,
                   question=question, notes=notes)

@@ -23,19 +23,23 @@ def test_chunk_ranges_equal_the_processors(tiny_seats, seed):
     assert chunk_ranges(audio, 50) == proc.get_chunked_index(audio, 50)
 
 
+@pytest.mark.parametrize("told", ["sampled", "official"])
 @pytest.mark.parametrize("fps, frames, seconds", [(2.0, 12, 6.0), (0.5, 20, 40.0), (0.25, 8, 32.0), (1.9, 10, 5.26)])
-def test_layout_windows_are_the_processors_chunks(tiny_seats, fps, frames, seconds):
+def test_layout_windows_are_the_processors_chunks(tiny_seats, fps, frames, seconds, told):
     """Below 1 fps a 2-frame grid spans more than a 2-s chunk; the processor then moves its cut by one chunk
-    per token, so some windows hold a single video token. The layout must mirror that exactly."""
+    per token, so some windows hold a single video token. The layout must mirror that exactly. With
+    ``--processor-fps official`` the processor is told no fps and assumes 2: its chunks stay 2 grids + 50 audio
+    tokens (drifting from the real time), and the layout must mirror that too."""
     ad = tiny_seats.adapter
     media = SimpleNamespace(path="synthetic.mp4", frames=torch.zeros(frames, 3, 56, 56, dtype=torch.uint8),
                             audio=np.zeros(int(seconds * 16000), dtype=np.float32), sample_fps=fps,
-                            duration_s=seconds)
+                            duration_s=seconds, processor_fps=told)
     req = ad.prepare(media, "q")
     layout = req.layout
     ids = req.inputs["input_ids"][0]
     # expected windows straight from the processor's own chunking of this request
-    spg = 2 / fps
+    spg = 2 / (fps if told == "sampled" else 2.0)
+    assert float(req.inputs["video_second_per_grid"][0]) == pytest.approx(spg)
     n_audio = int((ids == ad.model.config.audio_token_id).sum())
     t, h, w = (int(x) for x in req.inputs["video_grid_thw"][0])
     v_chunks = ad.processor.get_chunked_index(np.repeat(np.arange(t), (h // 2) * (w // 2)) * spg * 25, 50)
@@ -44,6 +48,8 @@ def test_layout_windows_are_the_processors_chunks(tiny_seats, fps, frames, secon
     want = [((v_chunks[j][1] - v_chunks[j][0]) if j < len(v_chunks) else 0,
              (a_chunks[j][1] - a_chunks[j][0]) if j < len(a_chunks) else 0) for j in range(n)]
     assert [(w.video_total, w.audio_total) for w in layout.windows] == want
+    if told == "official" and fps == 0.5:  # 10 grids of 4 tokens, 1000 audio tokens: no fragments, audio surplus
+        assert want == [(8, 50)] * 5 + [(0, 50)] * 15
     # and each window's runs are the interleaved runs of the sequence, in order
     for w in layout.windows:
         if w.video:

@@ -93,6 +93,7 @@ def test_a_folder_that_is_not_a_checkpoint(tmp_path):
     ("--ratio-mode", "solve", "table, exact"),
     ("--saliency-span", "grid", "official, encoder"),
     ("--frame-sizing", "small", "processor, preset"),
+    ("--processor-fps", "2", "sampled, official"),
     ("--dtype", "fp8", "auto, float32, bfloat16, float16"),
     ("--attn-implementation", "flash", "sdpa, eager, flash_attention_2"),
     ("--device", "tpu", "auto, cpu, cuda, cuda:N"),
@@ -116,7 +117,7 @@ def test_help_lists_allowed_values_and_one_line_summaries():
     ask = CliRunner().invoke(app, ["ask", "--help"], env=wide).stdout
     for metavar in ("[seats|full|random|divprune|fastv|fastv-om|dycoke|visionzip|visionzip-om|omnizip|fastvid]", "[survivors|per_layer]", "[previous|next]",
                     "[auto|float32|bfloat16|float16]", "[auto|cpu|cuda|cuda:N]", "[sdpa|eager|flash_attention_2]",
-                    "[table|exact]", "[official|encoder]", "[processor|preset]"):
+                    "[table|exact]", "[official|encoder]", "[processor|preset]", "[sampled|official]"):
         assert metavar in ask
     # an install hint survives rich's markup (unescaped, "[distributed]" would vanish from the help)
     for command in ("batch", "eval"):

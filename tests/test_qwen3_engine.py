@@ -152,6 +152,25 @@ def test_ask_tiny_qwen3_through_the_cli(sample_path):
     assert all(r["video"] == r["audio"] == 0 for r in out["layers"][39:])
 
 
+def test_processor_fps_official_gives_the_authors_runs(adapter, sample_path, one_thread):
+    """``--processor-fps official`` tells the processor no fps, as the authors' wrappers: it assumes 1 fps, so each
+    2-frame grid spans 2 s of its time and the runs are V144 A26 (SEATS_SPEC §7.6), the 6 grids outrunning the 6 s
+    of sound (a video-only run at the end); the sampled frames, the tokens and Stage I stay the same."""
+    from seats_cli.api import Seats
+
+    seats = Seats.from_adapter(adapter)
+    runs = {}
+    for told in ("sampled", "official"):
+        r = seats.ask(sample_path, QUESTION, processor_fps=told, max_new_tokens=1)
+        assert r.media["processor_fps"] == told and r.media["frames"] == 12
+        assert (r.tokens["video"], r.tokens["audio"]) == (864, 78)
+        runs[told] = [(w.video_total, w.audio_total, w.start_s, w.end_s) for w in r.windows]
+        runs[told + " stage I"] = r.stage1_windows
+    assert runs["sampled"] == [(144, 13, float(j), float(j + 1)) for j in range(6)]
+    assert runs["official"] == [(144, 26, 0.0, 2.0), (144, 26, 2.0, 4.0), (144, 26, 4.0, 6.0), (432, 0, 6.0, 12.0)]
+    assert runs["sampled stage I"] == runs["official stage I"]
+
+
 @pytest.mark.parametrize("args, line", [
     (["--device-map", "balanced"], "error: --device-map 'balanced' is not one of: auto"),
     (["--device", "cpu", "--device-map", "auto"],

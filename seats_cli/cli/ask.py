@@ -8,8 +8,9 @@ from typing import Optional
 import typer
 
 from seats_cli.cli.common import (
-    AttnOpt, AudioTrrOpt, ConfigOpt, DecodeModeOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt, JsonOpt, KvOpt,
-    LocalOnlyOpt, LongContextOpt, MaxFramesOpt, MaxNewOpt, MethodOpt, ModelOpt, QuietOpt, RatioModeOpt, RevisionOpt,
+    AttnOpt, AudioTrrOpt, ConfigOpt, DecodeModeOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt, JsonOpt,
+    KvOpt, LocalOnlyOpt, LongContextOpt, MaxFramesOpt, MaxNewOpt, MethodOpt, ModelOpt, ProcessorFpsOpt, QuietOpt,
+    RatioModeOpt, RevisionOpt,
     SaliencySpanOpt, ScoreLayerOpt, SeedOpt, TrrOpt, VideoTrrOpt, app, check_load_options, guarded, print_json,
     quiet_libraries, read_question, show_progress, status, stdout,
 )
@@ -30,7 +31,8 @@ def ask(
     fps: Optional[float] = FpsOpt, max_frames: Optional[int] = MaxFramesOpt, max_new_tokens: Optional[int] = MaxNewOpt,
     seed: int = SeedOpt, kv_policy: Optional[str] = KvOpt, score_layer: Optional[str] = ScoreLayerOpt,
     ratio_mode: Optional[str] = RatioModeOpt, saliency_span: Optional[str] = SaliencySpanOpt,
-    frame_sizing: Optional[str] = FrameSizingOpt, allow_long_context: bool = LongContextOpt,
+    frame_sizing: Optional[str] = FrameSizingOpt, processor_fps: Optional[str] = ProcessorFpsOpt,
+    allow_long_context: bool = LongContextOpt,
     revision: Optional[str] = RevisionOpt, local_files_only: bool = LocalOnlyOpt,
     json_out: bool = JsonOpt, quiet: bool = QuietOpt,
 ) -> None:
@@ -46,7 +48,7 @@ def ask(
     given = dict(fps=fps, max_frames=max_frames, method=method, trr=trr, video_trr=video_trr, audio_trr=audio_trr,
                  max_new_tokens=max_new_tokens, seed=seed, kv_policy=kv_policy, score_layer=score_layer,
                  ratio_mode=ratio_mode, saliency_span=saliency_span, frame_sizing=frame_sizing,
-                 allow_long_context=allow_long_context)
+                 processor_fps=processor_fps, allow_long_context=allow_long_context)
     options = RequestOptions(**{k: v for k, v in given.items() if v is not None}).check(cfg)
     check_load_options(device, dtype, attn_implementation, device_map, decode_mode)
     quiet_libraries()

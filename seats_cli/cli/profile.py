@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from seats_cli.cli.common import (
-    DEFAULT_MODEL, AttnOpt, AudioTrrOpt, ConfigOpt, DecodeModeOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt, JsonOpt, KvOpt,
-    LocalOnlyOpt, MaxFramesOpt, QuietOpt, RatioModeOpt, RevisionOpt, SeedOpt, UsageProblem, VideoTrrOpt, app,
+    DEFAULT_MODEL, AttnOpt, AudioTrrOpt, ConfigOpt, DecodeModeOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt,
+    JsonOpt, KvOpt, LocalOnlyOpt, MaxFramesOpt, ProcessorFpsOpt, QuietOpt, RatioModeOpt, RevisionOpt, SeedOpt, UsageProblem, VideoTrrOpt, app,
     check_load_options, guarded, print_json, quiet_libraries, show_progress, status, stdout,
 )
 
@@ -45,6 +45,7 @@ def profile(
     question: Optional[str] = typer.Option(None, "--question", help="Question used to count text tokens."),
     fps: Optional[float] = FpsOpt, max_frames: Optional[int] = MaxFramesOpt,
     ratio_mode: Optional[str] = RatioModeOpt, frame_sizing: Optional[str] = FrameSizingOpt,
+    processor_fps: Optional[str] = ProcessorFpsOpt,
     repeats: int = typer.Option(5, "--repeats", help="Timed repeats (measured mode); medians are reported."),
     warmup: int = typer.Option(1, "--warmup", help="Untimed warm-up rounds."),
     decode_tokens: int = typer.Option(16, "--decode-tokens", help="Tokens decoded per run to time decoding."),
@@ -82,7 +83,7 @@ def profile(
     cfg = resolve_config(model or DEFAULT_MODEL, config)
     options = RequestOptions(video_trr=video_trr, audio_trr=audio_trr, fps=fps, max_frames=max_frames,
                              kv_policy=kv_policy, ratio_mode=ratio_mode, frame_sizing=frame_sizing,
-                             seed=seed).check(cfg)
+                             processor_fps=processor_fps, seed=seed).check(cfg)
     check_load_options(device, dtype, attn_implementation, decode_mode=decode_mode)
     quiet_libraries()
     progress = show_progress(quiet)

@@ -162,8 +162,10 @@ class OmniAdapter(EncoderSignals):
             inputs = self._reprompt(cached[1], cached[2], text)
             if inputs is not None:
                 return inputs, cached[3]
-        kwargs = dict(videos_kwargs={"fps": float(media.sample_fps), "do_resize": False,
-                                     "cap_pixels_per_frame": False})
+        videos_kwargs = {"do_resize": False, "cap_pixels_per_frame": False}
+        if media.processor_fps == "sampled":  # else, as the authors' wrappers, no fps: the processor's default
+            videos_kwargs["fps"] = float(media.sample_fps)
+        kwargs = dict(videos_kwargs=videos_kwargs)
         if media.audio is not None and len(media.audio) > 0:
             kwargs.update(audio=[media.audio], audio_from_video_indices=[0], load_audio_from_video=True)
         batch = self.processor(text=text, videos=[media.frames], return_tensors="pt", **kwargs)

@@ -58,7 +58,8 @@ class Qwen25OmniAdapter(OmniAdapter):
             inputs["input_ids"], video_token_id=cfg.video_token_id, audio_token_id=cfg.audio_token_id,
             video_grid_thw=inputs.get("video_grid_thw"),
             # the processor's own expression (a python float), so chunk boundaries match it bit for bit
-            seconds_per_grid=self.processor.video_processor.temporal_patch_size / float(media.sample_fps),
+            seconds_per_grid=self.processor.video_processor.temporal_patch_size
+            / self.config.media.processor_fps_for(media.sample_fps, media.processor_fps),
             merge_size=cfg.vision_config.spatial_merge_size,
             position_ids_per_second=cfg.position_id_per_seconds,
             seconds_per_window=self.config.media.seconds_per_window, duration_s=media.duration_s,

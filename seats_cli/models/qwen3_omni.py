@@ -54,7 +54,8 @@ class Qwen3OmniAdapter(OmniAdapter):
         layout = build_layout_from_runs(
             inputs["input_ids"], video_token_id=cfg.video_token_id, audio_token_id=cfg.audio_token_id,
             tokens_per_grid=(grid[1] // merge) * (grid[2] // merge),
-            seconds_per_grid=self.processor.video_processor.temporal_patch_size / float(media.sample_fps),
+            seconds_per_grid=self.processor.video_processor.temporal_patch_size
+            / self.config.media.processor_fps_for(media.sample_fps, media.processor_fps),
             audio_tokens_per_second=self.config.media.audio_tokens_per_second, duration_s=media.duration_s,
         )
         # the model flag follows the ids: <|vision_start|> directly followed by <|audio_start|>
