@@ -127,13 +127,15 @@ def aggregate(cases: list[dict], layers: list[int], n_layers: int) -> Analysis:
 def analyze(seats, cases, *, layers: list[int] | None = None, progress=None, checkpoint=None) -> Analysis:
     """``cases``: (media or a callable returning it, question, gold letter or None[, key[, options]]); media are
     decoded one at a time. ``checkpoint``: a JSONL file that keeps each question's result as soon as it is done;
-    an analysis started again with the same file (and layers) skips the questions it holds."""
+    an analysis started again with the same file (and layers) skips the questions it holds. Each record names the
+    model and preset that made it; a checkpoint of another model is refused (ValueError), never mixed in."""
     import json
     from pathlib import Path
 
     n_layers = len(seats.adapter.layers)
     layers = list(range(n_layers)) if layers is None else sorted(set(layers))
     cases = list(cases)
+    made_by = f"{seats.model_name} ({seats.config.name})"
     done: dict[str, dict] = {}
     if checkpoint is not None and Path(checkpoint).is_file():
         for line in Path(checkpoint).read_text(encoding="utf-8").splitlines():
@@ -141,6 +143,11 @@ def analyze(seats, cases, *, layers: list[int] | None = None, progress=None, che
                 r = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a torn last line: that question runs again
+            if not isinstance(r, dict) or "key" not in r:
+                raise ValueError(f"--checkpoint {checkpoint} is not an analysis checkpoint")
+            if r.get("model") != made_by:
+                raise ValueError(f"--checkpoint {checkpoint} holds results of {r.get('model') or 'another model'}, "
+                                 f"not of {made_by}: give another file")
             if r.get("layers") == layers:
                 done[r["key"]] = r
     sink = open(checkpoint, "a", encoding="utf-8") if checkpoint is not None else None
@@ -155,7 +162,7 @@ def analyze(seats, cases, *, layers: list[int] | None = None, progress=None, che
                 reused += 1
             else:
                 r = analyze_case(seats, media() if callable(media) else media, question, gold, layers, options)
-                r = {"key": key, "layers": layers, **r}
+                r = {"key": key, "model": made_by, "layers": layers, **r}
                 results.append(r)
                 if sink is not None:
                     sink.write(json.dumps(r) + "\n")

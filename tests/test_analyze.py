@@ -83,6 +83,37 @@ def test_a_long_analysis_resumes_from_its_checkpoint(tmp_path):
     assert c["dropped"] == a["dropped"] and c["full_score"] == a["full_score"] and a["scored_by"] == "accuracy"
 
 
+def test_a_checkpoint_of_another_model_is_refused(tmp_path):
+    """A checkpoint names the model that made it: another model's results are never read back as this one's."""
+    ck = tmp_path / "ck.jsonl"
+    ck.write_text(json.dumps({"key": "x", "model": "tiny (tiny)", "layers": [0, 14]}) + "\n")
+    res = CliRunner().invoke(app, ["analyze", "--model", "synthetic", "--benchmark", "synthetic", "--n", "1",
+                                   "--every", "14", "--checkpoint", str(ck), "--device", "cpu", "--quiet"])
+    assert res.exit_code == 2
+    assert res.stderr.strip() == (f"error: --checkpoint {ck} holds results of tiny (tiny), not of synthetic "
+                                  "(synthetic): give another file")
+
+
+@pytest.mark.parametrize("args, line", [
+    (["calibrate", "--tolerance", "nan"], "error: --tolerance must be a score difference in [0, 1) (got nan)"),
+    (["calibrate", "--tolerance", "-1"], "error: --tolerance must be a score difference in [0, 1) (got -1.0)"),
+    (["calibrate", "--out", "{tmp}/no/x.yaml"], "error: --out {tmp}/no/x.yaml: no such folder {tmp}/no"),
+    (["analyze", "--every", "0"], "error: --every must be at least 1 (got 0)"),
+])
+def test_analysis_options_are_checked_before_any_work(tmp_path, monkeypatch, args, line):
+    import seats_cli.api
+
+    def never(*a, **k):
+        raise AssertionError("no model may load before the options are checked")
+
+    monkeypatch.setattr(seats_cli.api, "Seats", never)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if args[0] == "calibrate" and "--out" not in args:
+        args += ["--out", str(tmp_path / "p.yaml")]
+    res = CliRunner().invoke(app, [*args, "--model", "synthetic", "--benchmark", "synthetic", "--quiet"])
+    assert res.exit_code == 2 and res.stderr.strip() == line.replace("{tmp}", str(tmp_path))
+
+
 def test_analyze_reads_a_real_benchmark_copy(tmp_path, sample_path):
     """`--benchmark custom --data-dir`: the benchmark's prompts, scored by accuracy against its gold letters."""
     import shutil

@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from seats_cli.cli.common import (
-    DeviceOpt, DtypeOpt, JsonOpt, QuietOpt, UsageProblem, app, check_load_options, guarded, print_json,
+    DeviceOpt, DtypeOpt, JsonOpt, QuietOpt, UsageProblem, app, check_load_options, check_writable, guarded,
+    print_json,
     quiet_libraries, show_progress, status, stdout,
 )
 
@@ -71,6 +72,9 @@ def _run(model, device, dtype, videos, question, questions, benchmark, n, bench_
     from seats_cli import analyze as an
     from seats_cli.api import Seats
 
+    for flag, value in (("--every", every), ("--n", n), ("--limit", limit)):
+        if value is not None and value < 1:
+            raise UsageProblem(f"{flag} must be at least 1 (got {value})")
     if benchmark and benchmark != "synthetic":
         from seats_cli import benchmarks as bm
 
@@ -178,10 +182,15 @@ def calibrate(
 ) -> None:
     """Measure the layer dependence (as `seats analyze`), fit `text_only_from` and `prune_before`, and write a
     preset YAML (the model's preset with the fitted boundaries, `calibrated: true`, the evidence in comments)."""
+    import math
+
     import yaml
 
     from seats_cli import analyze as an
 
+    if not (math.isfinite(tolerance) and 0 <= tolerance < 1):  # checked before the analysis, like --out
+        raise UsageProblem(f"--tolerance must be a score difference in [0, 1) (got {tolerance})")
+    check_writable(out)
     seats, result = _run(model, device, dtype, videos, question, questions, benchmark, n, bench_seed, 1, quiet,
                          data_dir, limit, checkpoint)
     cfg = seats.config

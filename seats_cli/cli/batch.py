@@ -15,10 +15,10 @@ from rich.progress import (
 from rich.text import Text
 
 from seats_cli.cli.common import (
-    AttnOpt, AudioTrrOpt, ConfigOpt, DecodeModeOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt, ProcessorFpsOpt, KvOpt, LocalOnlyOpt,
-    LongContextOpt, MaxFramesOpt, MaxNewOpt, MethodOpt, ModelOpt, QuietOpt, RatioModeOpt, RevisionOpt,
-    SaliencySpanOpt, ScoreLayerOpt, SeedOpt, TrrOpt, UsageProblem, VideoTrrOpt, app, check_load_options,
-    check_request_options, fail, guarded, quiet_libraries, show_progress, status, stderr,
+    AttnOpt, AudioTrrOpt, ConfigOpt, DecodeModeOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt,
+    KvOpt, LocalOnlyOpt, LongContextOpt, MaxFramesOpt, MaxNewOpt, MethodOpt, ModelOpt, ProcessorFpsOpt, QuietOpt,
+    RatioModeOpt, RevisionOpt, SaliencySpanOpt, ScoreLayerOpt, SeedOpt, TrrOpt, UsageProblem, VideoTrrOpt, app,
+    check_load_options, check_request_options, check_writable, fail, guarded, quiet_libraries, show_progress, status, stderr,
 )
 
 SIGPIPE_EXIT = 141  # what a shell reports for a process killed by SIGPIPE (`seats batch ... | head -1`)
@@ -104,7 +104,7 @@ def batch(
     if resume and not to_file:
         raise UsageProblem("--resume needs --out FILE (the results file of the earlier run)")
     if to_file:
-        _check_writable(Path(out))
+        check_writable(Path(out))
         if source not in (None, "-") and Path(source).exists() and Path(out).exists() \
                 and Path(out).resolve() == Path(source).resolve():
             raise UsageProblem(f"--out {out} is the input file: the answers would overwrite the questions")
@@ -251,16 +251,6 @@ def _open_output(out, to_file: bool, resume: bool, quiet: bool):
 def _say(message: str) -> None:
     """A plain line on stderr (above the progress bar when one is shown)."""
     stderr.print(message, markup=False, highlight=False)
-
-
-def _check_writable(path: Path) -> None:
-    if path.is_dir():
-        raise UsageProblem(f"--out {path} is a directory")
-    parent = path.parent
-    if not parent.is_dir():
-        raise UsageProblem(f"--out {path}: no such folder {parent}")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UsageProblem(f"--out {path} is not writable")
 
 
 def _never_called(*args, **kwargs):  # every row already carries its error: no model is loaded

@@ -169,12 +169,30 @@ SaliencySpanOpt = typer.Option(None, "--saliency-span", metavar=_one_of(choices.
 FrameSizingOpt = typer.Option(None, "--frame-sizing", metavar=_one_of(choices.FRAME_SIZINGS),
                               help="processor (official LLM input: qwen-omni-utils' size, then the processor's "
                                    "bounds; default) or preset (qwen-omni-utils' size only).")
+ProcessorFpsOpt = typer.Option(None, "--processor-fps", metavar=_one_of(choices.PROCESSOR_FPS),
+                               help="What the processor is told of the time: sampled (the true sampling fps, so "
+                                    "positions follow real time; default) or official (none, as the authors' "
+                                    "wrappers: the processor's default, Qwen2.5 2 fps, Qwen3 1 fps).")
 RevisionOpt = typer.Option(None, "--revision", help="Hub revision.")
 LocalOnlyOpt = typer.Option(False, "--local-files-only", help="Never contact the hub.")
 JsonOpt = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress display on stderr.")
 LongContextOpt = typer.Option(False, "--allow-long-context",
                               help="Run even when the LLM input exceeds the model's context length.")
+
+
+def check_writable(path, flag: str = "--out") -> None:
+    """A file this command will write: not a folder, in a folder that exists, writable (checked before any work)."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        raise UsageProblem(f"{flag} {path} is a directory")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageProblem(f"{flag} {path}: no such folder {parent}")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageProblem(f"{flag} {path} is not writable")
 
 
 def check_request_options(cfg, d: dict) -> None:

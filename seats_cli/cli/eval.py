@@ -213,7 +213,8 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
 
     from seats_cli import benchmarks as bm
     from seats_cli import evaluate as ev
-    from seats_cli.cli.batch import _check_writable, _progress, _say
+    from seats_cli.cli.batch import _progress, _say
+    from seats_cli.cli.common import check_writable
     from seats_cli.cli.common import DEFAULT_MODEL
     from seats_cli.config import resolve_config
     from seats_cli.request import RequestOptions, check_ratio
@@ -227,7 +228,7 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
     if limit is not None and limit < 1:
         raise UsageProblem("--limit must be at least 1")
     if out is not None:
-        _check_writable(out)
+        check_writable(out)
     part = _parse_shard(shard)
     trrs = list(trr) if trr else [0.35, 0.10]
     for r in trrs:
