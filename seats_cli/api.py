@@ -54,19 +54,25 @@ def check_question(question: str) -> str:
     return check_text(question, "the question")
 
 
+PRE_LLM_BASELINES = ("random", "divprune", "dycoke", "visionzip", "visionzip-om", "omnizip", "fastvid")
+
+
 def context_report(adapter, request, layout, plan) -> dict:
-    """What the LLM receives against what it can read: its input tokens (after Stage I for SEATS; every other
-    method's first layer sees the whole request), the request's tokens before pruning, the largest position id
-    and the model's ``max_position_embeddings``."""
+    """What the LLM receives against what it can read: its input tokens (after Stage I for SEATS, after the
+    selection or merge of a pre-LLM baseline: ``methods.counts``, an upper bound for FastVID; FastV's first layers
+    see the whole request), the request's tokens before pruning, the largest position id and the model's
+    ``max_position_embeddings``. ``ask`` replaces ``tokens`` by what layer 0 received once it ran."""
     tokens = layout.seq_len
+    method = getattr(plan, "method", None)
     if isinstance(plan, SeatsPlan) and plan.prunes:
         tokens = sum(plan.stage1_kept(layout.n_video, layout.n_audio)) + layout.n_text
-    elif getattr(plan, "method", None) in ("random", "divprune"):  # they select before layer 0 too
-        from seats_cli.methods.baselines import _keep_count
-        from seats_cli.schedule import random_keep_count
+    elif method in PRE_LLM_BASELINES:
+        from seats_cli.methods.counts import pre_llm_counts
 
-        count = random_keep_count if plan.method == "random" else _keep_count
-        tokens = count(layout.n_video, plan.ratios.video) + count(layout.n_audio, plan.ratios.audio) + layout.n_text
+        k_v, k_a, _ = pre_llm_counts(method, adapter.config, plan.ratios, layout.n_video, layout.n_audio,
+                                     layout.tokens_per_grid, [w.video_total for w in layout.windows],
+                                     [w.audio_total for w in layout.windows])
+        tokens = k_v + k_a + layout.n_text
     limit = getattr(adapter.text_config, "max_position_embeddings", None)
     return {"tokens": tokens, "tokens_before_pruning": layout.seq_len,
             "max_position_id": int(adapter.position_ids(request).max()), "limit": limit}
@@ -201,6 +207,7 @@ class Seats:
         tokens, decode_ms = decoded.tokens, decoded.ms
 
         layers = layer_rows(layout, result.layer_live)
+        context["tokens"] = sum(layers[0][k] for k in ("video", "audio", "text"))  # what the LLM received
         notes = list(media.notes) + ([decoded.note] if decoded.note else [])
         if self.config.tiny:
             notes.insert(0, TINY_NOTE)

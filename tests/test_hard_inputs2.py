@@ -99,6 +99,27 @@ def test_context_check_uses_what_the_llm_receives_and_can_be_overridden(tiny_sea
     assert forced.context["tokens"] == 1223
 
 
+@pytest.mark.parametrize("method, before, want", [("dycoke", 647, 647), ("omnizip", 570, 628),
+                                                  ("visionzip", 461, 461), ("visionzip-om", 458, 458),
+                                                  ("fastvid", 461, 461), ("random", 463, 463),
+                                                  ("divprune", 464, 464)])
+def test_pre_llm_baselines_are_checked_on_what_they_hand_the_llm(tiny_seats, sample_path, monkeypatch, method,
+                                                                 before, want):
+    """A baseline that selects or merges before layer 0 hands the LLM fewer tokens than the request: the context
+    check counts those before the run (methods.counts: exact, FastVID's an upper bound, OmniZip's an estimate that
+    assumes the same audio share in every chunk), and the record reports what layer 0 received (TRR 0.25 on the
+    sample: 1223 tokens)."""
+    import seats_cli.api as api
+
+    checked = []
+    real = api.check_context
+    monkeypatch.setattr(api, "check_context", lambda ctx, *a: checked.append(dict(ctx)) or real(ctx, *a))
+    monkeypatch.setattr(tiny_seats.adapter.text_config, "max_position_embeddings", 1000)  # full (1223) is over
+    r = tiny_seats.ask(sample_path, "What is moving?", method=method, trr=0.25, max_new_tokens=1)
+    assert (checked[0]["tokens"], r.context["tokens"]) == (before, want)
+    assert want == sum(r.layers[0][k] for k in ("video", "audio", "text"))
+
+
 def test_the_json_record_carries_the_context(sample_path):
     proc = seats("ask", sample_path, "What is moving?", *FAST, "--json")
     ctx = json.loads(proc.stdout)["context"]
