@@ -307,3 +307,24 @@ def test_eval_seeds_are_named_as_in_the_other_commands():
     assert res.stderr.strip() == "error: --bench-seed 5 is a training seed; held-out seeds start at 1000000"
     res = run("eval", "--benchmark", "synthetic", "--run-seed", "1")
     assert res.exit_code == 2 and "No such option: --run-seed" in res.output
+
+
+def test_report_reads_the_synthetic_benchmarks_rows(tmp_path):
+    """`seats eval --benchmark synthetic --out F` writes rows keyed by item and kind; `seats eval report F` reads
+    them as it reads a real benchmark's rows."""
+    rows = [{"item": "tone-1000000", "kind": "tone", "gold": "B", "method": "full", "trr": None, "letter": "B",
+             "correct": True, "flops_reduction": 1.0, "achieved_trr": None, "answer": "B"},
+            {"item": "tone-1000000", "kind": "tone", "gold": "B", "method": "seats", "trr": 0.35, "letter": "C",
+             "correct": False, "flops_reduction": 1.5, "achieved_trr": 0.59, "answer": "C"},
+            {"item": "colour-1000000", "kind": "colour", "gold": "A", "method": "seats", "trr": 0.35, "letter": "A",
+             "correct": True, "flops_reduction": 2.5, "achieved_trr": 0.61, "answer": "A"}]
+    f = tmp_path / "ev.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = run("eval", "report", f, "--json")
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert d["questions"] == 2 and d["benchmarks"] == ["synthetic"]
+    seats = next(r for r in d["runs"] if r["method"] == "seats")
+    assert (seats["n"], seats["accuracy"], seats["per_category"]) == (2, 0.5, {"colour": 1.0, "tone": 0.0})
+    assert seats["flops_reduction"] == 2.0 and seats["achieved_trr"] == pytest.approx(0.6)
+    assert seats["relative_to_full"] == 0.0  # on the one question full answered
