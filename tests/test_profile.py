@@ -175,10 +175,14 @@ def test_measured_mode_on_tiny(sample_path, tiny_dir):
     # with a file: whole requests too, full vs SEATS, every part of the time and the total's speedup
     req = d["requests"]
     assert [(r["method"], r["trr"]) for r in req] == [("full", None), ("seats", 0.1)] and req[0]["speedup_total"] == 1
+    assert req[0]["speedup_first_token"] == 1
     for r in req:
         m = r["median_ms"]
         assert all(m[k] > 0 for k in ("media", "prepare", "encode", "prefill", "total"))
         assert sum(m[k] for k in ("media", "prepare", "encode", "prefill", "decode")) <= m["total"] * 1.05
+        assert 1 <= r["generated_tokens"] <= 3  # --decode-tokens 3 (an end token may come first)
+        first = req[0]["median_ms"]["total"] - req[0]["median_ms"]["decode"]
+        assert r["speedup_first_token"] == pytest.approx(first / (m["total"] - m["decode"]))
     syn = run_json("profile", "--frames", "8", "--audio-seconds", "4", "--model", "tiny", "--json", "--repeats", "1",
                    "--warmup", "0", "--decode-tokens", "2", *FAST)
     assert syn["input"]["tokens"]["video"] == 4 * 144 and syn["input"]["tokens"]["audio"] == 100

@@ -212,15 +212,21 @@ def _render_methods(result) -> None:
 
 def _render_requests(requests: list[dict]) -> None:
     t = Table(title=f"Whole request, file to answer (median ms over {requests[0]['repeats']}; media reuse off)")
-    for col in ("run", "media", "prepare", "encode", "prefill", "decode", "total", "decode tok/s", "speedup"):
+    for col in ("run", "media", "prepare", "encode", "prefill", "decode", "total", "tokens", "decode tok/s",
+                "speedup", "speedup to 1st token"):
         t.add_column(col, justify="right")
     for r in requests:
         m = r["median_ms"]
         tps = r["decode_tok_per_s"]
         t.add_row("full" if r["trr"] is None else f"SEATS {r['trr']:g}",
                   *(f"{m[k]:.1f}" for k in ("media", "prepare", "encode", "prefill", "decode", "total")),
-                  f"{tps:.1f}" if tps else "-", f"{r['speedup_total']:.2f}x")
+                  f"{r['generated_tokens']:g}", f"{tps:.1f}" if tps else "-", f"{r['speedup_total']:.2f}x",
+                  f"{r['speedup_first_token']:.2f}x")
     stdout.print(t)
+    if len({r["generated_tokens"] for r in requests}) > 1:
+        stdout.print("[yellow]note:[/yellow] the runs generated different numbers of tokens (an end token came "
+                     "earlier in some): the whole-request speedup compares unequal work; the time to the first "
+                     "token does not")
 
 
 def _render_latency(result) -> None:
