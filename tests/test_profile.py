@@ -189,3 +189,16 @@ def test_measured_mode_on_tiny(sample_path, tiny_dir):
     assert syn["latency"]["seats"]["prefill_ms"]["n"] == 1
     assert any("synthetic" in n for n in syn["notes"])
     assert "requests" not in syn  # a synthetic layout has no file to time
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--audio-seconds", "nan"], "error: --audio-seconds must be a finite number >= 0 (got nan)"),
+    (["--audio-seconds", "inf"], "error: --audio-seconds must be a finite number >= 0 (got inf)"),
+    (["--source-height", "0"], "error: --source-height must be at least 1 (got 0)"),
+    (["--decode-tokens", "0"], "error: --decode-tokens must be at least 1 (got 0)"),
+    (["--warmup", "-1"], "error: --warmup must be at least 0 (got -1)"),
+    (["--seed", "99999999999999999999"], "error: --seed 99999999999999999999 must be a whole number in 0..2^63-1"),
+])
+def test_profile_options_name_themselves_when_out_of_range(args, line):
+    res = CliRunner().invoke(app, ["profile", "--analytic", "--frames", "8", *args])
+    assert res.exit_code == 2 and res.stderr.strip() == line

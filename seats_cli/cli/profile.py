@@ -69,6 +69,14 @@ def profile(
         check_ratio("trr", r)
     if text_tokens is not None and text_tokens < 1:
         raise UsageProblem("--text-tokens must be at least 1")
+    import math
+
+    if not (math.isfinite(audio_seconds) and audio_seconds >= 0):
+        raise UsageProblem(f"--audio-seconds must be a finite number >= 0 (got {audio_seconds})")
+    for flag, value, least in (("--source-height", source_height, 1), ("--repeats", repeats, 1),
+                               ("--warmup", warmup, 0), ("--decode-tokens", decode_tokens, 1)):
+        if value < least:
+            raise UsageProblem(f"{flag} must be at least {least} (got {value})")
     from seats_cli.choices import METHODS
 
     methods = [m for m in METHODS if m != "full"] if "all" in (method or []) else list(dict.fromkeys(method or []))
