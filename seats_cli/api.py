@@ -32,8 +32,14 @@ TINY_NOTE = "tiny random-weight model: answers are meaningless (use a real check
 
 
 def retention_note(requested: float, achieved: float, ratio_mode: str, method: str,
-                   prunes: bool = True) -> str | None:
-    """A note when the achieved layer-mean retention differs from the requested TRR by more than 0.02."""
+                   prunes: bool = True, *, video_trr: float | None = None, audio_trr: float | None = None,
+                   has_audio: bool = True) -> str | None:
+    """A note when the achieved layer-mean retention differs from the requested TRR by more than 0.02 (with
+    --video-trr/--audio-trr given, the request is those ratios: the overall one follows from them)."""
+    if video_trr is not None or audio_trr is not None:
+        asked = ", ".join(f"{name} {value:g}" for name, value in (("--video-trr", video_trr),
+                                                                  ("--audio-trr", audio_trr)) if value is not None)
+        return f"requested {asked}: overall retention achieved {achieved:.3f}"
     if abs(achieved - requested) <= 0.02:
         return None
     if not prunes:
@@ -41,6 +47,9 @@ def retention_note(requested: float, achieved: float, ratio_mode: str, method: s
                 f"rho_v = rho_a = 1, so nothing is pruned)")
     why = ("the official (R_v, R_a) pair weighted by this clip's audio share; --ratio-mode exact targets R"
            if ratio_mode == "table" else "rounding, the 1-token floors and Stage III")
+    if ratio_mode == "table" and not has_audio:
+        why = "this clip has no sound, so only the official pair's video ratio R_v applies; --ratio-mode exact " \
+              "targets R"
     if method == "seats" and achieved > requested and ratio_mode == "exact":
         why = "Stage I does not run when both modalities keep everything, and Stage III caps the rest"
     return f"requested TRR {requested:g}, achieved {achieved:.3f} ({why})"
@@ -219,9 +228,12 @@ class Seats:
             schedule = plan.to_dict() | {"achieved_trr": achieved["overall"], "achieved_video_trr": achieved["video"],
                                          "achieved_audio_trr": achieved["audio"]}
             note = None if achieved["overall"] is None or method_notes else retention_note(
-                plan.trr, achieved["overall"], plan.ratio_mode, opts.method, getattr(plan, "prunes", True))
+                plan.trr, achieved["overall"], plan.ratio_mode, opts.method, getattr(plan, "prunes", True),
+                video_trr=opts.video_trr, audio_trr=opts.audio_trr, has_audio=layout.n_audio > 0)
             if note:
                 notes.append(note)
+        if opts.method == "full" and any(x is not None for x in (opts.trr, opts.video_trr, opts.audio_trr)):
+            notes.append("--method full prunes nothing: the requested retention ratios were not used")
         if not self.config.calibrated and not self.config.tiny and opts.method == "seats":
             notes.append(f"{self.config.name}: SEATS layer boundaries are uncalibrated (taken from the 7B's; "
                          f"`seats calibrate` fits this model's own)")

@@ -120,6 +120,27 @@ def test_pre_llm_baselines_are_checked_on_what_they_hand_the_llm(tiny_seats, sam
     assert want == sum(r.layers[0][k] for k in ("video", "audio", "text"))
 
 
+def test_notes_say_what_the_request_asked_for(tiny_seats, sample_path, tmp_path):
+    """Per-modality ratios are the request (no note about a TRR nobody asked for); a clip without sound is told
+    why table mode misses R; `full` says it used no ratio; an fps above the file's says what was sampled."""
+    from media_factory import make_clip
+
+    ask = tiny_seats.ask
+    r = ask(sample_path, "What is moving?", video_trr=0.5, max_new_tokens=1)
+    assert [n for n in r.notes if "requested" in n] == [
+        f"requested --video-trr 0.5: overall retention achieved {r.schedule['achieved_trr']:.3f}"]
+    silent = make_clip(tmp_path / "silent.mp4", width=96, height=54, fps=4, seconds=4.0, audio_rate=None)
+    r = ask(silent, "What is moving?", max_new_tokens=1)
+    assert r.tokens["audio"] == 0
+    assert [n for n in r.notes if "requested" in n] == [
+        f"requested TRR 0.35, achieved {r.schedule['achieved_trr']:.3f} (this clip has no sound, so only the "
+        "official pair's video ratio R_v applies; --ratio-mode exact targets R)"]
+    r = ask(sample_path, "What is moving?", method="full", trr=0.2, max_new_tokens=1)
+    assert "--method full prunes nothing: the requested retention ratios were not used" in r.notes
+    r = ask(silent, "What is moving?", fps=100, max_new_tokens=1)  # 16 frames at 4 fps
+    assert "--fps 100 is above the video's 4 fps: sampled 16 of its 16 frames (4 fps)" in r.notes
+
+
 def test_the_json_record_carries_the_context(sample_path):
     proc = seats("ask", sample_path, "What is moving?", *FAST, "--json")
     ctx = json.loads(proc.stdout)["context"]

@@ -134,7 +134,8 @@ def _one_of(values) -> str:
 
 
 ModelOpt = typer.Option(DEFAULT_MODEL, "--model", "-m", envvar="SEATS_MODEL",
-                        help="Hub id, local folder, or 'tiny' (offline random-weight model).")
+                        help="Hub id, local folder, or an offline model: 'synthetic' (trained on the synthetic "
+                             "benchmark), 'tiny' / 'tiny-qwen3' (random weights at the 7B / 30B layouts).")
 ConfigOpt = typer.Option(None, "--config", help="Preset name or YAML file (default: chosen from --model).")
 MethodOpt = typer.Option("seats", "--method", metavar=_one_of(choices.METHODS),
                          help="seats (default), full, or a baseline.")
@@ -154,7 +155,8 @@ DecodeModeOpt = typer.Option("auto", "--decode-mode", metavar=_one_of(choices.DE
                                   "seconds); or one by name to compare (dynamic: the stock cache loop).")
 FpsOpt = typer.Option(None, "--fps", help="Frames sampled per second (default 2).")
 MaxFramesOpt = typer.Option(None, "--max-frames", help="Most frames sampled (default 128).")
-MaxNewOpt = typer.Option(None, "--max-new-tokens", help="Most tokens generated (default: the preset's, 128; tiny 12).")
+MaxNewOpt = typer.Option(None, "--max-new-tokens", help="Most tokens generated (default: the preset's: 128 for the "
+                         "real models, 12 for tiny, 1 for synthetic's one-letter answers).")
 SeedOpt = typer.Option(0, "--seed", help="Random seed (decoding is greedy).")
 KvOpt = typer.Option(None, "--kv-policy", metavar=_one_of(choices.KV_POLICIES), help="KV cache after pruning "
                      "(default survivors, official).")
