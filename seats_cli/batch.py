@@ -56,6 +56,7 @@ class BatchRow:
     question: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    ignored: tuple[str, ...] = ()  # keys of the line that are not fields or options (metadata, or a typo)
 
     @property
     def key(self) -> str | None:
@@ -146,7 +147,8 @@ def parse_row(text: str, line: int, base_dir: str | os.PathLike | None = None) -
             problems.append(f"'{name}' cannot change per row (pass --{name.replace('_', '-')} to the run)")
     if problems:
         return BatchRow(line, rid, error="; ".join(problems))
-    return BatchRow(line, rid, resolve_video(obj["video"], base_dir), obj["question"], options)
+    ignored = tuple(k for k in obj if k not in ("id", "video", "question", *ROW_OPTIONS, *_RUN_ONLY))
+    return BatchRow(line, rid, resolve_video(obj["video"], base_dir), obj["question"], options, ignored=ignored)
 
 
 def resolve_video(video: str, base_dir: str | os.PathLike | None) -> str:

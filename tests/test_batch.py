@@ -278,6 +278,17 @@ def test_a_model_that_does_not_load_still_gives_every_row_its_line(clips, monkey
                                "local cache)")
 
 
+def test_keys_that_are_not_options_are_named_once(clips, fake_model):
+    src = jsonl(clips / "rows.jsonl", [{"id": "a", "video": "clip.mp4", "question": "q", "trrr": 0.1, "tag": 1},
+                                       {"id": "b", "video": "clip.mp4", "question": "q", "tag": 2}])
+    res = batch(str(src))
+    assert res.exit_code == 0, res.output
+    notes = [x for x in res.stderr.splitlines() if x.startswith("note: keys")]
+    assert len(notes) == 1 and notes[0].startswith("note: keys that are not batch fields or options are ignored: "
+                                                   "tag, trrr (options: ")
+    assert fake_model.calls[0][2]["trr"] is None  # the misspelt option did not apply
+
+
 def test_rows_with_empty_questions_fail_before_any_model_loads(clips, no_model):
     src = jsonl(clips / "rows.jsonl", [{"id": "e", "video": "clip.mp4", "question": ""}])
     res = batch(str(src))
@@ -349,6 +360,7 @@ def test_parse_rows_skips_blank_lines_and_reports_bad_ones(tmp_path):
     del rows[6]
     a = rows[0]
     assert a.error is None and a.video == str(tmp_path / "v.mp4") and a.options == {"max_new_tokens": 4}
+    assert a.ignored == ("tag",)  # metadata (or a misspelt option): kept out of the options, and named
     assert "JSON object" in rows[1].error and "'id'" in rows[2].error and rows[2].id is None
     assert rows[3].id is None and "'id' must be" in rows[3].error
     assert rows[4].id == "m" and "--model" in rows[4].error

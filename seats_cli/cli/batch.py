@@ -109,6 +109,10 @@ def batch(
                 and Path(out).resolve() == Path(source).resolve():
             raise UsageProblem(f"--out {out} is the input file: the answers would overwrite the questions")
     rows = runner.check_unique_ids(runner.read_jsonl(source or "-"))
+    ignored = sorted({key for row in rows for key in row.ignored})
+    if ignored and not quiet:  # metadata rides along untouched; a misspelt option would silently not apply
+        _say(f"note: keys that are not batch fields or options are ignored: {', '.join(ignored)} (options: "
+             f"{', '.join(runner.ROW_OPTIONS)})")
     if (shard or merge) and any(row.key is None for row in rows):
         bad = next(row for row in rows if row.key is None)
         raise UsageProblem(f"--shard/--merge need an id on every row (line {bad.line} has none)")
