@@ -169,9 +169,12 @@ def _synthetic(model, config, bench_seed, n, trr, methods, media_cuts, out, writ
         if sink is not None:
             sink.close()
     summary = ev.summarize(rows)
+    errors = sum(1 for r in rows if "error" in r)
     if json_out:
         print_json({"benchmark": benchmark, "model": model, "config": cfg.name, "bench_seed": bench_seed,
                     "n_per_kind": n, "summary": summary})
+        if errors:  # as seats batch: every row is written, the status says some failed
+            fail(f"{errors} of {len(rows)} runs failed (rows with 'error')", 1)
         return
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
     t = Table(title=f"{benchmark} benchmark · {model} · {n} held-out questions per kind (seeds from {bench_seed})")
@@ -188,9 +191,8 @@ def _synthetic(model, config, bench_seed, n, trr, methods, media_cuts, out, writ
         t.add_row(run.label, *(f"{s.get(k, 0):.2f}" for k in kinds), f"{s['all']:.2f}",
                   f"{red:.2f}x" if red else "-", str(failed.get(run.label, 0)))
     stdout.print(t)
-    errors = sum(1 for r in rows if "error" in r)
     if errors:
-        stdout.print(f"[yellow]note:[/yellow] {errors} runs failed (rows with 'error')")
+        fail(f"{errors} of {len(rows)} runs failed (rows with 'error')", 1)
 
 
 # ------------------------------------------------------------------------------------------- real benchmarks
@@ -318,6 +320,9 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
         render_summary(summary)
         if out is not None:
             stdout.print(f"[dim]{written} rows written to {out}; `seats eval report {out}` rebuilds this[/dim]")
+    errors = sum(s["errors"] for s in summary["runs"])
+    if errors:  # as seats batch: every row is written, the status says some failed
+        fail(f"{errors} of {sum(s['n'] for s in summary['runs'])} rows failed (see their \"error\" field)", 1)
 
 
 def render_summary(summary: dict) -> None:
