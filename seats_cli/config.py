@@ -41,6 +41,7 @@ class Architecture(TextModelDims):
     num_experts_per_tok: int | None = None
     moe_intermediate_size: int | None = None
     cuda_graph_decode: bool = True  # one decode step can be captured as a CUDA graph (no host sync inside)
+    max_position_embeddings: int | None = None  # the context length (analytic profiles warn beyond it)
 
     def __post_init__(self) -> None:
         super().__post_init__()

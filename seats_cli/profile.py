@@ -257,7 +257,14 @@ def profile_analytic(config: ModelConfig, shape: RequestShape, trrs, *, video_tr
     notes = list(shape.notes)
     if not config.calibrated:
         notes.append(f"{config.name}: SEATS layer boundaries are uncalibrated")
-    return ProfileResult(config.name, None, "analytic", shape.to_dict(), asdict(dims),
-                         analytic_runs(config, shape, trrs, video_trr=video_trr, audio_trr=audio_trr, dims=dims,
-                                       ratio_mode=ratio_mode, methods=methods),
-                         notes=notes)
+    runs = analytic_runs(config, shape, trrs, video_trr=video_trr, audio_trr=audio_trr, dims=dims,
+                         ratio_mode=ratio_mode, methods=methods)
+    limit = dims.max_position_embeddings
+    total = shape.n_video + shape.n_audio + shape.n_text
+    if limit and total > limit:  # `ask` refuses such a request unless --allow-long-context
+        first = ", ".join(f"{r.method if r.method != 'seats' else 'SEATS'}@{r.trr:g}: "
+                          f"{sum(r.layers[0][k] for k in ('video', 'audio', 'text'))}" for r in runs if r.trr)
+        notes.append(f"the request is {total} tokens, over {config.name}'s context of {limit}; the LLM input "
+                     f"after pre-LLM pruning is {first or 'the same'} (`seats ask` refuses what is over, unless "
+                     "--allow-long-context)")
+    return ProfileResult(config.name, None, "analytic", shape.to_dict(), asdict(dims), runs, notes=notes)

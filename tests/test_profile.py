@@ -202,3 +202,15 @@ def test_measured_mode_on_tiny(sample_path, tiny_dir):
 def test_profile_options_name_themselves_when_out_of_range(args, line):
     res = CliRunner().invoke(app, ["profile", "--analytic", "--frames", "8", *args])
     assert res.exit_code == 2 and res.stderr.strip() == line
+
+
+def test_an_analytic_request_over_the_context_says_so():
+    d = run_json("profile", "--analytic", "--config", "qwen2.5-omni-7b", "--frames", "1024", "--max-frames", "1024",
+                 "--audio-seconds", "300", "--text-tokens", "100", "--trr", "0.1", "--json")
+    n = d["input"]["tokens"]
+    assert n["total"] == 81328 > 32768
+    first = sum(d["layers"][0][k] for k in ("video", "audio", "text"))
+    assert f"the request is 81328 tokens, over qwen2.5-omni-7b's context of 32768; the LLM input after pre-LLM " \
+           f"pruning is SEATS@0.1: {first} (`seats ask` refuses what is over, unless --allow-long-context)" in d["notes"]
+    small = run_json("profile", "--analytic", "--config", "qwen2.5-omni-7b", "--frames", "8", "--json")
+    assert not any("context" in note for note in small["notes"])
