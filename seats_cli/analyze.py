@@ -145,9 +145,12 @@ def analyze(seats, cases, *, layers: list[int] | None = None, progress=None, che
                 continue  # a torn last line: that question runs again
             if not isinstance(r, dict) or "key" not in r:
                 raise ValueError(f"--checkpoint {checkpoint} is not an analysis checkpoint")
-            if r.get("model") != made_by:
-                raise ValueError(f"--checkpoint {checkpoint} holds results of {r.get('model') or 'another model'}, "
-                                 f"not of {made_by}: give another file")
+            if "model" not in r:
+                raise ValueError(f"--checkpoint {checkpoint} was written by an older seats that did not record its "
+                                 "model: delete it or give another file")
+            if r["model"] != made_by:
+                raise ValueError(f"--checkpoint {checkpoint} holds results of {r['model']}, not of {made_by}: give "
+                                 "another file")
             if r.get("layers") == layers:
                 done[r["key"]] = r
     sink = open(checkpoint, "a", encoding="utf-8") if checkpoint is not None else None

@@ -36,12 +36,15 @@ def retention_note(requested: float, achieved: float, ratio_mode: str, method: s
                    has_audio: bool = True) -> str | None:
     """A note when the achieved layer-mean retention differs from the requested TRR by more than 0.02 (with
     --video-trr/--audio-trr given, the request is those ratios: the overall one follows from them)."""
-    if video_trr is not None or audio_trr is not None:
-        asked = ", ".join(f"{name} {value:g}" for name, value in (("--video-trr", video_trr),
-                                                                  ("--audio-trr", audio_trr)) if value is not None)
-        return f"requested {asked}: overall retention achieved {achieved:.3f}"
+    if video_trr is not None and audio_trr is not None:  # the request is the two ratios: no overall TRR was asked
+        return (f"requested --video-trr {video_trr:g}, --audio-trr {audio_trr:g}: overall retention achieved "
+                f"{achieved:.3f}")
     if abs(achieved - requested) <= 0.02:
         return None
+    given = next((f" with {name} {value:g}" for name, value in (("--video-trr", video_trr),
+                                                                ("--audio-trr", audio_trr)) if value is not None), "")
+    if given:  # one ratio given, the other solved from the TRR
+        return f"requested TRR {requested:g}{given}, achieved {achieved:.3f}"
     if not prunes:
         return (f"requested TRR {requested:g}, achieved {achieved:.3f} (both modalities keep everything at Stage I, "
                 f"rho_v = rho_a = 1, so nothing is pruned)")
@@ -78,9 +81,13 @@ def context_report(adapter, request, layout, plan) -> dict:
     elif method in PRE_LLM_BASELINES:
         from seats_cli.methods.counts import pre_llm_counts
 
-        k_v, k_a, _ = pre_llm_counts(method, adapter.config, plan.ratios, layout.n_video, layout.n_audio,
-                                     layout.tokens_per_grid, [w.video_total for w in layout.windows],
-                                     [w.audio_total for w in layout.windows])
+        from seats_cli.methods.counts import ESTIMATE
+
+        k_v, k_a, how = pre_llm_counts(method, adapter.config, plan.ratios, layout.n_video, layout.n_audio,
+                                       layout.tokens_per_grid, [w.video_total for w in layout.windows],
+                                       [w.audio_total for w in layout.windows])
+        if how == ESTIMATE:  # OmniZip's video depends on the content: the check must not let a long one through
+            k_v = layout.n_video
         tokens = k_v + k_a + layout.n_text
     limit = getattr(adapter.text_config, "max_position_embeddings", None)
     return {"tokens": tokens, "tokens_before_pruning": layout.seq_len,
@@ -124,6 +131,7 @@ class Seats:
         self._decoded = None  # (path, frame policy, (mtime_ns, size), DecodedMedia)
         self._features = None  # (media, {signals asked for: MediaFeatures})
         self._last = None  # (media, question, system prompt, request)
+        self._retold = None  # (caller's media, processor_fps, the same media telling the processor that)
         # decodes started ahead (prefetch); ``seats ask`` hands in one it started before loading the model
         self._prefetch = prefetcher if prefetcher is not None else Prefetcher()
 
@@ -136,6 +144,7 @@ class Seats:
         self.load_ms, self._load_pending = 0.0, False
         self.dims = TextModelDims.from_hf_text_config(adapter.text_config)
         self.reuse_media, self._decoded, self._features, self._last = reuse_media, None, None, None
+        self._retold = None
         self._prefetch = Prefetcher()
         self.decode_mode = decode_mode_for(adapter, decode_mode)
         return self
@@ -167,7 +176,12 @@ class Seats:
         kv_policy = opts.kv_policy or self.config.seats.kv_policy
         _seed_everything(opts.seed)
         if isinstance(video, DecodedMedia) and opts.processor_fps not in (None, video.processor_fps):
-            video = dataclasses.replace(video, processor_fps=opts.processor_fps)  # the request's option wins
+            # the request's option wins; one copy per (media, value), so the next question about it reuses its work
+            told = self._retold
+            if told is None or told[0] is not video or told[1] != opts.processor_fps:
+                told = self._retold = (video, opts.processor_fps,
+                                       dataclasses.replace(video, processor_fps=opts.processor_fps))
+            video = told[2]
         media, decode_reused, waited_ms = self._media(video, opts.frame_policy(self.config))
         # decoded for this request (here or by the caller), or the wait for what a prefetch had left to do
         media_ms = 0.0 if decode_reused else media.decode_ms if waited_ms is None else waited_ms

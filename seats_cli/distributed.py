@@ -98,11 +98,18 @@ def run_ray(rows, write_line: Callable[[str], None], *, load: dict, defaults: di
                    dict(load=load, defaults=defaults, fail_once=fail_once), workers=workers,
                    gpus_per_worker=gpus_per_worker, address=address)
     written = 0
+    broken = None  # the pool's failure (an actor whose model did not load): every row left gets it as its error
     for row in rows:  # input order: error rows from the driver, answers from the pool (in order)
         if row.error is not None:
             line = runner.to_json_line(runner.error_record(row, row.error))
+        elif broken is not None:
+            line = runner.to_json_line(runner.error_record(row, f"not run: {broken}"))
         else:
-            line = next(it)["line"]
+            try:
+                line = next(it)["line"]
+            except Exception as e:  # noqa: BLE001 - no row is lost: this one and the rest get the pool's error
+                broken = " ".join(str(e).split())[:300] or type(e).__name__
+                line = runner.to_json_line(runner.error_record(row, f"not run: {broken}"))
         write_line(line)
         written += 1
         if on_row_done is not None:

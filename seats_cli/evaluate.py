@@ -256,7 +256,8 @@ def _from_synthetic(r: dict) -> dict:
     """A synthetic benchmark row (``item``, ``kind``, flat figures) in the shape of a real benchmark's row."""
     record = {"flops": {"reduction": r.get("flops_reduction")}, "latency_ms": {"prefill": r.get("prefill_ms")},
               "schedule": {"achieved_trr": r.get("achieved_trr")}}
-    return {"id": r["item"], "category": r.get("kind"), "benchmark": "synthetic", **r, "record": record}
+    return {"id": r["item"], "category": r.get("kind"), "benchmark": "synthetic",
+            "unparsable": "error" not in r and r.get("letter") is None, **r, "record": record}
 
 
 def benchmark_summary(rows: list[dict]) -> dict:

@@ -161,7 +161,8 @@ def build_layout(
                 raise RuntimeError(f"window {j} is not contiguous in the token sequence (processor layout changed?)")
             spans.append((first, last + 1))
         last_end = start + seconds_per_window if duration_s is None else duration_s
-        last_end = max(last_end, apos.numel() / position_ids_per_second)  # sound may run past the picture
+        last_end = max(last_end, apos.numel() / position_ids_per_second,  # sound may run past the picture
+                       vpos.numel() // max(per_grid, 1) * (seconds_per_grid or 0.0))  # grids past it (no fps told)
         end = ranges[j + 1][2] if j + 1 < len(ranges) else last_end
         windows.append(TimeChunk(j, round(start, 3), round(max(start, end), 3), spans[0], spans[1]))
     return TokenLayout(modality=modality, windows=tuple(windows), tokens_per_grid=per_grid)

@@ -4,8 +4,9 @@ Installed by ``pip install "seats-cli[lmms]"``: the package's entry point ``lmms
 lmms-eval this module's ``MANIFEST``, so no file of lmms-eval is edited. ``SeatsLMM`` answers ``generate_until``
 requests with ``Seats.ask`` (one video per request, its sound interleaved as the paper ran it); requests about the
 same video back to back share its decode, processed frames and encoder outputs. Model args: pretrained, config,
-method, trr, video_trr, audio_trr, ratio_mode, fps, max_frames, max_new_tokens (default: the request's), use_audio,
-system_prompt, seed, device, dtype, attn_implementation, device_map, revision, local_files_only.
+method, trr, video_trr, audio_trr, ratio_mode, fps, max_frames, processor_fps, max_new_tokens (default: the
+request's), use_audio, system_prompt, seed, device, dtype, attn_implementation, device_map, revision,
+local_files_only.
 
 Benchmarks lmms-eval lacks (Daily-Omni, OmniVideoBench, LVOmniBench — and any of ours) become lmms-eval tasks
 with ``seats eval export-lmms`` (``seats_cli/lmms_tasks``), used with ``--include_path``.
@@ -29,6 +30,7 @@ class SeatsLMM(lmms):
 
     def __init__(self, pretrained: str = "Qwen/Qwen2.5-Omni-7B", method: str = "seats", trr=None, video_trr=None,
                  audio_trr=None, ratio_mode: str | None = None, fps=None, max_frames=None, max_new_tokens=None,
+                 processor_fps: str | None = None,
                  use_audio: bool = True, system_prompt: str | None = None, seed: int = 0, config: str | None = None,
                  device: str = "auto", dtype: str = "auto", attn_implementation: str = "sdpa",
                  device_map: str | None = None, revision: str | None = None, local_files_only: bool = False,
@@ -42,7 +44,8 @@ class SeatsLMM(lmms):
         from seats_cli.request import RequestOptions
 
         given = dict(method=method, trr=trr, video_trr=video_trr, audio_trr=audio_trr, ratio_mode=ratio_mode,
-                     fps=fps, max_frames=max_frames, max_new_tokens=max_new_tokens, seed=seed)
+                     fps=fps, max_frames=max_frames, max_new_tokens=max_new_tokens, seed=seed,
+                     processor_fps=processor_fps)
         for k in _FLOATS:
             given[k] = None if given[k] is None else float(given[k])
         for k in _INTS:

@@ -380,8 +380,8 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
         notes.append(f"video has {total} frames ({duration:.1f} s) at {policy.fps:g} fps would give "
                      f"{wanted:.0f}; sampled {n} (--max-frames {policy.max_frames})")
     elif wanted > total:  # more frames asked for than the file has: it runs at a lower frame rate
-        notes.append(f"--fps {policy.fps:g} is above the video's {rate:g} fps: sampled {n} of its {total} frames "
-                     f"({n / total * rate:g} fps)")
+        notes.append(f"sampling at {policy.fps:g} fps asks for more frames than the video's {rate:g} fps has: "
+                     f"sampled {n} of its {total} frames ({n / total * rate:g} fps)")
     if frame_pixel_cap(n, policy) < policy.max_pixels:
         first = _smart_resize(src_h, src_w, policy.image_factor, policy.min_pixels, frame_pixel_cap(n, policy))
         if first == (h, w):

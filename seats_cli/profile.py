@@ -267,4 +267,11 @@ def profile_analytic(config: ModelConfig, shape: RequestShape, trrs, *, video_tr
         notes.append(f"the request is {total} tokens, over {config.name}'s context of {limit}; the LLM input "
                      f"after pre-LLM pruning is {first or 'the same'} (`seats ask` refuses what is over, unless "
                      "--allow-long-context)")
+    # the temporal position ids follow the clip's time: a long clip runs past the context even when its tokens fit
+    last_id = shape.n_text + max(int(max(shape.grids - 1, 0) * shape.seconds_per_grid
+                                     * config.media.position_ids_per_second), shape.n_audio)
+    if limit and last_id >= limit:
+        notes.append(f"the largest position id is about {last_id} (time ids of {shape.grids} grids over "
+                     f"{shape.grids * shape.seconds_per_grid:g} s), over {config.name}'s context of {limit}: "
+                     "`seats ask` refuses it unless --allow-long-context")
     return ProfileResult(config.name, None, "analytic", shape.to_dict(), asdict(dims), runs, notes=notes)

@@ -100,8 +100,8 @@ class RequestOptions:
                                                 or not isinstance(self.max_new_tokens, int)
                                                 or self.max_new_tokens < 1):
             raise ConfigError(f"--max-new-tokens {self.max_new_tokens!r} must be a whole number >= 1")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
-            raise ConfigError(f"--seed {self.seed!r} must be a whole number in 0..2^63-1")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not -2**63 <= self.seed < 2**63:
+            raise ConfigError(f"--seed {self.seed!r} must be a whole number in -2^63..2^63-1")
         if not isinstance(self.allow_long_context, bool):
             raise ConfigError(f"--allow-long-context must be true or false, got {self.allow_long_context!r}")
         try:

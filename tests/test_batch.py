@@ -512,3 +512,24 @@ def test_shards_merge_back_in_input_order(tmp_path, sample_path):
     assert res.exit_code == 1 and "2 of 4 rows have no result" in res.stderr
     assert [("error" in r) for r in lines_of(merged.read_text())] == [False, True, False, True]
     assert batch(str(src), "--shard", "2/2").exit_code == 2
+
+
+def test_a_ray_pool_that_breaks_still_gives_every_row_its_line(monkeypatch):
+    """--backend ray: when the pool fails (an actor whose model did not load), the rows it did not answer get its
+    error, in input order, and rows known to be bad keep their own."""
+    from seats_cli import distributed
+
+    def pool(items, *args, **kwargs):
+        yield {"line": json.dumps({"id": "a", "answer": "x"})}
+        raise RuntimeError("actor died:\n cannot load the model")
+
+    monkeypatch.setattr(distributed, "_pool", pool)
+    rows = parse_rows("\n".join(json.dumps(r) for r in [
+        {"id": "a", "video": "v.mp4", "question": "q"}, {"id": "b", "video": "v.mp4"},
+        {"id": "c", "video": "v.mp4", "question": "q"}, {"id": "d", "video": "v.mp4", "question": "q"}]))
+    lines = []
+    assert distributed.run_ray(rows, lines.append, load={}, defaults={}) == 4
+    got = [json.loads(x) for x in lines]
+    assert [r["id"] for r in got] == ["a", "b", "c", "d"] and got[0]["answer"] == "x"
+    assert "missing field 'question'" in got[1]["error"]
+    assert got[2]["error"] == got[3]["error"] == "not run: actor died: cannot load the model"

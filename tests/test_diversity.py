@@ -70,44 +70,44 @@ def test_cosine_distance_matrix_values():
     assert torch.allclose(d, expected, atol=1e-6)
 
 
-def test_distances_run_with_tf32_off_even_when_the_process_turned_it_on(monkeypatch):
-    """The method's distances are full fp32 products (TF32 off); a process-wide TF32 setting (lmms-eval, a user
-    script) is switched off for the product only and restored after."""
-    seen = []
-    real = torch.Tensor.__matmul__
+def test_cuda_products_run_with_tf32_off_even_when_the_process_turned_it_on(monkeypatch):
+    """The method's distances are full fp32 products (TF32 off): a process-wide TF32 flag is switched off for CUDA
+    products only and restored after; the distances ask for that with their tensors' device."""
+    from seats_cli.selection import diversity
 
-    def spy(a, b):
-        seen.append(torch.get_float32_matmul_precision())
-        return real(a, b)
-
-    before = torch.get_float32_matmul_precision()
-    monkeypatch.setattr(torch.Tensor, "__matmul__", spy)
+    matmul = torch.backends.cuda.matmul
+    before = matmul.allow_tf32
     try:
-        torch.set_float32_matmul_precision("high")  # TF32 on for CUDA fp32 products
-        cosine_distance_matrix(torch.randn(5, 3))
-        assert seen == ["highest"]
-        assert torch.get_float32_matmul_precision() == "high"
+        matmul.allow_tf32 = True
+        with diversity.ieee_fp32_matmul("cuda"):
+            assert matmul.allow_tf32 is False
+        assert matmul.allow_tf32 is True
+        with diversity.ieee_fp32_matmul("cpu"):  # CPU products: nothing to switch
+            assert matmul.allow_tf32 is True
     finally:
-        torch.set_float32_matmul_precision(before)
+        matmul.allow_tf32 = before
+    asked = []
+    real = diversity.ieee_fp32_matmul
+    monkeypatch.setattr(diversity, "ieee_fp32_matmul", lambda device: asked.append(str(device)) or real(device))
+    cosine_distance_matrix(torch.randn(5, 3))
+    assert asked == ["cpu"]
 
 
 def test_tf32_set_through_the_newer_api_is_switched_off_through_it_too():
-    """A process that set ``torch.backends.cuda.matmul.fp32_precision`` (torch >= 2.9) makes the legacy getter
-    raise; the distances then use the newer setting (run in a child process: torch remembers the mix)."""
+    """A process that set ``torch.backends.cuda.matmul.fp32_precision`` (torch >= 2.9) makes the legacy flag
+    raise; the switch then uses the newer setting (run in a child process: torch remembers the mix)."""
     code = (
         "import torch\n"
         "from seats_cli.selection import diversity as d\n"
         "m = torch.backends.cuda.matmul\n"
         "m.fp32_precision = 'tf32'\n"
-        "seen = []\n"
-        "real = torch.Tensor.__matmul__\n"
-        "torch.Tensor.__matmul__ = lambda a, b: seen.append(m.fp32_precision) or real(a, b)\n"
-        "out = d.cosine_distance_matrix(torch.eye(3))\n"
-        "print(seen, m.fp32_precision, out.diagonal().abs().max().item())\n"
+        "with d.ieee_fp32_matmul('cuda'):\n"
+        "    inside = m.fp32_precision\n"
+        "print(inside, m.fp32_precision)\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.split() == ["['ieee']", "tf32", "0.0"]
+    assert res.stdout.split() == ["ieee", "tf32"]
 
 
 def test_hand_example_weighted_vs_unweighted():

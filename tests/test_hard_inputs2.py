@@ -99,36 +99,40 @@ def test_context_check_uses_what_the_llm_receives_and_can_be_overridden(tiny_sea
     assert forced.context["tokens"] == 1223
 
 
-@pytest.mark.parametrize("method, before, want", [("dycoke", 647, 647), ("omnizip", 570, 628),
+@pytest.mark.parametrize("method, before, want", [("dycoke", 647, 647), ("omnizip", 1156, 628),
                                                   ("visionzip", 461, 461), ("visionzip-om", 458, 458),
                                                   ("fastvid", 461, 461), ("random", 463, 463),
                                                   ("divprune", 464, 464)])
 def test_pre_llm_baselines_are_checked_on_what_they_hand_the_llm(tiny_seats, sample_path, monkeypatch, method,
                                                                  before, want):
     """A baseline that selects or merges before layer 0 hands the LLM fewer tokens than the request: the context
-    check counts those before the run (methods.counts: exact, FastVID's an upper bound, OmniZip's an estimate that
-    assumes the same audio share in every chunk), and the record reports what layer 0 received (TRR 0.25 on the
+    check counts those before the run (methods.counts: exact, FastVID's an upper bound; OmniZip's video depends on
+    the content, so the check counts all of it), and the record reports what layer 0 received (TRR 0.25 on the
     sample: 1223 tokens)."""
     import seats_cli.api as api
 
     checked = []
     real = api.check_context
     monkeypatch.setattr(api, "check_context", lambda ctx, *a: checked.append(dict(ctx)) or real(ctx, *a))
-    monkeypatch.setattr(tiny_seats.adapter.text_config, "max_position_embeddings", 1000)  # full (1223) is over
+    monkeypatch.setattr(tiny_seats.adapter.text_config, "max_position_embeddings", 1200)  # full (1223) is over
     r = tiny_seats.ask(sample_path, "What is moving?", method=method, trr=0.25, max_new_tokens=1)
     assert (checked[0]["tokens"], r.context["tokens"]) == (before, want)
     assert want == sum(r.layers[0][k] for k in ("video", "audio", "text"))
 
 
 def test_notes_say_what_the_request_asked_for(tiny_seats, sample_path, tmp_path):
-    """Per-modality ratios are the request (no note about a TRR nobody asked for); a clip without sound is told
-    why table mode misses R; `full` says it used no ratio; an fps above the file's says what was sampled."""
+    """Both per-modality ratios are the request (no note about a TRR nobody asked for), one is said with the TRR
+    that set the other; a clip without sound is told why table mode misses R; `full` says it used no ratio; an fps
+    above the file's says what was sampled."""
     from media_factory import make_clip
 
     ask = tiny_seats.ask
+    r = ask(sample_path, "What is moving?", video_trr=0.5, audio_trr=0.2, max_new_tokens=1)
+    assert [n for n in r.notes if "requested" in n] == [
+        f"requested --video-trr 0.5, --audio-trr 0.2: overall retention achieved {r.schedule['achieved_trr']:.3f}"]
     r = ask(sample_path, "What is moving?", video_trr=0.5, max_new_tokens=1)
     assert [n for n in r.notes if "requested" in n] == [
-        f"requested --video-trr 0.5: overall retention achieved {r.schedule['achieved_trr']:.3f}"]
+        f"requested TRR 0.35 with --video-trr 0.5, achieved {r.schedule['achieved_trr']:.3f}"]
     silent = make_clip(tmp_path / "silent.mp4", width=96, height=54, fps=4, seconds=4.0, audio_rate=None)
     r = ask(silent, "What is moving?", max_new_tokens=1)
     assert r.tokens["audio"] == 0
@@ -138,7 +142,8 @@ def test_notes_say_what_the_request_asked_for(tiny_seats, sample_path, tmp_path)
     r = ask(sample_path, "What is moving?", method="full", trr=0.2, max_new_tokens=1)
     assert "--method full prunes nothing: the requested retention ratios were not used" in r.notes
     r = ask(silent, "What is moving?", fps=100, max_new_tokens=1)  # 16 frames at 4 fps
-    assert "--fps 100 is above the video's 4 fps: sampled 16 of its 16 frames (4 fps)" in r.notes
+    assert ("sampling at 100 fps asks for more frames than the video's 4 fps has: sampled 16 of its 16 frames "
+            "(4 fps)") in r.notes
 
 
 def test_the_json_record_carries_the_context(sample_path):

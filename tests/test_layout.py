@@ -24,7 +24,8 @@ def test_chunk_ranges_equal_the_processors(tiny_seats, seed):
 
 
 @pytest.mark.parametrize("told", ["sampled", "official"])
-@pytest.mark.parametrize("fps, frames, seconds", [(2.0, 12, 6.0), (0.5, 20, 40.0), (0.25, 8, 32.0), (1.9, 10, 5.26)])
+@pytest.mark.parametrize("fps, frames, seconds", [(2.0, 12, 6.0), (0.5, 20, 40.0), (0.25, 8, 32.0), (1.9, 10, 5.26),
+                                                  (4.0, 16, 4.0)])
 def test_layout_windows_are_the_processors_chunks(tiny_seats, fps, frames, seconds, told):
     """Below 1 fps a 2-frame grid spans more than a 2-s chunk; the processor then moves its cut by one chunk
     per token, so some windows hold a single video token. The layout must mirror that exactly. With
@@ -50,6 +51,8 @@ def test_layout_windows_are_the_processors_chunks(tiny_seats, fps, frames, secon
     assert [(w.video_total, w.audio_total) for w in layout.windows] == want
     if told == "official" and fps == 0.5:  # 10 grids of 4 tokens, 1000 audio tokens: no fragments, audio surplus
         assert want == [(8, 50)] * 5 + [(0, 50)] * 15
+    if told == "official" and fps == 4.0:  # 8 grids taken for 1 s each on a 4 s clip: the last chunk ends at 8 s
+        assert [(w.start_s, w.end_s) for w in layout.windows] == [(0.0, 2.0), (2.0, 4.0), (4.0, 6.0), (6.0, 8.0)]
     # and each window's runs are the interleaved runs of the sequence, in order
     for w in layout.windows:
         if w.video:

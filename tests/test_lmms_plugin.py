@@ -31,6 +31,10 @@ def test_model_args_are_typed_and_checked(lm):
 
     with pytest.raises(ValueError, match="unknown model_args bogus"):
         get_model("seats").create_from_arg_string(ARGS + ",bogus=1")
+    told = get_model("seats").create_from_arg_string(ARGS + ",processor_fps=official")
+    assert told.options["processor_fps"] == "official"  # as the authors' wrappers: the processor is told no fps
+    with pytest.raises(ValueError, match="--processor-fps 'x' is not one of: sampled, official"):
+        get_model("seats").create_from_arg_string(ARGS + ",processor_fps=x")
 
 
 def test_generate_until_answers_like_seats_ask(lm, tmp_path):

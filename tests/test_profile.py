@@ -197,7 +197,7 @@ def test_measured_mode_on_tiny(sample_path, tiny_dir):
     (["--source-height", "0"], "error: --source-height must be at least 1 (got 0)"),
     (["--decode-tokens", "0"], "error: --decode-tokens must be at least 1 (got 0)"),
     (["--warmup", "-1"], "error: --warmup must be at least 0 (got -1)"),
-    (["--seed", "99999999999999999999"], "error: --seed 99999999999999999999 must be a whole number in 0..2^63-1"),
+    (["--seed", "99999999999999999999"], "error: --seed 99999999999999999999 must be a whole number in -2^63..2^63-1"),
 ])
 def test_profile_options_name_themselves_when_out_of_range(args, line):
     res = CliRunner().invoke(app, ["profile", "--analytic", "--frames", "8", *args])
@@ -214,3 +214,13 @@ def test_an_analytic_request_over_the_context_says_so():
            f"pruning is SEATS@0.1: {first} (`seats ask` refuses what is over, unless --allow-long-context)" in d["notes"]
     small = run_json("profile", "--analytic", "--config", "qwen2.5-omni-7b", "--frames", "8", "--json")
     assert not any("context" in note for note in small["notes"])
+
+
+def test_an_analytic_request_whose_time_ids_pass_the_context_says_so():
+    """An hour of video in 128 frames fits in tokens, but its temporal ids (25 per second) do not: `ask` refuses it
+    on the largest position id, and the analytic profile says so: (64 - 1) grids x 56.34 s x 25 = 88732, + 100."""
+    d = run_json("profile", "--analytic", "--config", "qwen2.5-omni-7b", "--frames", "128", "--fps", "0.0355",
+                 "--audio-seconds", "300", "--text-tokens", "100", "--json")
+    assert d["input"]["tokens"]["total"] < 32768
+    assert d["notes"] == ["the largest position id is about 88832 (time ids of 64 grids over 3605.63 s), over "
+                          "qwen2.5-omni-7b's context of 32768: `seats ask` refuses it unless --allow-long-context"]

@@ -169,6 +169,12 @@ def test_processor_fps_official_gives_the_authors_runs(adapter, sample_path, one
     assert runs["sampled"] == [(144, 13, float(j), float(j + 1)) for j in range(6)]
     assert runs["official"] == [(144, 26, 0.0, 2.0), (144, 26, 2.0, 4.0), (144, 26, 4.0, 6.0), (432, 0, 6.0, 12.0)]
     assert runs["sampled stage I"] == runs["official stage I"]
+    # media decoded by the caller, told otherwise by the request: one retold copy, reused by the next question
+    media = seats.decode(sample_path)
+    first = seats.ask(media, QUESTION, processor_fps="official", max_new_tokens=1)
+    again = seats.ask(media, "And the sound?", processor_fps="official", max_new_tokens=1)
+    assert first.media["processor_fps"] == again.media["processor_fps"] == "official"
+    assert again.reused == {"decode": True, "encoders": True, "prefetched": False}
 
 
 @pytest.mark.parametrize("args, line", [

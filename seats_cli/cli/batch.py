@@ -106,7 +106,7 @@ def batch(
     if to_file:
         check_writable(Path(out))
         if source not in (None, "-") and Path(source).exists() and Path(out).exists() \
-                and Path(out).resolve() == Path(source).resolve():
+                and os.path.samefile(out, source):  # the same file under any name (links, case)
             raise UsageProblem(f"--out {out} is the input file: the answers would overwrite the questions")
     rows = runner.check_unique_ids(runner.read_jsonl(source or "-"))
     ignored = sorted({key for row in rows for key in row.ignored})

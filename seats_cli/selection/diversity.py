@@ -26,6 +26,7 @@ Semantic notes (as the authors' code unless said):
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
@@ -43,42 +44,44 @@ __all__ = [
 ]
 
 
+_TF32_LOCK = threading.Lock()  # the switch below is process-wide: one selection at a time flips and restores it
+
+
 @contextmanager
-def ieee_fp32_matmul() -> Iterator[None]:
-    """fp32 matrix products in full precision inside the block (TF32 off, as the method requires), whatever the
-    process chose (an evaluation harness or a user script may turn TF32 on); the setting is restored after."""
-    try:
-        before = torch.get_float32_matmul_precision()  # the legacy setting; raises once the newer one was used
-    except RuntimeError:
-        before = None
-    if before is None:  # the process set torch.backends.cuda.matmul.fp32_precision: keep to that API (torch
-        # refuses a mix of the two)
-        matmul = torch.backends.cuda.matmul
-        before = matmul.fp32_precision
-        if before == "ieee":
-            yield
+def ieee_fp32_matmul(device: torch.device | str = "cuda") -> Iterator[None]:
+    """CUDA fp32 matrix products without TF32 inside the block, as the method requires, whatever the process chose
+    (an evaluation harness or a user script may turn TF32 on); only the CUDA matmul setting is touched, through the
+    API the process used (torch refuses a mix of its legacy flag and the newer ``fp32_precision``), and restored
+    after. CPU products are full fp32 unless a process asked oneDNN otherwise: nothing to switch there."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    with _TF32_LOCK:
+        try:
+            legacy = matmul.allow_tf32  # raises once the newer setting was used
+        except RuntimeError:
+            legacy = None
+        if legacy is not None:
+            matmul.allow_tf32 = False
+            try:
+                yield
+            finally:
+                matmul.allow_tf32 = legacy
             return
+        before = matmul.fp32_precision
         matmul.fp32_precision = "ieee"
         try:
             yield
         finally:
             matmul.fp32_precision = before
-        return
-    if before == "highest":
-        yield
-        return
-    torch.set_float32_matmul_precision("highest")
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(before)
 
 
 def cosine_distance_matrix(features: torch.Tensor) -> torch.Tensor:
     """Pairwise ``1 - cos`` in fp32 (TF32 off) for features of shape ``[..., w, d]`` → ``[..., w, w]``."""
     f = features.float()
     normed = f / (f.norm(dim=-1, keepdim=True) + 1e-8)
-    with ieee_fp32_matmul():
+    with ieee_fp32_matmul(normed.device):
         return 1.0 - normed @ normed.transpose(-1, -2)
 
 
