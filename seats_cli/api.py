@@ -33,12 +33,12 @@ TINY_NOTE = "tiny random-weight model: answers are meaningless (use a real check
 
 def retention_note(requested: float, achieved: float, ratio_mode: str, method: str,
                    prunes: bool = True, *, video_trr: float | None = None, audio_trr: float | None = None,
-                   has_audio: bool = True) -> str | None:
+                   has_audio: bool = True, trr_given: float | None = None) -> str | None:
     """A note when the achieved layer-mean retention differs from the requested TRR by more than 0.02 (with
     --video-trr/--audio-trr given, the request is those ratios: the overall one follows from them)."""
     if video_trr is not None and audio_trr is not None:  # the request is the two ratios: no overall TRR was asked
         return (f"requested --video-trr {video_trr:g}, --audio-trr {audio_trr:g}: overall retention achieved "
-                f"{achieved:.3f}")
+                f"{achieved:.3f}" + (f" (--trr {trr_given:g} not used)" if trr_given is not None else ""))
     if abs(achieved - requested) <= 0.02:
         return None
     given = next((f" with {name} {value:g}" for name, value in (("--video-trr", video_trr),
@@ -243,7 +243,7 @@ class Seats:
                                          "achieved_audio_trr": achieved["audio"]}
             note = None if achieved["overall"] is None or method_notes else retention_note(
                 plan.trr, achieved["overall"], plan.ratio_mode, opts.method, getattr(plan, "prunes", True),
-                video_trr=opts.video_trr, audio_trr=opts.audio_trr, has_audio=layout.n_audio > 0)
+                video_trr=opts.video_trr, audio_trr=opts.audio_trr, has_audio=layout.n_audio > 0, trr_given=opts.trr)
             if note:
                 notes.append(note)
         if opts.method == "full" and any(x is not None for x in (opts.trr, opts.video_trr, opts.audio_trr)):

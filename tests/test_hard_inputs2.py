@@ -130,6 +130,10 @@ def test_notes_say_what_the_request_asked_for(tiny_seats, sample_path, tmp_path)
     r = ask(sample_path, "What is moving?", video_trr=0.5, audio_trr=0.2, max_new_tokens=1)
     assert [n for n in r.notes if "requested" in n] == [
         f"requested --video-trr 0.5, --audio-trr 0.2: overall retention achieved {r.schedule['achieved_trr']:.3f}"]
+    r = ask(sample_path, "What is moving?", trr=0.3, video_trr=0.5, audio_trr=0.2, max_new_tokens=1)
+    assert [n for n in r.notes if "requested" in n] == [
+        f"requested --video-trr 0.5, --audio-trr 0.2: overall retention achieved {r.schedule['achieved_trr']:.3f} "
+        "(--trr 0.3 not used)"]
     r = ask(sample_path, "What is moving?", video_trr=0.5, max_new_tokens=1)
     assert [n for n in r.notes if "requested" in n] == [
         f"requested TRR 0.35 with --video-trr 0.5, achieved {r.schedule['achieved_trr']:.3f}"]

@@ -224,3 +224,11 @@ def test_an_analytic_request_whose_time_ids_pass_the_context_says_so():
     assert d["input"]["tokens"]["total"] < 32768
     assert d["notes"] == ["the largest position id is about 88832 (time ids of 64 grids over 3605.63 s), over "
                           "qwen2.5-omni-7b's context of 32768: `seats ask` refuses it unless --allow-long-context"]
+
+
+def test_a_trr_overridden_by_both_ratios_says_it_was_not_used():
+    d = run_json("profile", "--analytic", "--frames", "8", "--audio-seconds", "4", "--trr", "0.3", "--video-trr",
+                 "0.5", "--audio-trr", "0.2", "--json")
+    assert ("--trr 0.3 not used: --video-trr and --audio-trr set both ratios (the runs' TRR label is only their "
+            "name)") in d["notes"]
+    assert (d["schedule"]["video_trr"], d["schedule"]["audio_trr"]) == (0.5, 0.2)

@@ -109,6 +109,9 @@ def profile(
                                        decode_tokens=decode_tokens, decode_mode=decode_mode,
                                        load=dict(device=device, dtype=dtype, attn_implementation=attn_implementation,
                                                  revision=revision, local_files_only=local_files_only))
+    if trr and video_trr is not None and audio_trr is not None:  # the two ratios are the request
+        result.notes.append(f"--trr {', '.join(f'{x:g}' for x in trr)} not used: --video-trr and --audio-trr set "
+                            "both ratios (the runs' TRR label is only their name)")
     if json_out:
         print_json(result.to_dict())
     else:
