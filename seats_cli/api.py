@@ -282,8 +282,8 @@ class Seats:
 
     def prefetch(self, video: str | os.PathLike, **options) -> bool:
         """Start decoding ``video`` (a path) in a background thread for a coming :meth:`ask` about it with the
-        same media options (fps, max_frames, frame_sizing, processor_fps): that ask then waits only for what is left of the decode
-        (its ``latency_ms.media``; ``reused.prefetched``), while the caller goes on — ``seats batch`` decodes the
+        same media options (fps, max_frames, frame_sizing, processor_fps): that ask then waits only for what is left
+        of the decode (its ``latency_ms.media``; ``reused.prefetched``), while the caller goes on — ``seats batch`` decodes the
         next row's file while the model answers the current row. At most ``Prefetcher.AHEAD`` decodes wait to be
         asked for (the oldest is stopped and dropped); :meth:`close` (or ``with Seats(...) as s``) stops them all —
         without it, a process that ends waits for the decodes under way. Returns whether a decode was started; never

@@ -127,6 +127,7 @@ def frame_policy(config: ModelConfig, fps: float | None = None, max_frames: int 
     return FramePolicy(**(base | {k: v for k, v in given if v is not None}))
 
 
-__all__ = ["check_text", "CHOICES", "KV_POLICIES", "METHODS", "PROCESSOR_FPS", "RATIO_MODES", "SALIENCY_SPANS", "SCORE_LAYERS",
+__all__ = ["check_text", "CHOICES", "KV_POLICIES", "METHODS", "PROCESSOR_FPS", "RATIO_MODES", "SALIENCY_SPANS",
+           "SCORE_LAYERS",
            "RequestOptions",
            "check_choice", "check_ratio", "frame_policy"]

@@ -18,7 +18,8 @@ from seats_cli.cli.common import (
     AttnOpt, AudioTrrOpt, ConfigOpt, DecodeModeOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt,
     KvOpt, LocalOnlyOpt, LongContextOpt, MaxFramesOpt, MaxNewOpt, MethodOpt, ModelOpt, ProcessorFpsOpt, QuietOpt,
     RatioModeOpt, RevisionOpt, SaliencySpanOpt, ScoreLayerOpt, SeedOpt, TrrOpt, UsageProblem, VideoTrrOpt, app,
-    check_load_options, check_request_options, check_writable, fail, guarded, quiet_libraries, show_progress, status, stderr,
+    check_load_options, check_request_options, check_writable, fail, guarded, quiet_libraries, show_progress, status,
+    stderr,
 )
 
 SIGPIPE_EXIT = 141  # what a shell reports for a process killed by SIGPIPE (`seats batch ... | head -1`)
