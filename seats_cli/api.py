@@ -25,7 +25,7 @@ from seats_cli.methods import SeatsPlan, build_pruner
 from seats_cli.models import load_model
 from seats_cli.prefetch import Prefetcher, file_key
 from seats_cli.report import AskResult, layer_rows, stage1_reports, window_reports
-from seats_cli.request import RequestOptions, check_text
+from seats_cli.request import RequestOptions, check_load_options, check_text
 from seats_cli.schedule import achieved_retention
 
 TINY_NOTE = "tiny random-weight model: answers are meaningless (use a real checkpoint for real answers)"
@@ -114,6 +114,7 @@ class Seats:
                  revision: str | None = None, local_files_only: bool = False,
                  cache_dir: str | os.PathLike | None = None, device_map: str | None = None,
                  reuse_media: bool = True, decode_mode: str = "auto", prefetcher: Prefetcher | None = None):
+        check_load_options(device, dtype, attn_implementation, device_map, decode_mode)  # as the CLI: ConfigError
         self.config = config if isinstance(config, ModelConfig) else resolve_config(model, config)
         t0 = time.perf_counter()
         self.adapter = load_model(model, config=self.config, device=device, dtype=dtype,
@@ -149,10 +150,21 @@ class Seats:
         self.decode_mode = decode_mode_for(adapter, decode_mode)
         return self
 
-    def decode(self, video: str | os.PathLike, options: RequestOptions | None = None) -> DecodedMedia:
-        """Decode and validate a video with this model's media policy (and the request's overrides): the last
-        decoded file's media when it is the same unchanged file (``reuse_media``), a :meth:`prefetch`'s result
-        when one was started for it (its ``decode_ms`` then the time waited for it), else a decode now."""
+    def decode(self, video: str | os.PathLike, options: RequestOptions | None = None, **given) -> DecodedMedia:
+        """Decode and validate a video with this model's media policy (and the request's overrides, a
+        ``RequestOptions`` or the keyword options of :meth:`ask`): the last decoded file's media when it is the same
+        unchanged file (``reuse_media``), a :meth:`prefetch`'s result when one was started for it (its ``decode_ms``
+        then the time waited for it), else a decode now. Raises ConfigError or MediaError."""
+        if given:
+            if options is not None:
+                raise ConfigError("give a RequestOptions or keyword options, not both")
+            unknown = set(given) - set(RequestOptions.names())
+            if unknown:
+                raise ConfigError(f"unknown option(s) {', '.join(sorted(unknown))}; "
+                                  f"known: {', '.join(RequestOptions.names())}")
+            options = RequestOptions(**{k: v for k, v in given.items() if v is not None})
+        if options is not None and not isinstance(options, RequestOptions):
+            raise ConfigError(f"options must be a RequestOptions, got {type(options).__name__}")
         options = (options or RequestOptions()).check(self.config)
         media, _, waited = self._media(os.fspath(video), options.frame_policy(self.config))
         # a prefetched file cost the caller only the wait (the ask about it charges ``decode_ms`` to its request)
@@ -164,8 +176,10 @@ class Seats:
 
         ``options`` are those of :class:`~seats_cli.request.RequestOptions` (method, trr, video_trr, audio_trr,
         fps, max_frames, max_new_tokens, seed, kv_policy, score_layer, ratio_mode, saliency_span, frame_sizing,
-        processor_fps);
-        None or absent means the preset's default."""
+        processor_fps, allow_long_context); None or absent means the preset's default. Media given as such keep the
+        sampling they were decoded with (only ``processor_fps`` can be told otherwise). Raises ConfigError (a bad
+        option or question; ContextTooLong over the model's context) or MediaError (a file that cannot be
+        decoded)."""
         t_start = time.perf_counter()
         question = check_question(question)
         unknown = set(options) - set(RequestOptions.names())

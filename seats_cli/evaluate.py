@@ -119,8 +119,31 @@ class EvalSettings:
         return dict(self.__dict__)
 
 
-def row_key(qid: str, method: str, trr: float | None) -> str:
-    return json.dumps([str(qid), method, trr])
+def row_key(qid: str, method: str, trr: float | None, benchmark: str | None = None) -> str:
+    """One row per (question, method, TRR) — and benchmark, where files of several are read together."""
+    return json.dumps([str(qid), method, trr] + ([benchmark] if benchmark else []))
+
+
+def settings_differences(path: str | Path, settings: "EvalSettings") -> list[str]:
+    """What differs between ``settings`` and those saved in the rows of an output file (``--resume`` continues a
+    file only with the settings that made it): "model: tiny (file) vs synthetic (now)", one per setting."""
+    now = settings.to_dict()
+    seen: dict[str, set] = {}
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        stored = r.get("settings") if isinstance(r, dict) else None
+        if isinstance(stored, dict):
+            for k, v in stored.items():
+                if k in now and v != now[k]:
+                    seen.setdefault(k, set()).add(json.dumps(v))
+    return [f"{k}: {', '.join(sorted(v))} (file) vs {json.dumps(now[k])} (now)" for k, v in sorted(seen.items())]
 
 
 def shard_of(questions: list, shard: tuple[int, int] | None) -> list:
@@ -248,7 +271,7 @@ def read_results(paths) -> list[dict]:
             if isinstance(r, dict) and "item" in r and "id" not in r and "method" in r:
                 r = _from_synthetic(r)
             if isinstance(r, dict) and "id" in r and "method" in r:
-                rows[row_key(r["id"], r["method"], r.get("trr"))] = r
+                rows[row_key(r["id"], r["method"], r.get("trr"), r.get("benchmark"))] = r
     return list(rows.values())
 
 
@@ -263,7 +286,10 @@ def _from_synthetic(r: dict) -> dict:
 def benchmark_summary(rows: list[dict]) -> dict:
     """Per (method, TRR): questions, accuracy overall and per category, unparsable answers, errors, relative
     accuracy vs ``full`` on the questions both answered, mean FLOPs reduction, mean prefill ms, mean achieved TRR."""
-    full = {r["id"]: bool(r.get("correct")) for r in rows if r["method"] == "full" and "error" not in r}
+    def question(r: dict) -> tuple:  # files of several benchmarks read together may share ids
+        return r.get("benchmark"), str(r["id"])
+
+    full = {question(r): bool(r.get("correct")) for r in rows if r["method"] == "full" and "error" not in r}
     groups: dict = defaultdict(list)
     for r in rows:
         groups[(r["method"], r.get("trr"))].append(r)
@@ -273,8 +299,8 @@ def benchmark_summary(rows: list[dict]) -> dict:
         cats: dict = defaultdict(list)
         for r in ok:
             cats[r.get("category") or "-"].append(bool(r["correct"]))
-        both = [r for r in ok if r["id"] in full]
-        full_acc = sum(full[r["id"]] for r in both) / len(both) if both else None
+        both = [r for r in ok if question(r) in full]
+        full_acc = sum(full[question(r)] for r in both) / len(both) if both else None
         acc_both = sum(bool(r["correct"]) for r in both) / len(both) if both else None
 
         def mean(values):
@@ -292,7 +318,7 @@ def benchmark_summary(rows: list[dict]) -> dict:
             "achieved_trr": mean([(r["record"].get("schedule") or {}).get("achieved_trr") for r in ok]),
         })
     out.sort(key=lambda s: (s["method"] != "full", s["method"], -(s["trr"] or 0)))
-    return {"runs": out, "questions": len({r["id"] for r in rows}),
+    return {"runs": out, "questions": len({question(r) for r in rows}),
             "benchmarks": sorted({r.get("benchmark") or "-" for r in rows})}
 
 

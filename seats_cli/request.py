@@ -11,8 +11,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from seats_cli.choices import (FRAME_SIZINGS, KV_POLICIES, METHODS, PROCESSOR_FPS, RATIO_MODES, SALIENCY_SPANS,
-                               SCORE_LAYERS)
+from seats_cli.choices import (ATTN_IMPLEMENTATIONS, DECODE_MODES, DTYPES, FRAME_SIZINGS, KV_POLICIES, METHODS,
+                               PROCESSOR_FPS, RATIO_MODES, SALIENCY_SPANS, SCORE_LAYERS)
 from seats_cli.config import ConfigError, ModelConfig
 from seats_cli.frames import FramePolicy, MediaError
 
@@ -100,6 +100,10 @@ class RequestOptions:
                                                 or not isinstance(self.max_new_tokens, int)
                                                 or self.max_new_tokens < 1):
             raise ConfigError(f"--max-new-tokens {self.max_new_tokens!r} must be a whole number >= 1")
+        limit = config.architecture.max_position_embeddings
+        if limit and self.max_new_tokens is not None and self.max_new_tokens > limit:
+            raise ConfigError(f"--max-new-tokens {self.max_new_tokens} is more than {config.name} can read "
+                              f"({limit} tokens of context)")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not -2**63 <= self.seed < 2**63:
             raise ConfigError(f"--seed {self.seed!r} must be a whole number in -2^63..2^63-1")
         if not isinstance(self.allow_long_context, bool):
@@ -127,7 +131,32 @@ def frame_policy(config: ModelConfig, fps: float | None = None, max_frames: int 
     return FramePolicy(**(base | {k: v for k, v in given if v is not None}))
 
 
+
+def check_load_options(device: str, dtype: str, attn_implementation: str, device_map: str | None = None,
+                       decode_mode: str = "auto") -> None:
+    """Model-loading options, checked before anything is decoded or loaded (what only the loaded model can tell,
+    such as whether its decode step can be captured, is checked once it is loaded: engine.decode_mode_for). The
+    CLI and ``Seats(...)`` both call it: a bad value is a ConfigError with one line naming it."""
+    if device_map not in (None, "auto"):
+        raise ConfigError(f"--device-map {device_map!r} is not one of: auto")
+    if device_map == "auto" and device == "cpu":
+        raise ConfigError("--device-map auto spreads a model over GPUs; it cannot be used with --device cpu")
+    check_choice("dtype", dtype, DTYPES)
+    check_choice("attn_implementation", attn_implementation, ATTN_IMPLEMENTATIONS)
+    if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise ConfigError(f"--device {device!r} is not one of: auto, cpu, cuda, cuda:N")
+    check_choice("decode_mode", decode_mode, DECODE_MODES)
+    if decode_mode == "compiled" and device_map == "auto":
+        raise ConfigError("--decode-mode compiled needs the model on one device (not --device-map auto)")
+    if decode_mode == "cuda-graph" and (device == "cpu" or device_map == "auto"):
+        raise ConfigError("--decode-mode cuda-graph needs the model on one CUDA device"
+                          + (" (not --device cpu)" if device == "cpu" else " (not --device-map auto)"))
+    if decode_mode in ("cuda-graph", "compiled", "static") and attn_implementation == "flash_attention_2":
+        raise ConfigError(f"--decode-mode {decode_mode} passes an additive mask: --attn-implementation sdpa or "
+                          "eager only")
+
+
 __all__ = ["check_text", "CHOICES", "KV_POLICIES", "METHODS", "PROCESSOR_FPS", "RATIO_MODES", "SALIENCY_SPANS",
            "SCORE_LAYERS",
            "RequestOptions",
-           "check_choice", "check_ratio", "frame_policy"]
+           "check_choice", "check_load_options", "check_ratio", "frame_policy"]

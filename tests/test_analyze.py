@@ -99,6 +99,10 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path):
     (["calibrate", "--tolerance", "-1"], "error: --tolerance must be a score difference in [0, 1) (got -1.0)"),
     (["calibrate", "--out", "{tmp}/no/x.yaml"], "error: --out {tmp}/no/x.yaml: no such folder {tmp}/no"),
     (["analyze", "--every", "0"], "error: --every must be at least 1 (got 0)"),
+    (["analyze", "--question", "q"], "error: --benchmark brings its own questions: give it alone, or VIDEO... "
+                                     "--question, or --questions FILE"),
+    (["analyze", "--checkpoint", "{tmp}"], "error: --checkpoint {tmp} is a folder, not a JSONL file"),
+    (["analyze", "--plot", "{tmp}/no/p.png"], "error: --plot {tmp}/no/p.png: no such folder {tmp}/no"),
 ])
 def test_analysis_options_are_checked_before_any_work(tmp_path, monkeypatch, args, line):
     import seats_cli.api

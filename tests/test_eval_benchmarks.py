@@ -329,3 +329,64 @@ def test_report_reads_the_synthetic_benchmarks_rows(tmp_path):
     assert (seats["n"], seats["accuracy"], seats["per_category"]) == (2, 0.5, {"colour": 1.0, "tone": 0.0})
     assert seats["flops_reduction"] == 2.0 and seats["achieved_trr"] == pytest.approx(0.6)
     assert seats["relative_to_full"] == 0.0  # on the one question full answered
+
+
+def test_resume_continues_a_file_only_with_the_settings_that_made_it(tmp_path, clip):
+    root = build("custom", tmp_path / "c", clip)
+    out = tmp_path / "r.jsonl"
+    args = ("eval", "--benchmark", "custom", "--data-dir", root, "--method", "random", "--trr", "0.2")
+    assert run(*args, *TINY, "--out", out).exit_code == 0
+    before = out.read_text()
+    other = [x if x != "2" else "3" for x in TINY]  # --max-new-tokens 3 instead of 2
+    res = run(*args, *other, "--out", out, "--resume")
+    assert res.exit_code == 2 and out.read_text() == before
+    assert res.stderr.strip() == (f"error: --resume: {out} was written with other settings (max_new_tokens: 2 (file) "
+                                  "vs 3 (now)); continue it with those, or give another --out")
+    assert run(*args, *TINY, "--out", out, "--resume").exit_code == 0  # the same settings: nothing left to run
+
+
+def test_report_keeps_benchmarks_apart_when_their_ids_meet(tmp_path):
+    def row(bench, qid, method, correct):
+        return {"benchmark": bench, "id": qid, "method": method, "trr": None if method == "full" else 0.35,
+                "correct": correct, "record": {"flops": {"reduction": 1.0}, "latency_ms": {"prefill": 1.0}}}
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("".join(json.dumps(r) + "\n" for r in [row("custom", "q1", "full", True),
+                                                         row("custom", "q1", "seats", True)]))
+    b.write_text("".join(json.dumps(r) + "\n" for r in [row("videomme", "q1", "full", False),
+                                                         row("videomme", "q1", "seats", False)]))
+    d = json.loads(run("eval", "report", a, b, "--json").stdout)
+    assert d["questions"] == 2 and d["benchmarks"] == ["custom", "videomme"]
+    full = next(r for r in d["runs"] if r["method"] == "full")
+    assert (full["n"], full["accuracy"]) == (2, 0.5)
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--fps", "1"], "error: --fps is for the real benchmarks, not --benchmark synthetic"),
+    (["--ratio-mode", "exact"], "error: --ratio-mode is for the real benchmarks, not --benchmark synthetic"),
+    (["--no-audio"], "error: --no-audio is for the real benchmarks, not --benchmark synthetic"),
+    (["--media-cuts", "x"], "error: --media-cuts must be comma-separated layer numbers, got 'x'"),
+])
+def test_synthetic_eval_refuses_what_it_would_ignore(args, line):
+    res = run("eval", "--benchmark", "synthetic", "--model", UNLOADABLE, *args)
+    assert res.exit_code == 2 and res.stderr.strip() == line
+
+
+@pytest.mark.parametrize("flag, line", [("--fps", "error: --fps must be > 0 (got 0.0)"),
+                                        ("--max-new-tokens", "error: --max-new-tokens 0 must be a whole number >= 1"),
+                                        ("--max-frames", "error: --max-frames must be at least 4 (got 0)")])
+def test_a_zero_is_refused_not_replaced_by_the_default(tmp_path, clip, flag, line):
+    root = build("custom", tmp_path / "c", clip)
+    res = run("eval", "--benchmark", "custom", "--data-dir", root, "--model", UNLOADABLE, flag, "0")
+    assert res.exit_code == 2 and res.stderr.strip() == line
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path):
+    f = tmp_path / "r.jsonl"
+    f.write_text("")
+    res = run("eval", "report", f, "--plot", tmp_path / "no" / "p.png")
+    assert res.exit_code == 2 and res.stderr.strip() == f"error: --plot {tmp_path}/no/p.png: no such folder {tmp_path}/no"
+    res = run("eval", "report", tmp_path)
+    assert res.exit_code == 2 and res.stderr.strip() == f"error: {tmp_path} is a folder, not a results file"
+    res = run("eval", "export-lmms", "--benchmark", "custom", "--data-dir", tmp_path, "--out", f)
+    assert res.exit_code == 2 and res.stderr.strip() == f"error: --out {f} is a file; the task is written into a folder"

@@ -140,6 +140,37 @@ def test_one_validation_for_cli_api_and_rows(tiny_seats, sample_path):
         tiny_seats.ask(sample_path, "q", trr_video=0.2)
 
 
+def test_the_library_raises_its_exported_errors_with_one_line(tiny_seats, sample_path):
+    """What Seats raises is exported from the package: ConfigError for any bad option (the load options too, as
+    the CLI checks them), MediaError for a file; decode takes ask's keyword options."""
+    import seats_cli
+    from seats_cli import ConfigError, ContextTooLong, MediaError, ModelLoadError, Seats
+
+    assert {"ConfigError", "ContextTooLong", "MediaError", "ModelLoadError"} <= set(seats_cli.__all__)
+    assert issubclass(ContextTooLong, ConfigError) and issubclass(ModelLoadError, RuntimeError)
+    with pytest.raises(ConfigError, match=r"^--device 'bogus' is not one of: auto, cpu, cuda, cuda:N$"):
+        Seats("tiny", device="bogus")
+    with pytest.raises(ConfigError, match=r"^--max-new-tokens 1000000000000 is more than tiny can read "
+                                          r"\(32768 tokens of context\)$"):
+        tiny_seats.ask(sample_path, "q", max_new_tokens=10**12)
+    assert len(tiny_seats.decode(sample_path, max_frames=4).frame_indices) == 4
+    with pytest.raises(ConfigError, match="^unknown option"):
+        tiny_seats.decode(sample_path, frames=4)
+    with pytest.raises(MediaError):
+        tiny_seats.decode(sample_path.parent / "missing.mp4")
+
+
+def test_tables_sent_to_a_file_keep_every_cell(tmp_path):
+    """Written to a pipe or a file (not a terminal, no COLUMNS), a table is not cut to 80 columns."""
+    rows = [{"benchmark": "custom", "id": "q1", "method": m, "trr": t, "correct": True,
+             "record": {"flops": {"reduction": 2.5}, "latency_ms": {"prefill": 12.0}}}
+            for m, t in (("full", None), ("random", 0.25), ("random", 0.125))]
+    f = tmp_path / "r.jsonl"
+    f.write_text("".join(__import__("json").dumps(r) + "\n" for r in rows))
+    out = CliRunner().invoke(app, ["eval", "report", str(f)], env={"COLUMNS": None}).stdout
+    assert "random@0.25" in out and "random@0.125" in out and "…" not in out
+
+
 @pytest.mark.parametrize("installed, ok", [("5.24.0", True), ("5.0.0.dev0", True), ("4.57.1", False),
                                            ("6.0.0", False)])
 def test_transformers_version_is_checked_with_a_clear_message(installed, ok):

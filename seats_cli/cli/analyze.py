@@ -75,6 +75,11 @@ def _run(model, device, dtype, videos, question, questions, benchmark, n, bench_
     for flag, value in (("--every", every), ("--n", n), ("--limit", limit)):
         if value is not None and value < 1:
             raise UsageProblem(f"{flag} must be at least 1 (got {value})")
+    if benchmark and (question or videos or questions):
+        raise UsageProblem("--benchmark brings its own questions: give it alone, or VIDEO... --question, or "
+                           "--questions FILE")
+    if checkpoint is not None and checkpoint.is_dir():
+        raise UsageProblem(f"--checkpoint {checkpoint} is a folder, not a JSONL file")
     if benchmark and benchmark != "synthetic":
         from seats_cli import benchmarks as bm
 
@@ -153,6 +158,8 @@ def analyze(
 ) -> None:
     """Per decoder layer: the attention mass the last prompt token puts on video, audio and text, and the answers'
     score when all video, all audio or both are dropped from that layer on."""
+    if plot is not None:
+        check_writable(plot, "--plot")
     _, result = _run(model, device, dtype, videos, question, questions, benchmark, n, bench_seed, every, quiet,
                      data_dir, limit, checkpoint)
     if plot is not None:

@@ -27,6 +27,7 @@ def _root() -> None:
 
 
 stdout = Console(soft_wrap=True)
+PIPE_WIDTH = 200  # table width when stdout is not a terminal (a file, a pipe) and COLUMNS is unset
 stderr = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-Omni-7B"
@@ -78,6 +79,9 @@ def guarded(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        # tables written to a file or a pipe get room for every cell (rich would cut them to 80 columns, eliding
+        # numbers and labels); a terminal or COLUMNS keeps its own width
+        stdout.width = None if stdout.is_terminal or os.environ.get("COLUMNS") else PIPE_WIDTH
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
@@ -183,6 +187,11 @@ LongContextOpt = typer.Option(False, "--allow-long-context",
                               help="Run even when the LLM input exceeds the model's context length.")
 
 
+from seats_cli import request as _request  # noqa: E402
+
+check_load_options = _request.check_load_options  # one place (seats_cli.request) for the CLIs and Seats(...)
+
+
 def check_writable(path, flag: str = "--out") -> None:
     """A file this command will write: not a folder, in a folder that exists, writable (checked before any work)."""
     from pathlib import Path
@@ -204,26 +213,3 @@ def check_request_options(cfg, d: dict) -> None:
     RequestOptions(**{k: v for k, v in d.items() if v is not None}).check(cfg)
 
 
-def check_load_options(device: str, dtype: str, attn_implementation: str, device_map: str | None = None,
-                       decode_mode: str = "auto") -> None:
-    """Model-loading options, checked before anything is decoded or loaded (what only the loaded model can tell,
-    such as whether its decode step can be captured, is checked once it is loaded: engine.decode_mode_for)."""
-    from seats_cli.request import check_choice
-
-    if device_map not in (None, "auto"):
-        raise UsageProblem(f"--device-map {device_map!r} is not one of: auto")
-    if device_map == "auto" and device == "cpu":
-        raise UsageProblem("--device-map auto spreads a model over GPUs; it cannot be used with --device cpu")
-    check_choice("dtype", dtype, choices.DTYPES)
-    check_choice("attn_implementation", attn_implementation, choices.ATTN_IMPLEMENTATIONS)
-    if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
-        raise UsageProblem(f"--device {device!r} is not one of: auto, cpu, cuda, cuda:N")
-    check_choice("decode_mode", decode_mode, choices.DECODE_MODES)
-    if decode_mode == "compiled" and device_map == "auto":
-        raise UsageProblem("--decode-mode compiled needs the model on one device (not --device-map auto)")
-    if decode_mode == "cuda-graph" and (device == "cpu" or device_map == "auto"):
-        raise UsageProblem("--decode-mode cuda-graph needs the model on one CUDA device"
-                           + (" (not --device cpu)" if device == "cpu" else " (not --device-map auto)"))
-    if decode_mode in ("cuda-graph", "compiled", "static") and attn_implementation == "flash_attention_2":
-        raise UsageProblem(f"--decode-mode {decode_mode} passes an additive mask: --attn-implementation sdpa or "
-                           "eager only")

@@ -103,12 +103,17 @@ def eval_(
                      device_map, dtype, attn_implementation, seed, json_out, quiet,
                      ray=dict(workers=workers, gpus_per_worker=gpus_per_worker, address=address)
                      if backend == "ray" else None)
+    # the synthetic clips, prompts and answers are fixed by the benchmark: an option that would change them is refused
+    # rather than silently ignored
     for name, given in (("--data-dir", data_dir), ("--limit", limit), ("--shard", shard), ("--template", template),
-                        ("--system-prompt", system_prompt)):
+                        ("--system-prompt", system_prompt), ("--fps", fps), ("--max-frames", max_frames),
+                        ("--max-new-tokens", max_new_tokens), ("--ratio-mode", ratio_mode),
+                        ("--revision", revision)):
         if given is not None:
             raise UsageProblem(f"{name} is for the real benchmarks, not --benchmark synthetic")
-    if resume:
-        raise UsageProblem("--resume is for the real benchmarks, not --benchmark synthetic")
+    for name, given in (("--resume", resume), ("--no-audio", no_audio), ("--local-files-only", local_files_only)):
+        if given:
+            raise UsageProblem(f"{name} is for the real benchmarks, not --benchmark synthetic")
     _synthetic(model or "synthetic", config, bench_seed, n, trr, ",".join(names) or SYNTHETIC_METHODS, media_cuts,
                out, write_clips, device, dtype, seed, json_out, quiet, benchmark)
 
@@ -124,6 +129,10 @@ def _synthetic(model, config, bench_seed, n, trr, methods, media_cuts, out, writ
         raise UsageProblem("--n must be at least 1")
     items = ev.synthetic_items(bench_seed, n)
     if write_clips is not None:
+        if write_clips.exists() and not write_clips.is_dir():
+            raise UsageProblem(f"--write-clips {write_clips} is a file, not a folder")
+        if not write_clips.exists() and not write_clips.parent.is_dir():
+            raise UsageProblem(f"--write-clips {write_clips}: no such folder {write_clips.parent}")
         path = ev.write_benchmark(items, write_clips)
         stdout.print(f"wrote {len(items)} clips and {path}")
         return
@@ -133,7 +142,10 @@ def _synthetic(model, config, bench_seed, n, trr, methods, media_cuts, out, writ
     names = [m.strip() for m in methods.split(",") if m.strip()]
     for m in names:
         RequestOptions(method=m)  # validated below against the preset
-    cuts = [int(x) for x in media_cuts.split(",") if x.strip()]
+    try:
+        cuts = [int(x) for x in media_cuts.split(",") if x.strip()]
+    except ValueError:
+        raise UsageProblem(f"--media-cuts must be comma-separated layer numbers, got {media_cuts!r}") from None
     runs = ev.default_runs(names, trrs, cuts)
     check_load_options(device, dtype, "sdpa")
     from seats_cli.config import resolve_config
@@ -250,16 +262,23 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
         shown = ", ".join(str(p) for p in missing[:3])
         raise UsageProblem(f"{len(missing)} video(s) missing under {data_dir} ({shown}{', ...' if len(missing) > 3 else ''})")
     settings = ev.EvalSettings(
-        benchmark=benchmark, model=model, config=cfg.name, revision=revision, fps=fps or spec.fps,
-        max_frames=max_frames or spec.max_frames, use_audio=spec.use_audio and not no_audio,
+        benchmark=benchmark, model=model, config=cfg.name, revision=revision,
+        fps=spec.fps if fps is None else fps, max_frames=spec.max_frames if max_frames is None else max_frames,
+        use_audio=spec.use_audio and not no_audio,
         system_prompt=system_prompt if system_prompt is not None else spec.system_prompt(cfg.system_prompt),
-        template=template or spec.template, max_new_tokens=max_new_tokens or spec.max_new_tokens,
+        template=template or spec.template,
+        max_new_tokens=spec.max_new_tokens if max_new_tokens is None else max_new_tokens,
         ratio_mode=ratio_mode, seed=seed)
     RequestOptions(fps=settings.fps, max_frames=settings.max_frames, max_new_tokens=settings.max_new_tokens,
                    ratio_mode=ratio_mode).check(cfg)
     if "{question}" not in settings.template or "{options}" not in settings.template:
         raise UsageProblem("--template must contain {question} and {options}")
     runs = [ev.Run("full", None)] + [ev.Run(m, t) for t in trrs for m in names]
+    if resume:
+        differ = ev.settings_differences(out, settings)
+        if differ:
+            raise UsageProblem(f"--resume: {out} was written with other settings ({'; '.join(differ)}); "
+                               "continue it with those, or give another --out")
     skip = ev.done_keys(out) if resume else set()
     total = sum(1 for q in questions for r in runs if ev.row_key(q.id, r.method, r.trr) not in skip)
     check_load_options(device, dtype, attn_implementation, device_map)
@@ -359,9 +378,15 @@ def report(
 
     from seats_cli import evaluate as ev
 
+    from seats_cli.cli.common import check_writable
+
     for f in files:
+        if f.is_dir():
+            raise UsageProblem(f"{f} is a folder, not a results file")
         if not f.is_file():
             raise UsageProblem(f"{f}: no such file")
+    if plot is not None:
+        check_writable(plot, "--plot")
     try:
         rows = ev.read_results(files)
     except ValueError as e:
@@ -398,6 +423,10 @@ def export_lmms(
 
     if benchmark not in bm.BENCHMARKS:
         raise UsageProblem(f"--benchmark {benchmark!r} is not one of: {', '.join(bm.BENCHMARKS)}")
+    if out.exists() and not out.is_dir():
+        raise UsageProblem(f"--out {out} is a file; the task is written into a folder")
+    if not out.exists() and not out.parent.is_dir():
+        raise UsageProblem(f"--out {out}: no such folder {out.parent}")
     path, model_args = export(benchmark, data_dir, out)
     stdout.print(f"wrote {path}\nrun: lmms_eval --model seats --model_args pretrained=Qwen/Qwen2.5-Omni-7B,method=seats,"
                  f"trr=0.1,{model_args} --tasks seats_{benchmark} --include_path {out}", markup=False,
