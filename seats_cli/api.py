@@ -25,7 +25,7 @@ from seats_cli.methods import SeatsPlan, build_pruner
 from seats_cli.models import load_model
 from seats_cli.prefetch import Prefetcher, file_key
 from seats_cli.report import AskResult, layer_rows, stage1_reports, window_reports
-from seats_cli.request import RequestOptions, check_load_options, check_text
+from seats_cli.request import RequestOptions, check_load_options, check_text, frame_policy
 from seats_cli.schedule import achieved_retention
 
 TINY_NOTE = "tiny random-weight model: answers are meaningless (use a real checkpoint for real answers)"
@@ -64,6 +64,18 @@ class ContextTooLong(ConfigError):
 
 def check_question(question: str) -> str:
     return check_text(question, "the question")
+
+
+def check_media_policy(decoded, wanted) -> None:
+    """Media decoded by the caller must have been sampled as this request would sample them (this model's frame
+    policy with the request's fps, max_frames and frame_sizing where it gives them; what the processor is told can
+    differ)."""
+    differ = [f"{f.name} {getattr(decoded, f.name)!r} vs {getattr(wanted, f.name)!r}"
+              for f in dataclasses.fields(wanted) if f.name != "processor_fps"
+              and getattr(decoded, f.name) != getattr(wanted, f.name)]
+    if differ:
+        raise ConfigError(f"the media were decoded otherwise than this request asks ({'; '.join(differ)}): decode "
+                          "with this model and the request's options (Seats.decode(path, ...)), or pass the path")
 
 
 PRE_LLM_BASELINES = ("random", "divprune", "dycoke", "visionzip", "visionzip-om", "omnizip", "fastvid")
@@ -189,6 +201,12 @@ class Seats:
         opts = RequestOptions(**{k: v for k, v in options.items() if v is not None}).check(self.config)
         kv_policy = opts.kv_policy or self.config.seats.kv_policy
         _seed_everything(opts.seed)
+        if isinstance(video, DecodedMedia) and video.policy is not None:  # sampled by this model's policy, and
+            # as the request's own fps / max_frames / frame_sizing say where it gives them
+            d = video.policy
+            check_media_policy(d, frame_policy(self.config, d.fps if opts.fps is None else opts.fps,
+                                               d.max_frames if opts.max_frames is None else opts.max_frames,
+                                               d.frame_sizing if opts.frame_sizing is None else opts.frame_sizing))
         if isinstance(video, DecodedMedia) and opts.processor_fps not in (None, video.processor_fps):
             # the request's option wins; one copy per (media, value), so the next question about it reuses its work
             told = self._retold

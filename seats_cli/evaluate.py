@@ -223,7 +223,7 @@ def run_benchmark(seats, questions: list, runs: list[Run], settings: EvalSetting
                 try:
                     r = seats.ask(media, prompt, system_prompt=settings.system_prompt, method=run.method,
                                   trr=run.trr, seed=settings.seed, max_new_tokens=settings.max_new_tokens,
-                                  ratio_mode=settings.ratio_mode)
+                                  ratio_mode=settings.ratio_mode, fps=settings.fps, max_frames=settings.max_frames)
                     letter = extract_letter(r.answer, q.options)
                     row = base | {"letter": letter, "correct": letter == q.answer, "unparsable": letter is None,
                                   "settings": settings.to_dict(), "record": r.to_dict()}

@@ -49,13 +49,15 @@ class FramePolicy:
         def positive(x) -> bool:
             return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
-        if not positive(self.fps):
-            raise MediaError(f"--fps must be > 0 (got {self.fps})")
+        if not positive(self.fps) or isinstance(self.fps, bool):
+            raise MediaError(f"--fps must be a finite number > 0 (got {self.fps!r})")
         for name in ("frame_factor", "image_factor", "min_frames", "min_pixels", "audio_sample_rate"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise MediaError(f"{name} must be a whole number >= 1 (got {getattr(self, name)})")
         lowest = _ceil_by(self.min_frames, self.frame_factor)
-        if not isinstance(self.max_frames, int) or self.max_frames < lowest:
+        if not isinstance(self.max_frames, int) or isinstance(self.max_frames, bool):
+            raise MediaError(f"--max-frames must be a whole number (got {self.max_frames!r})")
+        if self.max_frames < lowest:
             raise MediaError(f"--max-frames must be at least {lowest} (got {self.max_frames})")
         if not (positive(self.max_pixels) and self.max_pixels >= self.min_pixels):
             raise MediaError(f"max_pixels ({self.max_pixels}) must be >= min_pixels ({self.min_pixels})")

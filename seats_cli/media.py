@@ -68,6 +68,7 @@ class DecodedMedia:
     frames_decoded: int = field(default=0, compare=False)  # video frames decoded (fewer than source_frames when
     # only the keyframe runs holding sampled frames were decoded)
     processor_fps: str = "sampled"  # what the processor is told of the time (FramePolicy.processor_fps)
+    policy: FramePolicy | None = field(default=None, compare=False, repr=False)  # what decode_video sampled with
 
     def to_dict(self) -> dict:
         """Metadata only (no arrays), JSON-serialisable."""
@@ -275,7 +276,7 @@ def decode_video(path: str | os.PathLike, policy: FramePolicy = FramePolicy(),
         if _resize_threads(threads) != threads:
             torch.set_num_threads(_resize_threads(threads))
         media = _decode(p, policy, progress, count_first=False)
-        return dataclasses.replace(media, decode_ms=(time.perf_counter() - t0) * 1000)
+        return dataclasses.replace(media, decode_ms=(time.perf_counter() - t0) * 1000, policy=policy)
     except MediaError as e:
         if str(p) in str(e):
             raise

@@ -372,7 +372,7 @@ def test_synthetic_eval_refuses_what_it_would_ignore(args, line):
     assert res.exit_code == 2 and res.stderr.strip() == line
 
 
-@pytest.mark.parametrize("flag, line", [("--fps", "error: --fps must be > 0 (got 0.0)"),
+@pytest.mark.parametrize("flag, line", [("--fps", "error: --fps must be a finite number > 0 (got 0.0)"),
                                         ("--max-new-tokens", "error: --max-new-tokens 0 must be a whole number >= 1"),
                                         ("--max-frames", "error: --max-frames must be at least 4 (got 0)")])
 def test_a_zero_is_refused_not_replaced_by_the_default(tmp_path, clip, flag, line):
@@ -390,3 +390,18 @@ def test_output_paths_are_checked_before_any_work(tmp_path):
     assert res.exit_code == 2 and res.stderr.strip() == f"error: {tmp_path} is a folder, not a results file"
     res = run("eval", "export-lmms", "--benchmark", "custom", "--data-dir", tmp_path, "--out", f)
     assert res.exit_code == 2 and res.stderr.strip() == f"error: --out {f} is a file; the task is written into a folder"
+
+
+@pytest.mark.parametrize("row, why", [
+    ({"options": [f"o{i}" for i in range(30)], "answer": "A"}, "options must be a list of 2 to 26 texts (letters A-Z)"),
+    ({"options": ["yes", "yes"], "answer": "yes"}, "two options have the same text, so an answer could not tell them "
+                                                  "apart"),
+    ({"question": " ", "options": ["a", "b"], "answer": "A"}, "the question is empty"),
+    ({"options": ["a", ""], "answer": "A"}, "an option is empty"),
+])
+def test_custom_rows_a_prompt_cannot_represent_are_refused(tmp_path, row, why):
+    base = {"id": "x", "video": "a.mp4", "question": "What?"}
+    (tmp_path / "questions.jsonl").write_text(json.dumps(base | row) + "\n")
+    with pytest.raises(bm.BenchmarkError) as e:
+        bm.read("custom", tmp_path)
+    assert str(e.value) == f"{tmp_path / 'questions.jsonl'}:1: {why}"

@@ -175,7 +175,10 @@ def test_pixel_cap_shrinks_with_many_frames():
 
 @pytest.mark.parametrize(
     "kwargs, words",
-    [({"fps": 0}, "--fps must be > 0"), ({"fps": -1.0}, "--fps must be > 0"), ({"fps": float("nan")}, "--fps"),
+    [({"fps": 0}, "--fps must be a finite number > 0 (got 0)"), ({"fps": -1.0}, "--fps must be a finite number > 0"),
+     ({"fps": float("nan")}, "--fps"), ({"fps": float("inf")}, "--fps must be a finite number > 0 (got inf)"),
+     ({"fps": "2"}, "--fps must be a finite number > 0 (got '2')"),
+     ({"max_frames": 2.5}, "--max-frames must be a whole number (got 2.5)"),
      ({"max_frames": 3}, "--max-frames must be at least 4"), ({"min_frames": 0}, "min_frames"),
      ({"min_pixels": 10, "max_pixels": 5}, "max_pixels"), ({"max_audio_seconds": 0}, "max_audio_seconds")],
 )

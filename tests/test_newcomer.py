@@ -158,6 +158,12 @@ def test_the_library_raises_its_exported_errors_with_one_line(tiny_seats, sample
         tiny_seats.decode(sample_path, frames=4)
     with pytest.raises(MediaError):
         tiny_seats.decode(sample_path.parent / "missing.mp4")
+    # media decoded by the caller: used as sampled, unless the request's own sampling options say otherwise
+    media = tiny_seats.decode(sample_path, max_frames=4)
+    assert tiny_seats.ask(media, "q", max_new_tokens=1).media["frames"] == 4
+    with pytest.raises(ConfigError, match=r"^the media were decoded otherwise than this request asks \(fps 2.0 vs "
+                                          r"1\): decode with this model"):
+        tiny_seats.ask(media, "q", fps=1, max_new_tokens=1)
 
 
 def test_tables_sent_to_a_file_keep_every_cell(tmp_path):

@@ -30,9 +30,16 @@ def read(folder: Path) -> list[Question]:
         if missing:
             raise BenchmarkError(f"{path}:{n}: missing {', '.join(missing)}")
         opts = row["options"]
-        if not isinstance(opts, list) or len(opts) < 2:
-            raise BenchmarkError(f"{path}:{n}: options must be a list of at least 2 texts")
+        if not isinstance(opts, list) or not 2 <= len(opts) <= 26 or not all(isinstance(o, str) for o in opts):
+            raise BenchmarkError(f"{path}:{n}: options must be a list of 2 to 26 texts (letters A-Z)")
+        if not isinstance(row["question"], str) or not row["question"].strip():
+            raise BenchmarkError(f"{path}:{n}: the question is empty")
         options = tuple(strip_letter(o) for o in opts)
+        if not all(o.strip() for o in options):
+            raise BenchmarkError(f"{path}:{n}: an option is empty")
+        if len(set(options)) < len(options):
+            raise BenchmarkError(f"{path}:{n}: two options have the same text, so an answer could not tell them "
+                                 "apart")
         try:
             answer = gold_letter(row["answer"], options)
         except BenchmarkError as e:
