@@ -59,6 +59,7 @@ def _start(address: str | None, workers: int):
 
     ray = require_ray()
     logging.getLogger("ray").setLevel(logging.ERROR)  # results on stdout, a progress bar on stderr: no Ray chatter
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # Ray Data sets its own level (INFO per execution)
     if not ray.is_initialized():
         kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         if address:

@@ -54,6 +54,9 @@ def test_ray_equals_local_in_input_order(cluster, rows, tmp_path):
     assert "no such file" in b[2]["error"]
     keep = ("answer", "layers", "flops", "method", "tokens")
     assert [{k: r.get(k) for k in keep} for r in a] == [{k: r.get(k) for k in keep} for r in b]
+    import logging  # Ray Data's own INFO lines (one per execution) stay off stderr, after the run too
+
+    assert logging.getLogger("ray.data").getEffectiveLevel() >= logging.ERROR
 
 
 def test_a_killed_worker_is_retried_without_losing_or_duplicating_rows(cluster, rows, tmp_path):
