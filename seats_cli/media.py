@@ -5,12 +5,13 @@ demuxed together. When the sampled frames are sparse (a long clip: 2 fps of 25 f
 video is then decoded only from the keyframe before each sampled frame up to it, without the H.264 pictures
 nothing refers to (seats_cli.keyframe_runs); otherwise every frame is decoded while demuxing. Either way only the
 sampled frames are converted and resized, once each, and the audio is mixed to mono and resampled to 16 kHz by one
-resampler.
+resampler (seats_cli.audio_track).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import os
 import time
@@ -21,6 +22,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from seats_cli.audio_track import DEFAULT_DISPOSITION, AudioCollector, align_audio, pick_audio
+from seats_cli.audio_track import disposition as _disposition
+from seats_cli.audio_track import seconds as _seconds
 from seats_cli.keyframe_runs import SPARSE, decode_runs, plan_runs
 from seats_cli.frames import (  # noqa: F401  (the policy's names are part of this module's API too)
     FramePolicy, MediaError, _ceil_by, _floor_by, _smart_resize, frame_indices, frame_pixel_cap, plan_frames,
@@ -34,12 +38,6 @@ _IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe", "t
                   "j2k_pipe", "pgm_pipe", "ppm_pipe", "pam_pipe", "qoi_pipe", "svg_pipe", "dpx_pipe", "exr_pipe",
                   "gif_pipe", "psd_pipe", "xbm_pipe", "xpm_pipe", "sgi_pipe", "sunrast_pipe", "pcx_pipe"}
 _ATTACHED_PIC = 0x0400  # AV_DISPOSITION_ATTACHED_PIC: cover art, not a video
-
-
-def _disposition(stream) -> int:
-    """A stream's disposition bits: an int on some PyAV versions, a ``Flag`` (no int()) on PyAV 15."""
-    d = getattr(stream, "disposition", 0)
-    return int(getattr(d, "value", d))
 
 
 @dataclass(frozen=True)
@@ -153,42 +151,6 @@ class _FrameSampler:
         self.kept[i] = (_resize(rgb, self.size), t - self.first_t)
 
 
-class _AudioCollector:
-    """Decodes the first audio track to mono float32 at the target rate, keeping a bounded amount."""
-
-    def __init__(self, stream, policy: FramePolicy, video_start: float):
-        import av
-
-        self.time_base, self.rate, self.video_start = stream.time_base, policy.audio_sample_rate, video_start
-        # channels are averaged here (as librosa does), not by the resampler (which weights by 1/sqrt(2))
-        self.resampler = av.AudioResampler(format="fltp", layout=None, rate=self.rate)
-        self.limit = int((policy.max_audio_seconds + 2.0) * self.rate)  # keep the cap + a margin only
-        self.chunks: list[np.ndarray] = []
-        self.samples, self.start, self.full = 0, None, False
-
-    def _push(self, frames) -> None:
-        for out in frames:
-            data = out.to_ndarray().astype(np.float32, copy=False)  # planar: (channels, samples)
-            mono = data.mean(axis=0) if data.shape[0] > 1 else data[0]
-            self.chunks.append(np.ascontiguousarray(mono, dtype=np.float32))
-            self.samples += mono.shape[0]
-
-    def add(self, frame) -> None:
-        if self.full:
-            return
-        if self.start is None:
-            start = _seconds(frame.pts, self.time_base or frame.time_base)
-            self.start = self.video_start if start is None else start
-            self.limit += max(0, int((self.video_start - self.start) * self.rate))
-        self._push(self.resampler.resample(frame))
-        self.full = self.samples >= self.limit
-
-    def finish(self) -> np.ndarray | None:
-        if not self.full and self.start is not None:
-            self._push(self.resampler.resample(None))
-        return np.concatenate(self.chunks) if self.chunks else None
-
-
 def _quarter_turns(frame) -> int:
     """Counterclockwise quarter turns that bring a decoded frame upright (its display matrix; phone videos)."""
     try:
@@ -196,19 +158,6 @@ def _quarter_turns(frame) -> int:
     except (TypeError, ValueError):
         return 0
     return int(round(degrees / 90.0)) % 4
-
-
-def _pick_audio(streams):
-    """The default-disposition audio stream, else the first; None without audio."""
-    if not streams:
-        return None
-    default = [s for s in streams if _disposition(s) & 0x0001]  # AV_DISPOSITION_DEFAULT
-    return (default or list(streams))[0]
-
-
-def _seconds(value, time_base) -> float | None:
-    t = float(value * time_base) if value is not None and time_base else None
-    return t if t is not None and math.isfinite(t) else None
 
 
 def _stream_rate(stream) -> float | None:
@@ -266,7 +215,7 @@ def decode_video(path: str | os.PathLike, policy: FramePolicy = FramePolicy(),
     p = _check_path(path)
     # torchvision's first import (≈ 1 s: it pulls in torch._dynamo) is the process's start-up, like importing torch,
     # not this file's decode: done before the clock starts
-    import torchvision.transforms.functional  # noqa: F401
+    importlib.import_module("torchvision.transforms.functional")
 
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
@@ -310,13 +259,13 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
         vstream = videos[0]
         _refuse_non_video(p, container, vstream)
         audio_streams = list(container.streams.audio)
-        astream = _pick_audio(audio_streams)
+        astream = pick_audio(audio_streams)
         # read now: after the container closes, a stream's fields are freed memory (garbage on PyAV 15)
         astream_index = None if astream is None else int(astream.index)
         vstream.thread_type = "AUTO"
         declared, rate = int(vstream.frames or 0), _stream_rate(vstream)
         video_start = _seconds(vstream.start_time, vstream.time_base) or 0.0
-        audio = _AudioCollector(astream, policy, video_start) if astream is not None else None
+        audio = AudioCollector(astream, policy, video_start) if astream is not None else None
         notes: list[str] = []
         # With a frame count in the header the sampled frames are known before decoding: when they are sparse
         # this pass lists the video packets (and decodes the audio), then only the runs from a keyframe to a
@@ -366,7 +315,7 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
             audio_channels = getattr(layout, "nb_channels", None) or getattr(ctx, "channels", None)
             audio_total_s = _seconds(astream.duration, astream.time_base)
             if len(audio_streams) > 1:
-                which = "its default" if _disposition(astream) & 0x0001 else "the first"
+                which = "its default" if _disposition(astream) & DEFAULT_DISPOSITION else "the first"
                 notes.append(f"the file has {len(audio_streams)} audio streams; using {which}, stream "
                              f"#{astream.index}")
 
@@ -396,7 +345,7 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
     elif raw_audio is None or raw_audio.size == 0:
         notes.append("audio track is empty")
     else:
-        final_audio = _align_audio(raw_audio, audio.start, sampler.first_t, duration, policy, notes,
+        final_audio = align_audio(raw_audio, audio.start, sampler.first_t, duration, policy, notes,
                                    read_all=not audio.full, track_seconds=audio_total_s)
     return DecodedMedia(
         path=str(p), frames=torch.stack([sampler.kept[i][0] for i in sampler.indices]),
@@ -425,33 +374,3 @@ def _packet_rate(packets) -> float:
     if len(times) > 1 and times[-1] > times[0]:
         return (len(times) - 1) / (times[-1] - times[0])
     raise MediaError("the video's frame rate is unknown")
-
-
-def _align_audio(raw: np.ndarray, audio_start: float | None, video_start: float, duration: float,
-                 policy: FramePolicy, notes: list[str], read_all: bool = True,
-                 track_seconds: float | None = None) -> np.ndarray:
-    """Align the audio to the first video frame (a late start is padded with silence, an early one trimmed), keep
-    the track past the end of the video as qwen-omni-utils does (it reads the whole track), then cap it; every
-    cut or extension is said in ``notes``. ``read_all``: the whole track was read (not stopped at the cap)."""
-    rate = policy.audio_sample_rate
-    offset = 0 if audio_start is None else int(round((video_start - audio_start) * rate))
-    audio = raw[offset:] if offset >= 0 else np.concatenate([np.zeros(-offset, dtype=np.float32), raw])
-    target = int(round(duration * rate))
-    slack = max(int(0.1 * rate), 1)
-    if read_all and audio.shape[0] < target - slack:
-        notes.append(f"audio track ends {(target - audio.shape[0]) / rate:.1f} s before the video")
-    cap = int(round(policy.max_audio_seconds * rate))
-    if audio.shape[0] <= target + slack:
-        audio = audio[:target]  # codec padding past the last frame (AAC's ~50 ms): not part of the track
-    else:
-        kept = min(audio.shape[0], cap) / rate
-        notes.append(f"the sound track runs past the video ({duration:.1f} s): {kept:.1f} s of audio kept, as "
-                     f"qwen-omni-utils reads the whole track; the last {max(0.0, kept - duration):.1f} s reach the "
-                     f"model as audio-only windows")
-    if audio.shape[0] > cap:
-        audio = audio[:cap]
-        total = track_seconds if track_seconds and track_seconds > policy.max_audio_seconds else None
-        dropped = f"; {total - policy.max_audio_seconds:.1f} s of the {total:.1f} s track dropped" if total else ""
-        notes.append(f"audio capped at {policy.max_audio_seconds:g} s{dropped}")
-    return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
-

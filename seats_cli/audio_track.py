@@ -1,0 +1,98 @@
+"""A video file's sound track for the model: the stream chosen, decoded to mono float32 at the policy's rate by one
+resampler while the file is demuxed (a bounded amount kept), then aligned to the first video frame and capped
+(docs/METHOD.md §2). ``seats_cli.media`` drives it; the stream helpers here serve both.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from seats_cli.frames import FramePolicy
+
+DEFAULT_DISPOSITION = 0x0001  # AV_DISPOSITION_DEFAULT
+
+
+def disposition(stream) -> int:
+    """A stream's disposition bits: an int on some PyAV versions, a ``Flag`` (no int()) on PyAV 15."""
+    d = getattr(stream, "disposition", 0)
+    return int(getattr(d, "value", d))
+
+
+def seconds(value, time_base) -> float | None:
+    t = float(value * time_base) if value is not None and time_base else None
+    return t if t is not None and math.isfinite(t) else None
+
+
+class AudioCollector:
+    """Decodes the first audio track to mono float32 at the target rate, keeping a bounded amount."""
+
+    def __init__(self, stream, policy: FramePolicy, video_start: float):
+        import av
+
+        self.time_base, self.rate, self.video_start = stream.time_base, policy.audio_sample_rate, video_start
+        # channels are averaged here (as librosa does), not by the resampler (which weights by 1/sqrt(2))
+        self.resampler = av.AudioResampler(format="fltp", layout=None, rate=self.rate)
+        self.limit = int((policy.max_audio_seconds + 2.0) * self.rate)  # keep the cap + a margin only
+        self.chunks: list[np.ndarray] = []
+        self.samples, self.start, self.full = 0, None, False
+
+    def _push(self, frames) -> None:
+        for out in frames:
+            data = out.to_ndarray().astype(np.float32, copy=False)  # planar: (channels, samples)
+            mono = data.mean(axis=0) if data.shape[0] > 1 else data[0]
+            self.chunks.append(np.ascontiguousarray(mono, dtype=np.float32))
+            self.samples += mono.shape[0]
+
+    def add(self, frame) -> None:
+        if self.full:
+            return
+        if self.start is None:
+            start = seconds(frame.pts, self.time_base or frame.time_base)
+            self.start = self.video_start if start is None else start
+            self.limit += max(0, int((self.video_start - self.start) * self.rate))
+        self._push(self.resampler.resample(frame))
+        self.full = self.samples >= self.limit
+
+    def finish(self) -> np.ndarray | None:
+        if not self.full and self.start is not None:
+            self._push(self.resampler.resample(None))
+        return np.concatenate(self.chunks) if self.chunks else None
+
+
+def pick_audio(streams):
+    """The default-disposition audio stream, else the first; None without audio."""
+    if not streams:
+        return None
+    default = [s for s in streams if disposition(s) & DEFAULT_DISPOSITION]
+    return (default or list(streams))[0]
+
+
+def align_audio(raw: np.ndarray, audio_start: float | None, video_start: float, duration: float,
+                 policy: FramePolicy, notes: list[str], read_all: bool = True,
+                 track_seconds: float | None = None) -> np.ndarray:
+    """Align the audio to the first video frame (a late start is padded with silence, an early one trimmed), keep
+    the track past the end of the video as qwen-omni-utils does (it reads the whole track), then cap it; every
+    cut or extension is said in ``notes``. ``read_all``: the whole track was read (not stopped at the cap)."""
+    rate = policy.audio_sample_rate
+    offset = 0 if audio_start is None else int(round((video_start - audio_start) * rate))
+    audio = raw[offset:] if offset >= 0 else np.concatenate([np.zeros(-offset, dtype=np.float32), raw])
+    target = int(round(duration * rate))
+    slack = max(int(0.1 * rate), 1)
+    if read_all and audio.shape[0] < target - slack:
+        notes.append(f"audio track ends {(target - audio.shape[0]) / rate:.1f} s before the video")
+    cap = int(round(policy.max_audio_seconds * rate))
+    if audio.shape[0] <= target + slack:
+        audio = audio[:target]  # codec padding past the last frame (AAC's ~50 ms): not part of the track
+    else:
+        kept = min(audio.shape[0], cap) / rate
+        notes.append(f"the sound track runs past the video ({duration:.1f} s): {kept:.1f} s of audio kept, as "
+                     f"qwen-omni-utils reads the whole track; the last {max(0.0, kept - duration):.1f} s reach the "
+                     f"model as audio-only windows")
+    if audio.shape[0] > cap:
+        audio = audio[:cap]
+        total = track_seconds if track_seconds and track_seconds > policy.max_audio_seconds else None
+        dropped = f"; {total - policy.max_audio_seconds:.1f} s of the {total:.1f} s track dropped" if total else ""
+        notes.append(f"audio capped at {policy.max_audio_seconds:g} s{dropped}")
+    return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
