@@ -22,6 +22,7 @@ from seats_cli.flops import TextModelDims, compare_flops
 from seats_cli.machine import describe_device
 from seats_cli.media import DecodedMedia, decode_video
 from seats_cli.methods import SeatsPlan, build_pruner
+from seats_cli.methods.counts import PRE_LLM_BASELINES
 from seats_cli.models import load_model
 from seats_cli.prefetch import Prefetcher, file_key
 from seats_cli.report import AskResult, layer_rows, stage1_reports, window_reports
@@ -78,9 +79,6 @@ def check_media_policy(decoded, wanted) -> None:
                           "with this model and the request's options (Seats.decode(path, ...)), or pass the path")
 
 
-PRE_LLM_BASELINES = ("random", "divprune", "dycoke", "visionzip", "visionzip-om", "omnizip", "fastvid")
-
-
 def context_report(adapter, request, layout, plan) -> dict:
     """What the LLM receives against what it can read: its input tokens (after Stage I for SEATS, after the
     selection or merge of a pre-LLM baseline: ``methods.counts``, an upper bound for FastVID; FastV's first layers
@@ -91,9 +89,7 @@ def context_report(adapter, request, layout, plan) -> dict:
     if isinstance(plan, SeatsPlan) and plan.prunes:
         tokens = sum(plan.stage1_kept(layout.n_video, layout.n_audio)) + layout.n_text
     elif method in PRE_LLM_BASELINES:
-        from seats_cli.methods.counts import pre_llm_counts
-
-        from seats_cli.methods.counts import ESTIMATE
+        from seats_cli.methods.counts import ESTIMATE, pre_llm_counts
 
         k_v, k_a, how = pre_llm_counts(method, adapter.config, plan.ratios, layout.n_video, layout.n_audio,
                                        layout.tokens_per_grid, [w.video_total for w in layout.windows],
@@ -170,11 +166,7 @@ class Seats:
         if given:
             if options is not None:
                 raise ConfigError("give a RequestOptions or keyword options, not both")
-            unknown = set(given) - set(RequestOptions.names())
-            if unknown:
-                raise ConfigError(f"unknown option(s) {', '.join(sorted(unknown))}; "
-                                  f"known: {', '.join(RequestOptions.names())}")
-            options = RequestOptions(**{k: v for k, v in given.items() if v is not None})
+            options = RequestOptions.of(given)
         if options is not None and not isinstance(options, RequestOptions):
             raise ConfigError(f"options must be a RequestOptions, got {type(options).__name__}")
         options = (options or RequestOptions()).check(self.config)
@@ -194,11 +186,7 @@ class Seats:
         decoded)."""
         t_start = time.perf_counter()
         question = check_question(question)
-        unknown = set(options) - set(RequestOptions.names())
-        if unknown:
-            raise ConfigError(f"unknown option(s) {', '.join(sorted(unknown))}; "
-                              f"known: {', '.join(RequestOptions.names())}")
-        opts = RequestOptions(**{k: v for k, v in options.items() if v is not None}).check(self.config)
+        opts = RequestOptions.of(options).check(self.config)
         kv_policy = opts.kv_policy or self.config.seats.kv_policy
         _seed_everything(opts.seed)
         if isinstance(video, DecodedMedia) and video.policy is not None:  # sampled by this model's policy, and

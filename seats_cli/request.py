@@ -87,6 +87,14 @@ class RequestOptions:
     def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
 
+    @classmethod
+    def of(cls, given: dict) -> "RequestOptions":
+        """From keyword options (``Seats.ask``/``decode``): an unknown name is a ConfigError, None means default."""
+        unknown = set(given) - set(cls.names())
+        if unknown:
+            raise ConfigError(f"unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(cls.names())}")
+        return cls(**{k: v for k, v in given.items() if v is not None})
+
     def check(self, config: ModelConfig) -> "RequestOptions":
         """Validate every option against ``config``; returns self so calls chain."""
         for name in CHOICES:

@@ -17,6 +17,8 @@ from seats_cli.selection.omnizip import group_ratios
 from seats_cli.selection.visionzip import visionzip_counts
 
 EXACT, ESTIMATE, UPPER = "exact", "estimate", "upper bound"
+# the baselines that select or merge before layer 0 (FastV prunes inside the LLM; SEATS has its own plan)
+PRE_LLM_BASELINES = ("random", "divprune", "dycoke", "visionzip", "visionzip-om", "omnizip", "fastvid")
 HOW = {EXACT: "from the definition", ESTIMATE: "OmniZip's video with the same audio share kept in every chunk",
        UPPER: "FastVID's video with no two grids alike (one grid per segment)"}
 
