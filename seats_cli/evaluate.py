@@ -2,7 +2,8 @@
 
 Today: the synthetic benchmark (``seats_cli.synthetic``). Every row is the `ask --json` record of that run plus
 the benchmark's fields (``item``, ``kind``, ``gold``, ``letter``, ``correct``); a failing run becomes a row with
-``error`` (no row is lost). ``summarize`` turns rows into accuracy per (method, TRR) and kind.
+``error`` (no row is lost). ``benchmark_summary`` (after ``from_synthetic``) turns rows into accuracy per
+(method, TRR) and kind, as for a real benchmark's rows.
 """
 
 from __future__ import annotations
@@ -70,31 +71,14 @@ def evaluate(seats, items_: list[Item], runs: list[Run], *, seed: int = 0,
                 letter = parse_letter(r.answer)
                 row = base | {"letter": letter, "correct": letter == it.answer,
                               "flops_reduction": r.flops["reduction"],
-                              "achieved_trr": (r.schedule or {}).get("achieved_trr"), "answer": r.answer}
+                              "achieved_trr": (r.schedule or {}).get("achieved_trr"),
+                              "prefill_ms": r.latency_ms["prefill"], "answer": r.answer}
             except Exception as e:  # noqa: BLE001 - a failing run is a row, never lost
                 row = base | {"error": str(e) or type(e).__name__, "correct": False}
             rows.append(row)
             if on_row is not None:
                 on_row(row)
     return rows
-
-
-def summarize(rows: list[dict]) -> dict:
-    """{run label: {kind: accuracy, "all": accuracy, "n": questions, "flops_reduction": mean}}."""
-    acc: dict = defaultdict(lambda: defaultdict(list))
-    red: dict = defaultdict(list)
-    for r in rows:
-        label = Run(r["method"], r["trr"]).label
-        acc[label][r["kind"]].append(bool(r.get("correct")))
-        acc[label]["all"].append(bool(r.get("correct")))
-        if r.get("flops_reduction"):
-            red[label].append(r["flops_reduction"])
-    out = {}
-    for label, kinds in acc.items():
-        out[label] = {k: sum(v) / len(v) for k, v in kinds.items()}
-        out[label]["n"] = len(kinds["all"])
-        out[label]["flops_reduction"] = sum(red[label]) / len(red[label]) if red[label] else None
-    return out
 
 
 # ============================================================================ real benchmarks (local copies)
@@ -269,13 +253,13 @@ def read_results(paths) -> list[dict]:
                     continue
                 raise ValueError(f"{path}:{n}: not JSON") from None
             if isinstance(r, dict) and "item" in r and "id" not in r and "method" in r:
-                r = _from_synthetic(r)
+                r = from_synthetic(r)
             if isinstance(r, dict) and "id" in r and "method" in r:
                 rows[row_key(r["id"], r["method"], r.get("trr"), r.get("benchmark"))] = r
     return list(rows.values())
 
 
-def _from_synthetic(r: dict) -> dict:
+def from_synthetic(r: dict) -> dict:
     """A synthetic benchmark row (``item``, ``kind``, flat figures) in the shape of a real benchmark's row."""
     record = {"flops": {"reduction": r.get("flops_reduction")}, "latency_ms": {"prefill": r.get("prefill_ms")},
               "schedule": {"achieved_trr": r.get("achieved_trr")}}

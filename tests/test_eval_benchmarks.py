@@ -295,8 +295,14 @@ def test_synthetic_benchmark_through_the_group_command():
     res = run("eval", "--benchmark", "synthetic", "--n", "1", "--methods", "seats", "--trr", "0.35", "--media-cuts",
               "", "--device", "cpu", "--json", "--quiet")
     assert res.exit_code == 0, res.output
-    summary = json.loads(res.stdout)["summary"]
-    assert set(summary) == {"full", "seats@0.35"} and summary["full"]["n"] == 4
+    summary = json.loads(res.stdout)  # the shape of `seats eval report --json`, plus the synthetic settings
+    assert [(s["label"], s["n"], s["errors"]) for s in summary["runs"]] == [("full", 4, 0), ("seats@0.35", 4, 0)]
+    assert summary["benchmarks"] == ["synthetic"] and summary["questions"] == 4
+    assert sorted(summary["runs"][0]["per_category"]) == ["colour", "colour_while_tone", "tone", "tone_while_square"]
+    assert summary["runs"][0]["flops_reduction"] == 1.0 and summary["runs"][1]["flops_reduction"] > 1.0
+    assert summary["runs"][1]["prefill_ms"] > 0
+    assert summary["settings"] == {"benchmark": "synthetic", "model": "synthetic", "config": "synthetic",
+                                   "bench_seed": 1000000, "n_per_kind": 1, "seed": 0}
     assert run("eval", "--benchmark", "synthetic", "--shard", "0/2").exit_code == 2
 
 

@@ -19,7 +19,9 @@ def summary(seats_cache):
             ev.Run("seats", 0.35), ev.Run("random", 0.35), ev.Run("visionzip-om", 0.35)]
     rows = ev.evaluate(seats, items, runs)
     assert not any("error" in r for r in rows)
-    return ev.summarize(rows)
+    # {label: {kind: accuracy, "all": accuracy}} from the summary `seats eval` and `seats eval report` print
+    return {s["label"]: {**s["per_category"], "all": s["accuracy"]}
+            for s in ev.benchmark_summary([ev.from_synthetic(r) for r in rows])["runs"]}
 
 
 def test_full_answers_every_kind(summary):

@@ -180,30 +180,18 @@ def _synthetic(model, config, bench_seed, n, trr, methods, media_cuts, out, writ
     finally:
         if sink is not None:
             sink.close()
-    summary = ev.summarize(rows)
-    errors = sum(1 for r in rows if "error" in r)
+    # the same summary as `seats eval report` (and a real benchmark's run): one shape for every consumer
+    summary = ev.benchmark_summary([ev.from_synthetic(r) for r in rows])
+    summary["settings"] = {"benchmark": benchmark, "model": model, "config": cfg.name, "bench_seed": bench_seed,
+                           "n_per_kind": n, "seed": seed}
     if json_out:
-        print_json({"benchmark": benchmark, "model": model, "config": cfg.name, "bench_seed": bench_seed,
-                    "n_per_kind": n, "summary": summary})
-        if errors:  # as seats batch: every row is written, the status says some failed
-            fail(f"{errors} of {len(rows)} runs failed (rows with 'error')", 1)
-        return
-    kinds = list(dict.fromkeys(r["kind"] for r in rows))
-    t = Table(title=f"{benchmark} benchmark · {model} · {n} held-out questions per kind (seeds from {bench_seed})")
-    for col in ("run", *kinds, "all", "FLOPs reduction", "errors"):
-        t.add_column(col, justify="right")
-    failed = {}
-    for r in rows:
-        if "error" in r:
-            label = ev.Run(r["method"], r["trr"]).label
-            failed[label] = failed.get(label, 0) + 1
-    for run in runs:
-        s = summary[run.label]
-        red = s["flops_reduction"]
-        t.add_row(run.label, *(f"{s.get(k, 0):.2f}" for k in kinds), f"{s['all']:.2f}",
-                  f"{red:.2f}x" if red else "-", str(failed.get(run.label, 0)))
-    stdout.print(t)
-    if errors:
+        print_json(summary)
+    else:
+        render_summary(summary)
+        if out is not None:
+            stdout.print(f"[dim]{len(rows)} rows written to {out}; `seats eval report {out}` rebuilds this[/dim]")
+    errors = sum(s["errors"] for s in summary["runs"])
+    if errors:  # as seats batch: every row is written, the status says some failed
         fail(f"{errors} of {len(rows)} runs failed (rows with 'error')", 1)
 
 
