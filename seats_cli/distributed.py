@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Callable
 
 INSTALL = 'pip install "seats-cli[distributed]"  (from a checkout: pip install -e ".[distributed]")'
@@ -40,7 +41,6 @@ class RowAnswerer:
         self.fail_once = fail_once  # tests: a marker path; the first worker to see row id "kill" dies once
 
     def __call__(self, batch: dict) -> dict:
-        import os
 
         from seats_cli import batch as runner
 
