@@ -102,6 +102,9 @@ class BaselineSettings:
     omnizip_contextual: float = 0.05  # audio anchors per audio token (c)
     omnizip_merge_top: int = 3  # tokens merged into each audio anchor (g)
     omnizip_bounds: tuple[float, float] = (0.35, 0.75)  # guided chunks' video pruning ratios (retention 0.25..0.65)
+    # a clip with video or audio only: "skip" keeps it all (the authors' Thinker runs OmniZip only when both are
+    # there); "core" runs the core function anyway (video: every chunk unguided at rho_v; audio: merged alone)
+    omnizip_unpaired: str = "skip"
     fastvid_segments: int = 8  # DySeg: at least c - 1 cuts (c)
     fastvid_tau: float = 0.84  # DySeg: cut below this transition similarity
     fastvid_tau_ignore: float = 0.95  # static sub-segments: cut below this similarity
@@ -116,6 +119,8 @@ class BaselineSettings:
         for key in ("omnizip_contextual", "fastvid_context_share", "fastvid_centre_weight"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ConfigError(f"baselines.{key} must be in [0, 1], got {getattr(self, key)}")
+        if self.omnizip_unpaired not in ("skip", "core"):
+            raise ConfigError(f"baselines.omnizip_unpaired must be skip or core, got {self.omnizip_unpaired!r}")
         for key in ("omnizip_merge_top", "fastvid_segments", "fastvid_context_every"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ConfigError(f"baselines.{key} must be a whole number >= 1, got {getattr(self, key)!r}")

@@ -103,3 +103,31 @@ def test_fastv_om_prunes_both_modalities(sample_run):
     res = prefill(ad, encoded, layout, pruner)
     # s = (0.084615, 0.461538): round(73.1) = 73 video, round(69.2) = 69 audio, each by attention
     assert _counts(layout, res.layer_live[2]) == (73, 69, layout.n_text)
+
+
+def test_fastv_says_when_audio_is_cut_and_when_a_layer_mean_is_out_of_reach(sample_run):
+    ad, layout, encoded = sample_run
+    # the clamp case above: video at the 5 % floor, audio 99 of 150 at random
+    pruner, _ = build_pruner("fastv", ad.config, layout, trr=0.2)
+    prefill(ad, encoded, layout, pruner)
+    assert pruner.notes == ["fastv: video is at the audio-intact reallocation's 5% floor, so audio keeps 99/150 "
+                            "= 0.660, chosen at random (seeded by --seed)"]
+    # FastV-om at video 0.05 < K/L = 2/28: s = (1.4 - 2)/26 < 0 -> 1 video token from layer 2; layer mean
+    # (2 x 864 + 26 x 1) / (28 x 864) = 0.0725; audio 0.5 is in reach (s = 0.461538 -> 69 tokens)
+    pruner, _ = build_pruner("fastv-om", ad.config, layout, video_trr=0.05, audio_trr=0.5)
+    res = prefill(ad, encoded, layout, pruner)
+    assert _counts(layout, res.layer_live[2]) == (1, 69, layout.n_text)
+    assert pruner.notes == ["fastv-om: video keeps 0.073 of its tokens on the layer mean, not the requested 0.050: "
+                            "layers 0-1 see every token, so a layer mean below K/L = 0.071 is out of reach (1/864 "
+                            "from layer 2)"]
+
+
+def test_video_only_methods_say_when_the_reallocation_cuts_audio(tiny_seats, sample_path):
+    # video 0.01, audio 0.2 on 864 + 150: T = int(8.64 + 30) = 38 -> video at its floor 0.05, a = (38 - 43.2)/150
+    # < 0 -> one audio token, at random
+    for method in ("dycoke", "fastvid", "visionzip"):
+        r = tiny_seats.ask(sample_path, "What is moving?", method=method, video_trr=0.01, audio_trr=0.2,
+                           max_new_tokens=1)
+        assert r.layers[0]["audio"] == 1
+        assert f"{method}: video is at the audio-intact reallocation's 5% floor, so audio keeps 1/150 = 0.007, " \
+               f"chosen at random (seeded by --seed)" in r.notes, r.notes

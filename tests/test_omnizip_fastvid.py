@@ -268,12 +268,37 @@ def test_omnizip_end_to_end_on_the_sample(tiny_seats, sample_path):
 def test_omnizip_and_fastvid_without_sound(tiny_seats, tmp_path):
     from media_factory import make_clip
 
+    import dataclasses
+
+    from reference import prepared_case
+
+    from seats_cli.methods import build_pruner
+    from seats_cli.methods.counts import pre_llm_counts
+    from seats_cli.schedule import ModalityRatios
+
     clip = make_clip(tmp_path / "silent.mp4", seconds=4.0, audio_rate=None)
-    # 8 frames of 4:3 (280 x 392) -> 4 grids of 10 x 14 = 140 video tokens, no audio: OmniZip's chunks are all
-    # unguided (rho_v = 0.7 at trr 0.35 -> R_v = 0.30): int(140 x (1 - 0.7)) = 42 per grid
+    # 8 frames of 4:3 (280 x 392) -> 4 grids of 10 x 14 = 140 video tokens, no audio: the authors' Thinker runs
+    # OmniZip only on video with sound, so every token stays (and the answer says why)
     r = tiny_seats.ask(clip, "What is moving?", method="omnizip", trr=0.35, max_new_tokens=1)
     assert (r.tokens["audio"], r.tokens["video"]) == (0, 560)
-    assert r.layers[0]["video"] == 4 * 42
+    assert r.layers[0]["video"] == 560 and r.flops["reduction"] == 1.0
+    assert any(n.startswith("omnizip: the clip has no sound, so OmniZip kept every token") for n in r.notes)
+    # baselines.omnizip_unpaired: core runs the core function: every chunk unguided (rho_v = 0.7 at trr 0.35 ->
+    # R_v = 0.30): int(140 x (1 - 0.7)) = 42 per grid
+    ad = tiny_seats.adapter
+    core = dataclasses.replace(ad.config, baselines=dataclasses.replace(ad.config.baselines, omnizip_unpaired="core"))
+    _, request, _ = prepared_case(ad, clip)
+    pruner, plan = build_pruner("omnizip", core, request.layout, trr=0.35)
+    keep = pruner.before_llm(ad, ad.encode(request, extra=plan.signals), request.layout)
+    assert int((request.layout.modality[keep] == 1).sum()) == 4 * 42
+    # the analytic counts (seats profile) follow the same setting, for a clip without sound and one without video
+    ratios = ModalityRatios(0.30, 0.65)
+    silent, still = ((280, 280), (0, 0)), ((0, 0, 0), (50, 50, 50))  # per-chunk (video, audio) tokens
+    assert pre_llm_counts("omnizip", ad.config, ratios, 560, 0, 140, *silent) == (560, 0, "exact")
+    assert pre_llm_counts("omnizip", core, ratios, 560, 0, 140, *silent) == (168, 0, "exact")
+    assert pre_llm_counts("omnizip", ad.config, ratios, 0, 150, 140, *still) == (0, 150, "exact")
+    # core on audio alone: dom = round((1 - 0.40) 150) = 90, plus round(0.05 x 150) = 8 anchors
+    assert pre_llm_counts("omnizip", core, ratios, 0, 150, 140, *still) == (0, 98, "exact")
     # FastVID, no audio: r = 0.30; 4 grids (< c = 8): every grid its own segment, floor(42.0) = 42 each
     f = tiny_seats.ask(clip, "What is moving?", method="fastvid", trr=0.35, max_new_tokens=1)
     assert f.layers[0]["video"] == 4 * 42 and f.layers[0]["audio"] == 0

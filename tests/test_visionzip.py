@@ -64,3 +64,47 @@ def test_merged_vectors_reach_the_llm(tiny_seats, sample_path):
             hidden = layer(hidden, attention_mask=None, position_embeddings=(cos, sin))
         ref = ad.lm_logits(ad.final_norm(hidden[:, -1])).float().reshape(-1)
     assert (res.logits - ref).abs().max().item() <= 1e-4
+
+
+def test_a_modality_at_ratio_one_still_keeps_dominant_plus_contextual(tiny_seats, sample_path):
+    """The authors skip VisionZip only when both ratios are 1: one modality at 1 alone still keeps dom + ctx per
+    window (audio: int(0.95 x 50) = 47 + round(2.5) = 2 of each 50), in the answer and in the analytic counts."""
+    from seats_cli.config import ModelConfig
+    from seats_cli.methods.counts import pre_llm_counts
+    from seats_cli.schedule import ModalityRatios
+
+    r = tiny_seats.ask(sample_path, "What is moving?", method="visionzip-om", video_trr=0.30, audio_trr=1.0,
+                       max_new_tokens=1)
+    assert (r.layers[0]["video"], r.layers[0]["audio"]) == (6 * 43, 3 * 49)
+    both = tiny_seats.ask(sample_path, "What is moving?", method="visionzip-om", video_trr=1.0, audio_trr=1.0,
+                          max_new_tokens=1)
+    assert (both.layers[0]["video"], both.layers[0]["audio"]) == (864, 150) and both.flops["reduction"] == 1.0
+    seven_b = ModelConfig.from_name("qwen2.5-omni-7b")
+    assert pre_llm_counts("visionzip-om", seven_b, ModalityRatios(0.30, 1.0), 9216, 1600, 144) == (2752, 32 * 49,
+                                                                                                  "exact")
+    assert pre_llm_counts("visionzip-om", seven_b, ModalityRatios(1.0, 1.0), 9216, 1600, 144) == (9216, 1600,
+                                                                                                 "exact")
+
+
+def test_says_what_the_windows_could_not_reach(tiny_seats, sample_path):
+    # video 0.01 <= c: 7 anchors per grid of 144 only, 42 of 864; audio 0.65: 30 + 2 of each 50 (0.640, in reach)
+    r = tiny_seats.ask(sample_path, "What is moving?", method="visionzip-om", video_trr=0.01, audio_trr=0.65,
+                       max_new_tokens=1)
+    assert (r.layers[0]["video"], r.layers[0]["audio"]) == (42, 96)
+    assert r.notes[-1] == ("visionzip-om: video keeps 42/864 = 0.049 of the requested 0.010 (int((rho - c) w) "
+                           "dominant + round(c w) contextual tokens per 144-token window, c = 0.05)")
+    assert not any(n.startswith("visionzip-om: audio") for n in r.notes)
+
+
+def test_anchor_keys_are_normalised_with_the_authors_eps():
+    """k / (|k| + 1e-6), as the authors (not a clamp to unit length): a tiny anchor key shrinks to half its
+    direction, so a token between two anchors joins the other one."""
+    emb = torch.arange(4 * 2, dtype=torch.float32).reshape(4, 2)
+    sal = torch.tensor([0.9, 0.1, 0.1, 0.1])  # token 0 dominant
+    keys = torch.tensor([[1.0, 0], [1e-6, 0], [0, 1.0], [1.0, 0.9]])
+    # w = 4, rho 0.8, c 0.5: dom = int(0.3 x 4) = 1, ctx = min(max(round(2.0), 1), 3) = 2: anchors at step 1 among
+    # tokens 1..3: tokens 1 and 2. Token 3 (direction 0.743, 0.669) scores 0.743 x 0.5 = 0.37 on anchor 1 (length
+    # 1e-6 / 2e-6 = 0.5) and 0.669 on anchor 2: it joins token 2 (with unit-length keys it would join token 1)
+    kept, anchors, merged = visionzip_window(emb, keys, sal, 0.8, c=0.5)
+    assert kept.tolist() == [0, 1, 2] and anchors.tolist() == [1, 2]
+    assert merged.tolist() == [emb[1].tolist(), (emb[2] + emb[3]).tolist()]

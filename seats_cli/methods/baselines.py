@@ -49,6 +49,14 @@ def _intact_audio(apos: torch.Tensor, a: float, seed: int, *, rounding=round) ->
     return apos if k == n else apos[_random_subset(n, k, seed, AUDIO)]
 
 
+def audio_cut_note(method: str, kept: int, total: int) -> str | None:
+    """The audio-intact methods keep audio whole unless the reallocation put video at its 5 % floor: then say so."""
+    if kept >= total:
+        return None
+    return (f"{method}: video is at the audio-intact reallocation's 5% floor, so audio keeps {kept}/{total} "
+            f"= {kept / total:.3f}, chosen at random (seeded by --seed)")
+
+
 def reach_note(method: str, modality: str, target: float, kept: int, total: int, why: str) -> str | None:
     """A note when a method's kept share of a modality misses its target by more than 0.02 (SEATS_SPEC §8.4)."""
     if total == 0 or abs(kept / total - target) <= 0.02:
@@ -139,27 +147,32 @@ class VisionZipPruner(_PreLLM):
 
     def before_llm(self, adapter, encoded, layout: TokenLayout):
         from seats_cli.schedule import audio_intact_reallocate, fixed_windows
-        from seats_cli.selection.visionzip import visionzip_window
+        from seats_cli.selection.visionzip import CONTEXTUAL_RATIO, visionzip_window
 
         tpos, vpos, apos = _positions(layout)
         v, a = self.plan.ratios.video, self.plan.ratios.audio
+        if v >= 1 and a >= 1:  # the authors' only shortcut: a modality at ratio 1 alone still keeps dom + ctx
+            return None
         if not self.omni:
             v, a = audio_intact_reallocate(v, a, vpos.numel(), apos.numel())
         keep = [tpos]
         anchor_pos, anchor_vec = [], []
-        jobs = [(vpos, v, encoded.video_saliency, encoded.video_keys, max(1, layout.tokens_per_grid))]
+        notes = []
+        jobs = [("video", vpos, v, encoded.video_saliency, encoded.video_keys, max(1, layout.tokens_per_grid))]
         if self.omni:
-            jobs.append((apos, a, encoded.audio_saliency, encoded.audio_keys, self.audio_window))
+            jobs.append(("audio", apos, a, encoded.audio_saliency, encoded.audio_keys, self.audio_window))
         else:
-            keep.append(_intact_audio(apos, a, self.plan.seed, rounding=int))
-        for pos, rho, sal, keys, window in jobs:
+            kept_audio = _intact_audio(apos, a, self.plan.seed, rounding=int)
+            keep.append(kept_audio)
+            notes.append(audio_cut_note(self.name, kept_audio.numel(), apos.numel()))
+        for mod, pos, rho, sal, keys, window in jobs:
             if pos.numel() == 0:
                 continue
-            if rho >= 1 or sal is None or keys is None:
-                keep.append(pos)
-                continue
+            if sal is None or keys is None:
+                raise RuntimeError(f"{self.name} needs the encoders' statistic and keys (encode with the plan's "
+                                   f"saliency span)")
             embeds = encoded.embeds[0, pos.to(encoded.embeds.device)]
-            start = 0
+            start, n_kept = 0, 0
             for w in fixed_windows(pos.numel(), window):
                 kept, anchors, merged = visionzip_window(embeds[start:start + w], keys[start:start + w],
                                                          sal[start:start + w], rho)
@@ -167,6 +180,11 @@ class VisionZipPruner(_PreLLM):
                 anchor_pos.append(pos[(anchors + start).cpu()])
                 anchor_vec.append(merged)
                 start += w
+                n_kept += kept.numel()
+            notes.append(reach_note(self.name, mod, rho, n_kept, pos.numel(),
+                                    f"int((rho - c) w) dominant + round(c w) contextual tokens per {window}-token "
+                                    f"window, c = {CONTEXTUAL_RATIO:g}"))
+        self.notes = [x for x in notes if x]
         return Merge.of(torch.cat(keep).sort().values, anchor_pos, anchor_vec)
 
 
@@ -194,15 +212,24 @@ class DyCokePruner(_PreLLM):
             self.notes.append(reach_note("dycoke", "video", v, kept.numel(), vpos.numel(),
                                          f"TTM keeps {whole} of {frames} grids whole: at least {whole / frames:.3f}"
                                          if q <= 0 else "TTM keeps floor(q n) tokens per pruned grid"))
-        keep.append(_intact_audio(apos, a, self.plan.seed))
+        kept_audio = _intact_audio(apos, a, self.plan.seed)
+        keep.append(kept_audio)
+        self.notes.append(audio_cut_note(self.name, kept_audio.numel(), apos.numel()))
         self.notes = [x for x in self.notes if x]
         return torch.cat(keep).sort().values
+
+
+def omnizip_unpaired_note(n_video: int, n_audio: int) -> str:
+    missing = "sound" if n_audio == 0 else "video"
+    return (f"omnizip: the clip has no {missing}, so OmniZip kept every token, as the authors' Thinker runs it only "
+            f"on video with sound (baselines.omnizip_unpaired: core prunes it anyway)")
 
 
 class OmniZipPruner(_PreLLM):
     """OmniZip before the LLM (SEATS_SPEC §10.6): audio kept by whole-clip audio attention plus merged anchors;
     each time chunk's video pruning follows its audio's retention (ISTC). Budget mapping: merging ratios
-    rho_a = 1 + c - R_a, rho_v = 1 - R_v. A clip without sound: every chunk is unguided (rho_v)."""
+    rho_a = 1 + c - R_a, rho_v = 1 - R_v. A clip with video or audio only is kept whole, as the authors' Thinker
+    does (``baselines.omnizip_unpaired: core``: every video chunk unguided at rho_v, audio merged alone)."""
 
     name = "omnizip"
 
@@ -213,6 +240,9 @@ class OmniZipPruner(_PreLLM):
         c, lo, hi = st.omnizip_contextual, *st.omnizip_bounds
         r_v, r_a = self.plan.ratios.video, self.plan.ratios.audio
         tpos, vpos, apos = _positions(layout)
+        if (vpos.numel() == 0 or apos.numel() == 0) and st.omnizip_unpaired == "skip":
+            self.notes = [omnizip_unpaired_note(vpos.numel(), apos.numel())]
+            return None
         emb = encoded.embeds[0]
         video = emb[vpos.to(emb.device)]
         keep = [tpos]
@@ -265,9 +295,11 @@ class FastVIDPruner(_PreLLM):
         st = self.settings
         tpos, vpos, apos = _positions(layout)
         v, a = audio_intact_reallocate(self.plan.ratios.video, self.plan.ratios.audio, vpos.numel(), apos.numel())
-        keep = [tpos, _intact_audio(apos, a, self.plan.seed)]
+        kept_audio = _intact_audio(apos, a, self.plan.seed)
+        keep = [tpos, kept_audio]
         anchors, vectors = [], []
         n = layout.tokens_per_grid
+        cut = audio_cut_note(self.name, kept_audio.numel(), apos.numel())
         self.notes = []
         if vpos.numel() and n and v < 1:
             if encoded.video_frame_query is None:
@@ -287,6 +319,8 @@ class FastVIDPruner(_PreLLM):
             self.notes = [note] if note else []
         else:
             keep.append(vpos)
+        if cut:
+            self.notes.append(cut)
         return Merge.of(torch.cat(keep).sort().values, anchors, vectors)
 
 
@@ -299,6 +333,23 @@ class FastVPruner:
         self.omni = omni
         self.num_layers = num_layers
         self.drop_layers = frozenset({FASTV_LAYER})
+        self.notes: list[str] = []
+
+    def reach_notes(self, n_v: int, n_a: int, k_v: int, k_a: int, audio_random: bool) -> list[str]:
+        """What the drop could not reach: a layer mean below K/L (layers 0..K-1 see every token), and the audio
+        cut at random when the audio-intact reallocation put video at its floor."""
+        L, K = self.num_layers, FASTV_LAYER
+        notes = []
+        for mod, target, n, k in (("video", self.plan.ratios.video, n_v, k_v), ("audio", self.plan.ratios.audio,
+                                                                                 n_a, k_a)):
+            if n and target < K / L:
+                mean = (K * n + (L - K) * k) / (L * n)
+                notes.append(f"{self.name}: {mod} keeps {mean:.3f} of its tokens on the layer mean, not the "
+                             f"requested {target:.3f}: layers 0-{K - 1} see every token, so a layer mean below "
+                             f"K/L = {K / L:.3f} is out of reach ({k}/{n} from layer {K})")
+        if audio_random:
+            notes.append(audio_cut_note(self.name, k_a, n_a))
+        return notes
 
     def before_llm(self, adapter, encoded, layout):
         return None
@@ -309,6 +360,7 @@ class FastVPruner:
         k_v, k_a, audio_random = fastv_keep_counts(self.plan.ratios.video, self.plan.ratios.audio, rows_v.numel(),
                                                    rows_a.numel(), num_layers=self.num_layers, k=FASTV_LAYER,
                                                    omni=self.omni)
+        self.notes = self.reach_notes(rows_v.numel(), rows_a.numel(), k_v, k_a, audio_random)
         if (k_v, k_a) == (rows_v.numel(), rows_a.numel()):
             return None
         scores = adapter.query_scores(state.layer - 1, state.hidden, state.cos, state.sin, state.hidden.shape[1] - 1)

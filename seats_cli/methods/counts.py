@@ -56,12 +56,14 @@ def pre_llm_counts(method: str, config: ModelConfig, ratios: ModalityRatios, n_v
     if method == "divprune":
         return _keep_count(n_video, v), _keep_count(n_audio, a), EXACT
     if method in ("visionzip", "visionzip-om"):
+        if v >= 1 and a >= 1:  # the authors skip VisionZip only when both ratios are 1; one alone keeps dom + ctx
+            return n_video, n_audio, EXACT
         if method == "visionzip":
             v, a = audio_intact_reallocate(v, a, n_video, n_audio)
             k_a = _intact_audio(n_audio, a, int)
         else:
-            k_a = n_audio if a >= 1 else sum(sum(visionzip_counts(w, a)) for w in fixed_windows(n_audio, 50))
-        k_v = n_video if v >= 1 else sum(sum(visionzip_counts(w, v)) for w in fixed_windows(n_video, n))
+            k_a = sum(sum(visionzip_counts(w, a)) for w in fixed_windows(n_audio, 50))
+        k_v = sum(sum(visionzip_counts(w, v)) for w in fixed_windows(n_video, n))
         return k_v, k_a, EXACT
     if method == "dycoke":
         v, a = audio_intact_reallocate(v, a, n_video, n_audio)
@@ -75,6 +77,8 @@ def pre_llm_counts(method: str, config: ModelConfig, ratios: ModalityRatios, n_v
         k_v = n_video if v >= 1 else (n_video // n) * max(int(n * v), 1)
         return k_v, _intact_audio(n_audio, a), UPPER
     if method == "omnizip":
+        if (n_video == 0 or n_audio == 0) and b.omnizip_unpaired == "skip":
+            return n_video, n_audio, EXACT  # the authors' Thinker runs OmniZip only on video with sound
         c = b.omnizip_contextual
         dom = int(max(0, min(n_audio, round((1.0 - (1 + c - a)) * n_audio))))
         rest = n_audio - dom

@@ -46,7 +46,7 @@ def visionzip_window(embeds: torch.Tensor, keys: torch.Tensor, saliency: torch.T
     merged = embeds[anchors].clone()
     if others.numel():
         k = keys.float()
-        k = k / k.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        k = k / (k.norm(dim=-1, keepdim=True) + 1e-6)  # the authors' eps (SEATS_SPEC §10.4)
         best = torch.argmax(k[others] @ k[anchors].T, dim=-1)  # most similar anchor, first on ties
         total = torch.zeros_like(merged, dtype=torch.float32).index_add_(0, best, embeds[others].float())
         count = torch.bincount(best, minlength=anchors.numel()).to(torch.float32)
