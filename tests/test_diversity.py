@@ -14,6 +14,7 @@ from seats_cli.selection import (
     cosine_distance_matrix,
     diversity_select,
     diversity_select_batched,
+    diversity_select_whole,
     win_div_prune,
 )
 
@@ -266,3 +267,40 @@ def test_more_nan_tokens_than_room_still_gives_distinct_picks():
     sal = torch.tensor([1.0, float("nan"), float("nan"), float("nan"), float("nan")])
     got = diversity_select(feats, 3, sal)
     assert got.numel() == 3 and len(set(got.tolist())) == 3 and 0 in got.tolist()
+
+
+@settings(max_examples=80, deadline=None)
+@given(w=st.integers(2, 40), d=st.integers(1, 6), block=st.integers(1, 9), seed=st.integers(0, 2**31 - 1),
+       data=st.data())
+def test_whole_modality_selection_in_row_blocks_follows_the_rule(w, d, block, seed, data):
+    """DivPrune past FULL_MATRIX_MAX_TOKENS never holds the N x N distances: the plain-loop rule on exact
+    distances (scaled signed one-hot features: every distance is 0, 1 or 2 whatever the product's shape, so
+    duplicates and ties are common) picks the same tokens, with blocks that do and do not divide N."""
+    k = data.draw(st.integers(1, w))
+    g = torch.Generator().manual_seed(seed)
+    axis = torch.randint(0, d, (w,), generator=g)
+    scale = (torch.rand(w, generator=g) + 0.5) * torch.where(torch.rand(w, generator=g) < 0.5, -1.0, 1.0)
+    f = torch.nn.functional.one_hot(axis, d).float() * scale[:, None]
+    dist = cosine_distance_matrix(f).tolist()
+    got = diversity_select_whole(f, k, max_full=1, block=block)
+    assert got.tolist() == reference_select(dist, [1.0] * w, k)
+
+
+def test_whole_modality_selection_on_gaussian_features_and_its_memory():
+    g = torch.Generator().manual_seed(5)
+    f = torch.randn(1000, 32, generator=g)
+    assert torch.equal(diversity_select_whole(f, 100, max_full=10, block=96), diversity_select(f, 100))
+    assert torch.equal(diversity_select_whole(f, 100), diversity_select(f, 100))  # under the bound: the same call
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        diversity_select_whole(f, 0, max_full=10)
+    # 20,000 tokens: the full matrix (1.6 GB, twice) vs row blocks of 4,096 (0.33 GB), in a fresh process
+    code = (
+        "import resource, torch\n"
+        "from seats_cli.selection.diversity import diversity_select_whole\n"
+        "x = torch.randn(20000, 8, generator=torch.Generator().manual_seed(0))\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "diversity_select_whole(x, 200)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)\n"
+    )
+    grown = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert grown < 1000, grown  # MiB; the full matrix alone would be 1526

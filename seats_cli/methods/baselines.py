@@ -23,7 +23,7 @@ import torch
 from seats_cli.engine import Merge
 from seats_cli.layout import AUDIO, TEXT, VIDEO, TokenLayout
 from seats_cli.schedule import ModalityRatios, fastv_keep_counts, random_keep_count
-from seats_cli.selection import diversity_select
+from seats_cli.selection import diversity_select_whole
 
 FASTV_LAYER = 2
 
@@ -130,7 +130,7 @@ class DivPrunePruner(_BeforeLLM):
 
     def choose(self, encoded, pos, k, mod):
         feats = encoded.embeds[0, pos.to(encoded.embeds.device)].float()
-        return diversity_select(feats, k)
+        return diversity_select_whole(feats, k)  # in row blocks past 16,384 tokens (SEATS_SPEC §10.5)
 
 
 class VisionZipPruner(_PreLLM):

@@ -12,7 +12,8 @@ from .budgets import (
     stage2_select,
     window_relevance,
 )
-from .diversity import cosine_distance_matrix, diversity_select, diversity_select_batched, win_div_prune
+from .diversity import (cosine_distance_matrix, diversity_select, diversity_select_batched, diversity_select_whole,
+                        win_div_prune)
 
 __all__ = [
     "Stage2Result",
@@ -20,6 +21,7 @@ __all__ = [
     "allocate_budgets",
     "cosine_distance_matrix",
     "diversity_select",
+    "diversity_select_whole",
     "diversity_select_batched",
     "find_runs",
     "pair_windows",

@@ -39,6 +39,7 @@ __all__ = [
     "cosine_distance_matrix",
     "diversity_select",
     "diversity_select_batched",
+    "diversity_select_whole",
     "ieee_fp32_matmul",
     "win_div_prune",
 ]
@@ -149,6 +150,54 @@ def diversity_select(
         raise ValueError(f"features must be [w, d], got shape {tuple(features.shape)}")
     sal = None if saliency is None else saliency.reshape(1, -1)
     return diversity_select_batched(features.unsqueeze(0), k, sal)[0]
+
+
+FULL_MATRIX_MAX_TOKENS = 16384  # above this (a 1 GiB fp32 matrix), whole-modality selection works in row blocks
+
+
+def diversity_select_whole(features: torch.Tensor, k: int, *, max_full: int = FULL_MATRIX_MAX_TOKENS,
+                           block: int = 4096) -> torch.Tensor:
+    """Plain max-min selection (all a_j = 1, DivPrune) over a whole modality, in memory linear in N.
+
+    Up to ``max_full`` tokens this is :func:`diversity_select` (one N x N matrix). Above it the distances are
+    never held whole (SEATS_SPEC §10.5: 46,080 tokens would need 8.5 GB): each column's two smallest entries come
+    from ``block`` rows at a time, and each pick computes only the picked token's row. The rule is the same; the
+    distances come from products of other shapes, so they can differ from the full matrix's in the last bit,
+    which only moves exact near-ties.
+    """
+    if features.dim() != 2:
+        raise ValueError(f"features must be [N, d], got shape {tuple(features.shape)}")
+    if k <= 0:
+        raise ValueError(f"k must be >= 1, got {k}")
+    n = features.shape[0]
+    if n <= max_full:
+        return diversity_select(features, k)
+    device = features.device
+    if k >= n:
+        return torch.arange(n, device=device)
+    f = features.float()
+    normed = f / (f.norm(dim=-1, keepdim=True) + 1e-8)
+    lowest = torch.finfo(torch.float32).min
+
+    def rows(index: torch.Tensor | slice) -> torch.Tensor:  # a tensor index stays on the device (no host wait)
+        picked = normed[index] if isinstance(index, slice) else normed.index_select(0, index.view(1))
+        return (1.0 - picked @ normed.T).nan_to_num_(nan=lowest)
+
+    with ieee_fp32_matmul(device):
+        two = None  # each column's two smallest entries so far, diagonal included (the first-pick rule)
+        for start in range(0, n, block):
+            part = rows(slice(start, min(n, start + block)))
+            part = torch.topk(part, min(2, part.shape[0]), dim=0, largest=False).values
+            two = part if two is None else torch.topk(torch.cat([two, part]), 2, dim=0, largest=False).values
+        first = torch.argmax(two[1])
+        score = rows(first)[0].index_fill_(0, first.view(1), float("-inf"))  # a picked token is never picked again
+        picks = [first]
+        for step in range(1, k):
+            nxt = torch.argmax(score)
+            picks.append(nxt)
+            if step + 1 < k:
+                score = torch.minimum(score, rows(nxt)[0]).index_fill_(0, nxt.view(1), float("-inf"))
+    return torch.stack(picks).sort().values
 
 
 def win_div_prune(
