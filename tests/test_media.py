@@ -235,6 +235,38 @@ def test_decodes_awkward_clips(clips, name):
     json.dumps(m.to_dict())
 
 
+def tone_amplitudes(audio: np.ndarray, rate: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """(frequencies, amplitudes) of a Hann-windowed FFT of `seconds` of `audio` taken from its middle (away from
+    the codec's start/end transients); a sine of amplitude A on an exact bin reads A."""
+    n = int(seconds * rate)
+    start = (audio.shape[0] - n) // 2
+    window = np.hanning(n)
+    spectrum = np.abs(np.fft.rfft(audio[start : start + n] * window)) * 2 / window.sum()
+    return np.fft.rfftfreq(n, 1 / rate), spectrum
+
+
+@pytest.mark.parametrize("name", [n for n, (kw, _, _) in CLIPS.items()
+                                  if kw.get("audio_rate", 16000) and kw.get("seconds", 1) >= 1])
+def test_channels_are_averaged_to_mono_at_16k(clips, name):
+    # media_factory writes a 0.5-amplitude sine per channel: 440 Hz on the left, 880 Hz on the right. The mono
+    # track is the mean over channels, 0.25 sin(440) + 0.25 sin(880) for stereo (half a mono tone of the
+    # generated amplitude), 0.5 sin(440) for mono; resampled to 16 kHz, the rate the Qwen audio encoders take
+    # (a wrong rate would move the peaks). Exact bins: 1 Hz (1 s window) or 2 Hz (0.5 s for the 1-s clips).
+    kw = CLIPS[name][0]
+    m = decode_video(clips[name])
+    assert m.audio_sample_rate == 16000 == RATE and m.to_dict()["audio_sample_rate"] == 16000
+    freqs, amp = tone_amplitudes(m.audio, m.audio_sample_rate, 1.0 if m.duration_s >= 2 else 0.5)
+    at = {hz: float(amp[np.argmin(np.abs(freqs - hz))]) for hz in (440, 880)}
+    if kw.get("audio_channels", 1) == 2:
+        assert at[440] == pytest.approx(0.25, rel=0.1) and at[880] == pytest.approx(0.25, rel=0.1), at
+        assert at[440] == pytest.approx(at[880], rel=0.1), at  # both channels, equally weighted
+    else:
+        assert at[440] == pytest.approx(0.5, rel=0.1) and at[880] < 0.01, at
+    # nothing else: all energy sits within 4 Hz of the generated tones (the Hann main lobe)
+    elsewhere = (np.abs(freqs - 440) > 4) & (np.abs(freqs - 880) > 4)
+    assert float(amp[elsewhere].max()) < 0.02
+
+
 def test_variable_frame_rate_times_come_from_pts(clips):
     m = decode_video(clips["vfr.mkv"])
     starts = np.concatenate([[0], np.cumsum([0.05, 0.15] * 5)])  # frame i starts at starts[i]

@@ -73,11 +73,17 @@ def test_several_trrs_give_runs_and_human_output():
     assert q3["input"]["audio_formula_exact"] and not any("approximate" in n for n in q3["notes"])
 
 
-def test_usage_errors():
-    for args in (["profile", "--analytic"], ["profile", "--analytic", "--frames", "7"],
-                 ["profile", "--analytic", "--frames", "8", "--trr", "1.5"]):
-        res = CliRunner().invoke(app, args)
-        assert res.exit_code == 2 and res.stderr.startswith("error:"), args
+@pytest.mark.parametrize("args, mentions", [
+    (["profile", "--analytic"], "give a VIDEO or --frames N"),  # neither input given
+    (["profile", "--analytic", "--frames", "7"], "--frames must be a positive multiple of 2, got 7"),
+    (["profile", "--analytic", "--frames", "8", "--trr", "1.5"], "--trr 1.5 is out of range"),
+])
+def test_usage_errors(args, mentions):
+    from test_cli_ask import assert_one_error_line
+
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, (args, res.stderr)
+    assert_one_error_line(res.stderr, mentions=mentions)
 
 
 @pytest.mark.parametrize("samples", [16000, 16001, 12345, 96000, 1024000])
