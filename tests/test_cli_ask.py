@@ -268,6 +268,11 @@ SUBPROCESS_CASES = {
     "empty question on stdin": (["ask", "{sample}", "-", "--model", "tiny"], "  \n", 2, "question"),
     # the default model (Qwen/Qwen2.5-Omni-7B) is not in an empty HF cache and the hub is off
     "default model without cache": (["ask", "{sample}", QUESTION], None, 1, "--model tiny"),
+    # usage errors Click itself finds: one line through main(), not the usage box
+    "non-numeric trr": (["ask", "{sample}", QUESTION, "--model", "tiny", "--trr", "abc"], None, 2,
+                        "Invalid value for '--trr'"),
+    "unknown option": (["ask", "{sample}", QUESTION, "--bogus"], None, 2, "No such option: --bogus"),
+    "missing argument": (["eval", "report"], None, 2, "Missing argument"),
 }
 
 
