@@ -261,6 +261,8 @@ class Seats:
             achieved = achieved_retention(layers, layout.n_video, layout.n_audio)
             schedule = plan.to_dict() | {"achieved_trr": achieved["overall"], "achieved_video_trr": achieved["video"],
                                          "achieved_audio_trr": achieved["audio"]}
+            if hasattr(pruner, "score_layer"):  # SEATS: whose projections scored Stage II (--score-layer)
+                schedule["score_layer"] = pruner.score_layer
             note = None if achieved["overall"] is None or method_notes else retention_note(
                 plan.trr, achieved["overall"], plan.ratio_mode, opts.method, getattr(plan, "prunes", True),
                 video_trr=opts.video_trr, audio_trr=opts.audio_trr, has_audio=layout.n_audio > 0, trr_given=opts.trr)

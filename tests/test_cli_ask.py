@@ -306,3 +306,49 @@ def test_console_script_errors(name, subprocess_results):
     assert code == want_code, (name, code, out, err)
     assert out == ""
     assert_one_error_line(err, mentions=mention)
+
+
+def test_request_options_reach_the_engine(tiny_dir, sample_path, monkeypatch):
+    """--kv-policy, --score-layer and --saliency-span are used, not only validated: the engine and the encoders get
+    them, the record says them, and the answer and per-layer counts equal the engine's own run with them."""
+    from reference import prepared_case
+
+    import seats_cli.api as api
+    from seats_cli import Seats, engine
+    from seats_cli.methods import build_pruner
+    from seats_cli.report import layer_rows
+    import torch
+
+    seats = Seats("tiny", device="cpu", dtype="float32", cache_dir=tiny_dir.parent, reuse_media=False)
+    ad = seats.adapter
+    seen = {}
+    real_prefill, real_encode = api.prefill, ad.encode_media
+
+    def spy_prefill(*args, **kw):
+        seen["pruner"], seen["kv_policy"] = args[3], kw.get("kv_policy")
+        return real_prefill(*args, **kw)
+
+    def spy_encode(*args, **kw):
+        seen["saliency"] = kw.get("saliency")
+        return real_encode(*args, **kw)
+
+    monkeypatch.setattr(api, "prefill", spy_prefill)
+    monkeypatch.setattr(ad, "encode_media", spy_encode)
+    opts = dict(kv_policy="per_layer", score_layer="next", saliency_span="encoder")
+    r = seats.ask(sample_path, QUESTION, trr=0.35, max_new_tokens=4, **opts)
+    assert (seen["kv_policy"], seen["pruner"].score_layer, seen["saliency"]) == ("per_layer", "next", "encoder")
+    assert seen["pruner"].plan.saliency_span == "encoder"
+    assert (r.kv_policy, r.schedule["score_layer"], r.schedule["saliency_span"]) == ("per_layer", "next", "encoder")
+
+    _, request, _ = prepared_case(ad, sample_path, QUESTION)
+    runs = {}
+    for name, kw in (("given", opts), ("default", {})):
+        enc = ad.encode(request, saliency=kw.get("saliency_span", "official"))
+        pruner, _ = build_pruner("seats", ad.config, request.layout, trr=0.35, score_layer=kw.get("score_layer"),
+                                 saliency_span=kw.get("saliency_span"))
+        res = engine.prefill(ad, enc, request.layout, pruner, kv_policy=kw.get("kv_policy", "survivors"))
+        out = engine.decode(ad, res, enc.next_position, max_new_tokens=4)
+        runs[name] = (res.layer_live, ad.decode_text(out.tokens))
+    assert r.layers == layer_rows(request.layout, runs["given"][0]) and r.answer == runs["given"][1]
+    # the options change which tokens are kept, so the comparison above would see them ignored
+    assert any(not torch.equal(a, b) for a, b in zip(runs["given"][0], runs["default"][0]))
