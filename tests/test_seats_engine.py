@@ -287,3 +287,76 @@ def test_eager_attention_equals_masked_reference(tiny_dir, sample_path):
     tokens = engine.decode(ad, result, encoded.next_position, max_new_tokens=N_NEW, eos_token_ids=[]).tokens
     kv = kv_visible_for("survivors", live)
     assert masked_reference_greedy_given(ad, encoded, live, kv, tokens) == tokens
+
+
+@pytest.mark.parametrize("layer_idx", [15, 17])
+def test_stage2_scores_equal_the_stock_attention_weights(adapter, sample_path, layer_idx):
+    """The query row Stage II reads (layer l's input norm, q/k projections with their biases, rotary) equals the
+    stock eager attention weights of the last position at that layer, averaged over heads."""
+    _, request, encoded = prepared_case(adapter, sample_path, QUESTION)
+    hidden = encoded.embeds
+    cos, sin = adapter.rotary(hidden, encoded.position_ids)
+    s = hidden.shape[1]
+    mask = torch.full((s, s), torch.finfo(hidden.dtype).min).triu(1)[None, None]
+    with torch.no_grad():
+        for idx in range(layer_idx):
+            hidden = adapter.layers[idx](hidden, attention_mask=mask, position_embeddings=(cos, sin))
+            hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+        layer = adapter.layers[layer_idx]
+        attn = layer.self_attn
+        before = attn.config._attn_implementation
+        attn.config._attn_implementation = "eager"
+        try:
+            _, weights = attn(layer.input_layernorm(hidden), position_embeddings=(cos, sin), attention_mask=mask)
+        finally:
+            attn.config._attn_implementation = before
+    stock = weights[0, :, -1, :].mean(dim=0)
+    ours = adapter.query_scores(layer_idx, hidden, cos, sin, s - 1)
+    assert (ours - stock.float()).abs().max().item() <= 1e-6
+
+
+def _runs(flags: list[bool]) -> list[tuple[int, int]]:
+    out, start = [], None
+    for i, f in enumerate(flags + [False]):
+        if f and start is None:
+            start = i
+        elif not f and start is not None:
+            out.append((start, i))
+            start = None
+    return out
+
+
+@pytest.mark.parametrize("trr", [0.35, 0.1])
+def test_stage2_keeps_the_top_scored_tokens_of_each_window(adapter, sample_path, monkeypatch, trr):
+    """At each drop, inside each window (the i-th video run with the i-th audio run of the live rows), the kept
+    video and the kept audio are the best-scored ones of that run (ties: the lower row), by a plain loop over
+    the scores the layer computed; the counts per window are the budgets' (checked by hand elsewhere)."""
+    _, request, encoded = prepared_case(adapter, sample_path, QUESTION)
+    layout = request.layout
+    pruner, plan = build_pruner("seats", adapter.config, layout, trr=trr)
+    scores = []
+    real = adapter.query_scores
+
+    def spy(*args):
+        out = real(*args)
+        scores.append(out.clone())
+        return out
+
+    monkeypatch.setattr(adapter, "query_scores", spy)
+    res = engine.prefill(adapter, encoded, layout, pruner)
+    drops = list(adapter.config.seats.prune_before)
+    assert len(scores) == len(drops)
+    for s, layer in zip(scores, drops):
+        before, after = res.layer_live[layer - 1].tolist(), set(res.layer_live[layer].tolist())
+        mod = [int(layout.modality[p]) for p in before]
+        v_runs, a_runs = _runs([m == 1 for m in mod]), _runs([m == 2 for m in mod])
+        n = min(len(v_runs), len(a_runs))
+        assert n > 1  # windows, not the global top
+        dropped_somewhere = False
+        for run in v_runs + a_runs:
+            rows = list(range(*run))
+            kept = [r for r in rows if before[r] in after]
+            best = sorted(rows, key=lambda r: (-float(s[r]), r))[:len(kept)]
+            assert sorted(kept) == sorted(best), (layer, run)
+            dropped_somewhere |= len(kept) < len(rows)
+        assert dropped_somewhere
