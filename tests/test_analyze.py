@@ -134,3 +134,117 @@ def test_analyze_reads_a_real_benchmark_copy(tmp_path, sample_path):
     assert out["items"] == 2 and out["scored_by"] == "accuracy" and out["layers"] == [0, 14]
     bad = CliRunner().invoke(app, ["analyze", "--model", "tiny", "--benchmark", "nope", "--data-dir", str(tmp_path)])
     assert bad.exit_code == 2 and "is not one of: synthetic, worldsense" in bad.stderr
+
+
+# ---- the numbers themselves, against independent computations ----------------------------------------------
+# The tiny model on the sample clip: dropping the video (alone or with the audio) before layer 0 changes the first
+# token, the video alone still changes it at layer 5 but both together no longer do, and from layer 7 on nothing
+# does; the audio never matters to this model (top-2 logit margins >= 0.01 at every cut, the engine and the
+# reference agree to ~3e-6).
+TINY_QUESTION = "What is moving?"
+TINY_LAYERS = [0, 5, 7]
+CUTS = {"video": (1,), "audio": (2,), "both": (1, 2)}  # layout.modality: 0 text, 1 video, 2 audio
+
+
+def _analysed(seats, media, question, gold, layers) -> dict:
+    """`seats analyze --json` of one question (the dict the CLI prints), on one torch thread."""
+    import torch
+
+    from seats_cli.analyze import analyze
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return analyze(seats, [(media, question, gold)], layers=layers).to_dict()
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_analysis(tiny_seats, sample_path):
+    from reference import prepared_case
+
+    media, _, _ = prepared_case(tiny_seats.adapter, sample_path, TINY_QUESTION)
+    return _analysed(tiny_seats, media, TINY_QUESTION, None, TINY_LAYERS)
+
+
+def _reference_first_tokens(adapter, encoded, modality, layers) -> tuple[int, dict[str, list[int]]]:
+    """The stock layers over the whole prompt (tests/reference.py): the full first token, and per cut and layer L
+    the first token with that cut's rows hidden from every layer >= L (nothing is ever gathered)."""
+    import torch
+
+    from reference import full_live, masked_reference_logits
+
+    n, n_layers = encoded.embeds.shape[1], len(adapter.layers)
+    full = int(masked_reference_logits(adapter, encoded, full_live(encoded, n_layers)).argmax())
+    out = {}
+    for name, mods in CUTS.items():
+        kept = torch.tensor([i for i in range(n) if int(modality[i]) not in mods])
+        assert 0 < len(kept) < n
+        out[name] = [int(masked_reference_logits(adapter, encoded, [torch.arange(n) if idx < cut else kept
+                                                                    for idx in range(n_layers)]).argmax())
+                     for cut in layers]
+    return full, out
+
+
+def test_attention_profile_equals_the_stock_eager_attention_weights(tiny_analysis, tiny_dir, sample_path,
+                                                                    one_thread):
+    """Per layer, the mass the last prompt token puts on each modality is the stock model's own eager attention
+    (output_attentions) of the last row, mean over heads, summed over that modality's positions."""
+    import torch
+
+    from reference import load_tiny, prepared_case
+
+    eager = load_tiny(tiny_dir, "eager")
+    _, request, _ = prepared_case(eager, sample_path, TINY_QUESTION)
+    modality = request.layout.modality
+    assert [int((modality == m).sum()) for m in (0, 1, 2)] == [209, 864, 150]  # each modality is really there
+    with torch.no_grad():
+        out = eager.model(**request.inputs, use_audio_in_video=request.use_audio_in_video, output_attentions=True)
+    assert len(out.attentions) == 28
+    got = tiny_analysis["attention"]
+    for layer, weights in enumerate(out.attentions):
+        row = weights[0, :, -1, :].float().mean(dim=0)  # (S,): the last prompt row, mean over the heads
+        for name, m in (("text", 0), ("video", 1), ("audio", 2)):
+            want = float(row[modality == m].sum())
+            assert got[name][layer] == pytest.approx(want, abs=1e-5), (layer, name)
+    # the modalities' masses differ enough that a mix-up of the labels cannot pass the 1e-5 check
+    assert min(abs(got["video"][j] - got["audio"][j]) for j in range(28)) > 1e-3
+
+
+def test_drop_curves_equal_the_masked_reference_on_the_tiny_model(tiny_analysis, tiny_seats, sample_path,
+                                                                 one_thread):
+    """Agreement with the full model per analysed layer = (the reference's first token with the cut's rows hidden
+    from that layer on) == (its full first token), for video, audio and both."""
+    from reference import prepared_case
+
+    _, request, encoded = prepared_case(tiny_seats.adapter, sample_path, TINY_QUESTION)
+    full, tokens = _reference_first_tokens(tiny_seats.adapter, encoded, request.layout.modality, TINY_LAYERS)
+    expected = {name: [float(t == full) for t in toks] for name, toks in tokens.items()}
+    assert tiny_analysis["layers"] == TINY_LAYERS and tiny_analysis["scored_by"] == "agreement with full"
+    assert tiny_analysis["dropped"] == expected
+    # the reference's curves, by hand: the check has teeth (a cut that drops nothing would give all 1.0, and a
+    # swap of any two curves changes them)
+    assert expected == {"video": [0.0, 0.0, 1.0], "audio": [1.0, 1.0, 1.0], "both": [0.0, 1.0, 1.0]}
+
+
+def test_drop_curves_equal_the_masked_reference_on_the_synthetic_model(seats_cache, one_thread):
+    """The trained `synthetic` model, scored by accuracy against the gold letter: a tone question whose answer
+    needs the audio up to layer 14 (the video alone never changes it, both together only with the audio)."""
+    from seats_cli.api import Seats
+    from seats_cli.evaluate import synthetic_items
+    from seats_cli.synthetic import media_of
+
+    seats = Seats("synthetic", device="cpu", dtype="float32", cache_dir=seats_cache)
+    item = next(it for it in synthetic_items(1_000_000, 2) if it.id == "tone_while_square-1000501")
+    media = media_of(item)
+    layers = [0, 14, 20]
+    got = _analysed(seats, media, item.question, item.answer, layers)
+    ad = seats.adapter
+    request = ad.prepare(media, item.question)
+    full, tokens = _reference_first_tokens(ad, ad.encode(request), request.layout.modality, layers)
+    assert ad.decode_text([full]) == item.answer == "A"  # the full model answers right
+    expected = {name: [float(ad.decode_text([t]) == item.answer) for t in toks] for name, toks in tokens.items()}
+    assert (got["scored_by"], got["full_score"], got["chance"]) == ("accuracy", 1.0, 0.25)
+    assert got["dropped"] == expected
+    assert expected == {"video": [1.0, 1.0, 1.0], "audio": [0.0, 0.0, 1.0], "both": [1.0, 1.0, 1.0]}
