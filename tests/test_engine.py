@@ -17,6 +17,7 @@ import pytest
 
 from reference import (
     full_live,
+    kv_visible_for,
     load_tiny,
     masked_reference_generate,
     masked_reference_greedy_given,
@@ -123,7 +124,7 @@ def test_auto_decode_mode_on_cpu_is_buffers(adapter):
 @pytest.mark.parametrize("policy", ["survivors", "per_layer"])
 def test_pruned_decode_modes_agree_with_the_stock_cache(adapter, sample_path, policy):
     """SEATS at R = 0.1: with ``per_layer`` every layer's cache has its own length (and mask); the in-place and
-    static loops give the stock DynamicCache loop's tokens, and their last-step logits agree."""
+    static loops give the stock DynamicCache loop's tokens, and those are the masked reference's greedy tokens."""
     _, request, encoded = prepared_case(adapter, sample_path, QUESTION)
     runs = {}
     for mode in ("dynamic", "buffers", "static"):
@@ -135,6 +136,8 @@ def test_pruned_decode_modes_agree_with_the_stock_cache(adapter, sample_path, po
     assert len(lengths) == (1 if policy == "survivors" else 5)  # Stage I, drops before 16/18/20, text from 23
     assert runs["buffers"] == runs["dynamic"] == runs["static"]
     assert len(runs["dynamic"]) == N_NEW
+    kv = kv_visible_for(policy, result.layer_live)
+    assert masked_reference_greedy_given(adapter, encoded, result.layer_live, kv, runs["static"]) == runs["static"]
 
 
 def test_decode_stops_at_eos_and_respects_max_new_tokens(adapter, sample_path):

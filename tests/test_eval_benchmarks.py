@@ -411,3 +411,30 @@ def test_custom_rows_a_prompt_cannot_represent_are_refused(tmp_path, row, why):
     with pytest.raises(bm.BenchmarkError) as e:
         bm.read("custom", tmp_path)
     assert str(e.value) == f"{tmp_path / 'questions.jsonl'}:1: {why}"
+
+
+def test_limit_template_and_system_prompt_reach_every_row(tmp_path, clip, monkeypatch):
+    """--limit N runs the first N questions; --template and --system-prompt are what the model is asked with, and
+    every row's settings say so."""
+    from seats_cli.api import Seats
+
+    asked, ask = [], Seats.ask
+
+    def spy(self, video, question, **kw):
+        asked.append((question, kw.get("system_prompt")))
+        return ask(self, video, question, **kw)
+
+    monkeypatch.setattr(Seats, "ask", spy)
+    root = build("videomme", tmp_path / "v", clip)
+    out = tmp_path / "r.jsonl"
+    res = run("eval", "--benchmark", "videomme", "--data-dir", root, *TINY, "--method", "seats", "--trr", "0.35",
+              "--limit", "1", "--template", "Q: {question}\nChoices: {options}\nLetter:", "--system-prompt",
+              "Answer tersely.", "--out", out)
+    assert res.exit_code == 0, res.output
+    rows = _rows(out)
+    assert [(r["id"], r["method"]) for r in rows] == [("001-1", "full"), ("001-1", "seats")]
+    for r in rows:
+        assert r["settings"]["template"] == "Q: {question}\nChoices: {options}\nLetter:"
+        assert r["settings"]["system_prompt"] == "Answer tersely."
+    options = "A. Apples.\nB. Candles.\nC. Berries.\nD. The same."
+    assert asked == [(f"Q: How many?\nChoices: {options}\nLetter:", "Answer tersely.")] * 2
