@@ -184,15 +184,7 @@ def _synthetic(model, config, bench_seed, n, trr, methods, media_cuts, out, writ
     summary = ev.benchmark_summary([ev.from_synthetic(r) for r in rows])
     summary["settings"] = {"benchmark": benchmark, "model": model, "config": cfg.name, "bench_seed": bench_seed,
                            "n_per_kind": n, "seed": seed}
-    if json_out:
-        print_json(summary)
-    else:
-        render_summary(summary)
-        if out is not None:
-            stdout.print(f"[dim]{len(rows)} rows written to {out}; `seats eval report {out}` rebuilds this[/dim]")
-    errors = sum(s["errors"] for s in summary["runs"])
-    if errors:  # as seats batch: every row is written, the status says some failed
-        fail(f"{errors} of {len(rows)} runs failed (rows with 'error')", 1)
+    finish(summary, json_out, out, len(rows))
 
 
 # ------------------------------------------------------------------------------------------- real benchmarks
@@ -211,8 +203,6 @@ def _parse_shard(shard: str | None) -> tuple[int, int] | None:
 def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, out, fps, max_frames,
           max_new_tokens, no_audio, system_prompt, template, ratio_mode, revision, local_files_only, device,
           device_map, dtype, attn_implementation, seed, json_out, quiet, ray=None) -> None:
-    import json
-
     from seats_cli import benchmarks as bm
     from seats_cli import evaluate as ev
     from seats_cli.cli.batch import _progress, _say
@@ -321,14 +311,20 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
     all_rows = ev.read_results([out]) if out else rows
     summary = ev.benchmark_summary(all_rows)
     summary["settings"] = settings.to_dict()
+    finish(summary, json_out, out, written)
+
+
+def finish(summary: dict, json_out: bool, out, written: int) -> None:
+    """The end of every `seats eval` run: the summary (JSON or the table), where the rows went, and exit 1 when
+    some rows failed (as seats batch: every row is written, the status says some failed)."""
     if json_out:
-        print(json.dumps(summary, ensure_ascii=False))
+        print_json(summary)
     else:
         render_summary(summary)
         if out is not None:
             stdout.print(f"[dim]{written} rows written to {out}; `seats eval report {out}` rebuilds this[/dim]")
     errors = sum(s["errors"] for s in summary["runs"])
-    if errors:  # as seats batch: every row is written, the status says some failed
+    if errors:
         fail(f"{errors} of {sum(s['n'] for s in summary['runs'])} rows failed (see their \"error\" field)", 1)
 
 
