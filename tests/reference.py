@@ -210,3 +210,37 @@ def seats_counts_by_the_rule(plan, layers: Sequence[dict]) -> list[dict]:
             want = {"video": prev["video"], "audio": prev["audio"]}
         out.append(row | want | {"text": prev["text"]})
     return out
+
+
+def _runs(flags: list[bool]) -> list[tuple[int, int]]:
+    """Maximal runs of True as half-open (start, end), by a plain loop."""
+    out, start = [], None
+    for i, f in enumerate(flags + [False]):
+        if f and start is None:
+            start = i
+        elif not f and start is not None:
+            out.append((start, i))
+            start = None
+    return out
+
+
+def check_stage2_keeps_window_tops(layout, layer_live, scores, drops) -> None:
+    """At each Stage II drop (``scores``: the query rows the layer computed, in order), inside every video run and
+    every audio run of the live rows (the windows' halves), the kept rows are the best-scored ones (ties: the
+    lower row), by a plain loop; there are several windows, and something is dropped."""
+    drops = list(drops)
+    assert len(scores) == len(drops)
+    for s, layer in zip(scores, drops):
+        s = s.float().cpu()
+        before, after = layer_live[layer - 1].tolist(), set(layer_live[layer].tolist())
+        mod = [int(layout.modality[p]) for p in before]
+        v_runs, a_runs = _runs([m == 1 for m in mod]), _runs([m == 2 for m in mod])
+        assert min(len(v_runs), len(a_runs)) > 1  # windows, not the global top
+        dropped = False
+        for run in v_runs + a_runs:
+            rows = list(range(*run))
+            kept = [r for r in rows if before[r] in after]
+            best = sorted(rows, key=lambda r: (-float(s[r]), r))[:len(kept)]
+            assert sorted(kept) == sorted(best), (layer, run)
+            dropped |= len(kept) < len(rows)
+        assert dropped

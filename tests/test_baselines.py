@@ -131,3 +131,24 @@ def test_video_only_methods_say_when_the_reallocation_cuts_audio(tiny_seats, sam
         assert r.layers[0]["audio"] == 1
         assert f"{method}: video is at the audio-intact reallocation's 5% floor, so audio keeps 1/150 = 0.007, " \
                f"chosen at random (seeded by --seed)" in r.notes, r.notes
+
+
+def test_fastv_names_k_over_l_only_where_one_token_stays():
+    """The K/L reason belongs to a setting ratio <= 0 (one token kept); FastV's reallocation otherwise holds video
+    at >= 5 % and audio whole, which its own note (or the overall one) explains."""
+    from seats_cli.methods.baselines import BaselinePlan, FastVPruner
+    from seats_cli.schedule import ModalityRatios
+
+    def notes(method, pair, counts):
+        return FastVPruner(BaselinePlan(method, 0.1, ModalityRatios(*pair)), 28, omni=method == "fastv-om"
+                           ).reach_notes(*counts)
+
+    # the 7B's official pair at 0.10 on 8640 + 1500: video at its floor (432), audio cut to 1 at random
+    assert notes("fastv", (0.06, 0.35), (8640, 1500, 432, 1, True)) == [
+        "fastv: video is at the audio-intact reallocation's 5% floor, so audio keeps 1/1500 = 0.001, chosen at "
+        "random (seeded by --seed)"]
+    assert notes("fastv", (0.5, 0.05), (8640, 1500, 4000, 1500, False)) == []  # audio kept whole by design
+    # without sound the reallocation leaves the pair as it is: s_v = (1.4 - 2)/26 < 0 keeps one video token
+    assert notes("fastv", (0.05, 0.5), (864, 0, 1, 0, False)) == [
+        "fastv: video keeps 0.073 of its tokens on the layer mean, not the requested 0.050: layers 0-1 see every "
+        "token, so a layer mean below K/L = 0.071 is out of reach (1/864 from layer 2)"]

@@ -286,11 +286,13 @@ def test_whole_modality_selection_in_row_blocks_follows_the_rule(w, d, block, se
     assert got.tolist() == reference_select(dist, [1.0] * w, k)
 
 
-def test_whole_modality_selection_on_gaussian_features_and_its_memory():
+def test_whole_modality_selection_bound_and_memory():
+    from seats_cli.selection.diversity import full_matrix_fits
+
     g = torch.Generator().manual_seed(5)
     f = torch.randn(1000, 32, generator=g)
-    assert torch.equal(diversity_select_whole(f, 100, max_full=10, block=96), diversity_select(f, 100))
     assert torch.equal(diversity_select_whole(f, 100), diversity_select(f, 100))  # under the bound: the same call
+    assert full_matrix_fits(16384, "cpu") and not full_matrix_fits(16385, "cpu")
     with pytest.raises(ValueError, match="k must be >= 1"):
         diversity_select_whole(f, 0, max_full=10)
     # 20,000 tokens: the full matrix (1.6 GB, twice) vs row blocks of 4,096 (0.33 GB), in a fresh process

@@ -19,7 +19,7 @@ from seats_cli.engine import decode, prefill
 from seats_cli.media import decode_video
 from seats_cli.methods import build_pruner
 from seats_cli.models import load_model
-from reference import masked_reference_logits, seats_counts_by_the_rule
+from reference import check_stage2_keeps_window_tops, masked_reference_logits, seats_counts_by_the_rule
 
 pytestmark = pytest.mark.gpu
 
@@ -56,23 +56,32 @@ def test_engine_equals_stock_on_cuda_fp32(cuda, tiny_dir, sample_path):
 
 
 @pytest.mark.parametrize("trr", [0.35, 0.1])
-def test_seats_equals_masked_reference_on_cuda_fp32(cuda, tiny_dir, sample_path, trr):
+def test_seats_equals_masked_reference_on_cuda_fp32(cuda, tiny_dir, sample_path, trr, monkeypatch):
     """The CPU suite's exactness on the device: SEATS's last logits equal the stock layers run with each dropped
-    token masked from its drop layer on, within 1e-4 in fp32 (a token kept or dropped wrongly, or a row given
-    another's rotary, moves them by more than 1e-3 on this model)."""
+    token masked from its drop layer on, within 1e-4 in fp32 (a row given another's rotary moves them by more than
+    1e-3 on this model), and each Stage II drop keeps every window's best-scored rows by the device's own scores."""
     ad, request = _case(tiny_dir, sample_path, "float32")
     pruner, plan = build_pruner("seats", ad.config, request.layout, trr=trr)
     encoded = ad.encode(request, saliency=plan.saliency_span)
+    scores, real = [], ad.query_scores
+
+    def spy(*args):
+        out = real(*args)
+        scores.append(out.clone())
+        return out
+
+    monkeypatch.setattr(ad, "query_scores", spy)
     res = prefill(ad, encoded, request.layout, pruner)
     ref = masked_reference_logits(ad, encoded, res.layer_live)
     assert (res.logits - ref).abs().max().item() <= 1e-4
+    check_stage2_keeps_window_tops(request.layout, res.layer_live, scores, ad.config.seats.prune_before)
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "flash_attention_2"])
 def test_seats_equals_masked_reference_on_cuda_bf16(cuda, tiny_dir, sample_path, attn):
     """In bf16 the engine's logits sit within twice bf16's own rounding noise (the masked reference in bf16 vs in
-    fp32) of the masked reference: a bound on the bf16 kernels (sdpa, flash-attention) with packed masks, not a
-    check of which tokens are kept (the fp32 test above is)."""
+    fp32) of the masked reference: a bound on the bf16 kernels (sdpa, flash-attention) with packed masks; which
+    tokens are kept is checked in fp32 above."""
     if attn == "flash_attention_2" and not importlib.util.find_spec("flash_attn"):
         pytest.skip("flash-attn is not installed here: the flash-attention path was not checked")
     ad, request = _case(tiny_dir, sample_path, "bfloat16", attn)

@@ -201,6 +201,7 @@ class DyCokePruner(_PreLLM):
         tpos, vpos, apos = _positions(layout)
         v, a = audio_intact_reallocate(self.plan.ratios.video, self.plan.ratios.audio, vpos.numel(), apos.numel())
         keep = [tpos]
+        self.notes = []
         n = layout.tokens_per_grid
         if vpos.numel() and n:
             frames = vpos.numel() // n
@@ -336,13 +337,19 @@ class FastVPruner:
         self.notes: list[str] = []
 
     def reach_notes(self, n_v: int, n_a: int, k_v: int, k_a: int, audio_random: bool) -> list[str]:
-        """What the drop could not reach: a layer mean below K/L (layers 0..K-1 see every token), and the audio
-        cut at random when the audio-intact reallocation put video at its floor."""
+        """What the drop could not reach: a layer mean below K/L, where the setting ratio (after FastV's audio-intact
+        reallocation) is <= 0 and one token stays (layers 0..K-1 see every token), and the audio cut at random
+        when the reallocation put video at its floor."""
+        from seats_cli.schedule import audio_intact_reallocate, fastv_setting_ratio
+
         L, K = self.num_layers, FASTV_LAYER
+        s_v, s_a = (fastv_setting_ratio(r, L, K) for r in (self.plan.ratios.video, self.plan.ratios.audio))
+        if not self.omni:
+            s_v, s_a = audio_intact_reallocate(s_v, s_a, n_v, n_a)
         notes = []
-        for mod, target, n, k in (("video", self.plan.ratios.video, n_v, k_v), ("audio", self.plan.ratios.audio,
-                                                                                 n_a, k_a)):
-            if n and target < K / L:
+        for mod, target, n, k, setting in (("video", self.plan.ratios.video, n_v, k_v, s_v),
+                                           ("audio", self.plan.ratios.audio, n_a, k_a, s_a)):
+            if n and setting <= 0 and not (mod == "audio" and audio_random):
                 mean = (K * n + (L - K) * k) / (L * n)
                 notes.append(f"{self.name}: {mod} keeps {mean:.3f} of its tokens on the layer mean, not the "
                              f"requested {target:.3f}: layers 0-{K - 1} see every token, so a layer mean below "

@@ -152,25 +152,36 @@ def diversity_select(
     return diversity_select_batched(features.unsqueeze(0), k, sal)[0]
 
 
-FULL_MATRIX_MAX_TOKENS = 16384  # above this (a 1 GiB fp32 matrix), whole-modality selection works in row blocks
+FULL_MATRIX_MAX_TOKENS = 16384  # on a CPU, above this (a 1 GiB fp32 matrix) whole-modality selection goes by rows
 
 
-def diversity_select_whole(features: torch.Tensor, k: int, *, max_full: int = FULL_MATRIX_MAX_TOKENS,
+def full_matrix_fits(n: int, device: torch.device | str) -> bool:
+    """Whether :func:`diversity_select` may hold the N x N fp32 distances (and their temporary) on ``device``: on
+    a GPU when they take at most half its free memory (a pick then reads one row of N floats, where the row-wise
+    path re-reads all N x d features), on a CPU up to FULL_MATRIX_MAX_TOKENS."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return 2 * 4 * n * n <= free // 2
+    return n <= FULL_MATRIX_MAX_TOKENS
+
+
+def diversity_select_whole(features: torch.Tensor, k: int, *, max_full: int | None = None,
                            block: int = 4096) -> torch.Tensor:
-    """Plain max-min selection (all a_j = 1, DivPrune) over a whole modality, in memory linear in N.
+    """Plain max-min selection (all a_j = 1, DivPrune) over a whole modality, in memory linear in N when needed.
 
-    Up to ``max_full`` tokens this is :func:`diversity_select` (one N x N matrix). Above it the distances are
-    never held whole (SEATS_SPEC §10.5: 46,080 tokens would need 8.5 GB): each column's two smallest entries come
-    from ``block`` rows at a time, and each pick computes only the picked token's row. The rule is the same; the
-    distances come from products of other shapes, so they can differ from the full matrix's in the last bit,
-    which only moves exact near-ties.
+    Up to ``max_full`` tokens (None: :func:`full_matrix_fits`) this is :func:`diversity_select` (one N x N
+    matrix). Above it the distances are never held whole (SEATS_SPEC §10.5: 46,080 tokens would need 8.5 GB):
+    each column's two smallest entries come from ``block`` rows at a time, and each pick computes only the picked
+    token's row. The rule is the same; the distances come from products of other shapes, so they can differ from
+    the full matrix's in the last bit, which only moves exact near-ties.
     """
     if features.dim() != 2:
         raise ValueError(f"features must be [N, d], got shape {tuple(features.shape)}")
     if k <= 0:
         raise ValueError(f"k must be >= 1, got {k}")
     n = features.shape[0]
-    if n <= max_full:
+    if (full_matrix_fits(n, features.device) if max_full is None else n <= max_full):
         return diversity_select(features, k)
     device = features.device
     if k >= n:
