@@ -286,13 +286,19 @@ def test_whole_modality_selection_in_row_blocks_follows_the_rule(w, d, block, se
     assert got.tolist() == reference_select(dist, [1.0] * w, k)
 
 
-def test_whole_modality_selection_bound_and_memory():
-    from seats_cli.selection.diversity import full_matrix_fits
+def test_whole_modality_selection_bound_and_memory(monkeypatch):
+    from seats_cli.selection import diversity
 
     g = torch.Generator().manual_seed(5)
     f = torch.randn(1000, 32, generator=g)
-    assert torch.equal(diversity_select_whole(f, 100), diversity_select(f, 100))  # under the bound: the same call
-    assert full_matrix_fits(16384, "cpu") and not full_matrix_fits(16385, "cpu")
+    assert torch.equal(diversity_select_whole(f, 100), diversity_select(f, 100))  # it fits: the same call
+    # the matrix and its temporary (8 N^2 bytes) must fit in half the free memory; unknown memory: 16,384 tokens
+    free = {"cpu": 8 * 20000 ** 2 * 2}
+    monkeypatch.setattr(diversity, "available_bytes", lambda device: free["cpu"])
+    assert diversity.full_matrix_fits(20000, "cpu") and not diversity.full_matrix_fits(20001, "cpu")
+    free["cpu"] = None
+    assert diversity.full_matrix_fits(16384, "cpu") and not diversity.full_matrix_fits(16385, "cpu")
+    assert diversity.available_bytes("meta") is None
     with pytest.raises(ValueError, match="k must be >= 1"):
         diversity_select_whole(f, 0, max_full=10)
     # 20,000 tokens: the full matrix (1.6 GB, twice) vs row blocks of 4,096 (0.33 GB), in a fresh process
@@ -301,7 +307,7 @@ def test_whole_modality_selection_bound_and_memory():
         "from seats_cli.selection.diversity import diversity_select_whole\n"
         "x = torch.randn(20000, 8, generator=torch.Generator().manual_seed(0))\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "diversity_select_whole(x, 200)\n"
+        "diversity_select_whole(x, 200, max_full=16384)\n"
         "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)\n"
     )
     grown = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
