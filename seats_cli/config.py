@@ -42,9 +42,15 @@ class Architecture(TextModelDims):
     moe_intermediate_size: int | None = None
     cuda_graph_decode: bool = True  # one decode step can be captured as a CUDA graph (no host sync inside)
     max_position_embeddings: int | None = None  # the context length (analytic profiles warn beyond it)
+    # a mixture-of-experts model's experts kernel, named rather than left to the transformers default (reproducible
+    # runs; SEATS_SPEC 7.1): "grouped_mm", "batched_mm" or "eager"
+    experts_implementation: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.experts_implementation not in (None, "grouped_mm", "batched_mm", "eager"):
+            raise ConfigError(f"architecture.experts_implementation must be grouped_mm, batched_mm or eager, got "
+                              f"{self.experts_implementation!r}")
         if self.num_experts_per_tok and self.moe_intermediate_size:
             active = self.num_experts_per_tok * self.moe_intermediate_size
             if self.intermediate_size != active:

@@ -5,7 +5,7 @@ copies the full KV (for an unpruned 128-frame request on the 7B: ~600 MiB per to
 row in place instead. It speaks the one method the stock attention modules call (``update(k, v, layer_idx, ...)``)
 and keeps layers of different lengths (KV policy ``per_layer``) apart, each with its own base length.
 
-Ways to run a step over it (docs/METHOD.md §12; ``dynamic`` is the stock DynamicCache loop, kept as the reference):
+Ways to run a step over it (docs/METHOD.md §8; ``dynamic`` is the stock DynamicCache loop, kept as the reference):
 
 * ``buffers`` (CPU, multi-GPU, flash-attention): attention reads a view of the first ``n + 1`` rows; no mask.
 * ``static``: fixed shapes and no host sync inside a step — attention reads the whole buffer with an additive mask

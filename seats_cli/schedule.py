@@ -316,6 +316,7 @@ def modality_schedule(
     - if r_m is below what clamping can reach (rho*prune_before[0]/L), delta = rho
       (all later levels 0) and ``mean_retention`` reports that value;
     - an empty prune_before gives levels (rho,), no keep ratios.
+    Keep ratios are N_{i+1}/N_i rounded to 4 decimals, as the official scheduler passes them on.
     """
     r_m = _check_ratio("r_m", r_m)
     if not encoder_ratio_scale > 0 or not growth > 0:
@@ -345,7 +346,9 @@ def modality_schedule(
                     break
             delta = 0.5 * (lo + hi)
         levels = _levels(rho, delta, n, growth, clamp=True)
-    keep = [levels[i + 1] / levels[i] if levels[i] > 0.0 else 0.0 for i in range(n)]
+    # the official scheduler hands each step its keep ratio rounded to 4 decimals (round(k_i, 4)); the counts of
+    # a step (round(k_i n)) follow that rounded ratio
+    keep = [round(levels[i + 1] / levels[i], 4) if levels[i] > 0.0 else 0.0 for i in range(n)]
     return ModalitySchedule(target=r_m, rho=rho, delta=delta, levels=tuple(levels),
                             keep_ratios=tuple(keep), mean_retention=mean(levels))
 

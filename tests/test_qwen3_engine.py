@@ -189,3 +189,54 @@ def test_device_map_errors_before_loading(sample_path, args, line):
 
     res = CliRunner().invoke(app, ["ask", str(sample_path), QUESTION, "--model", "tiny-qwen3", *args])
     assert res.exit_code == 2 and res.stderr.strip() == line
+
+
+@pytest.mark.parametrize("mode", ["buffers", "static", "dynamic"])
+def test_decode_continues_from_a_fractional_position(adapter, clips, mode, one_thread):
+    """SEATS_SPEC 7.3 / 7.9: sampled at 3 fps a grid spans 2/3 s, so the largest prompt position is fractional and
+    decoding continues at max + 1 + t as floats: every step's logits equal stock generate()'s. Decoding from
+    int(max) + 1 (what a long cast gives) moves them by 0.65 on this model, while the tokens (the tiny model repeats
+    one) could not tell."""
+    from seats_cli.media import decode_video
+    from seats_cli.request import frame_policy
+
+    request = adapter.prepare(decode_video(clips["silent"], frame_policy(adapter.config, fps=3.0)), QUESTION)
+    encoded = adapter.encode(request)
+    assert isinstance(encoded.next_position, float) and encoded.next_position != int(encoded.next_position)
+    seen = []
+    hook = adapter.model.lm_head.register_forward_hook(lambda m, i, o: seen.append(o.reshape(-1, o.shape[-1])[-1]))
+    try:
+        res = engine.prefill(adapter, encoded, request.layout)
+        engine.decode(adapter, res, encoded.next_position, max_new_tokens=4, eos_token_ids=[], mode=mode)
+        ours = list(seen)
+    finally:
+        hook.remove()
+    with torch.no_grad():
+        out = adapter.model.generate(**_stock_inputs(request), use_audio_in_video=request.use_audio_in_video,
+                                     max_new_tokens=4, min_new_tokens=4, do_sample=False, output_logits=True,
+                                     return_dict_in_generate=True)
+    assert len(ours) == len(out.logits) == 4
+    for k, (a, b) in enumerate(zip(ours, out.logits)):
+        assert (a.float() - b[0].float()).abs().max().item() <= 1e-4, k
+
+
+def test_the_experts_kernel_is_named_by_the_preset(adapter, seats_cache, sample_path, one_thread):
+    """SEATS_SPEC 7.1: the experts kernel is the preset's (grouped_mm), not whatever the library defaults to; another
+    one named in a config loads as named, and per token the MoE block gives the same prefill (CPU, fp32)."""
+    import dataclasses
+
+    from seats_cli.config import ConfigError
+    from seats_cli.models import load_model
+
+    arch = adapter.config.architecture
+    assert arch.experts_implementation == "grouped_mm"
+    assert adapter.model.config.get_text_config()._experts_implementation == "grouped_mm"
+    cfg = dataclasses.replace(adapter.config, architecture=dataclasses.replace(arch, experts_implementation="eager"))
+    eager = load_model("tiny-qwen3", config=cfg, device="cpu", dtype="float32", cache_dir=seats_cache)
+    assert eager.model.config.get_text_config()._experts_implementation == "eager"
+    _, request, encoded = prepared_case(adapter, sample_path, QUESTION)
+    a = engine.prefill(adapter, encoded, request.layout).logits
+    b = engine.prefill(eager, encoded, request.layout).logits
+    assert (a - b).abs().max().item() <= 1e-5
+    with pytest.raises(ConfigError, match="experts_implementation must be grouped_mm, batched_mm or eager"):
+        dataclasses.replace(arch, experts_implementation="fast")

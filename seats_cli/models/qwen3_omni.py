@@ -28,11 +28,14 @@ class Qwen3OmniAdapter(OmniAdapter):
         from transformers import AutoProcessor, Qwen3OmniMoeThinkerForConditionalGeneration
 
         kwargs = dict(revision=revision, local_files_only=local_files_only)
+        experts = {"experts_implementation": cfg.architecture.experts_implementation} \
+            if cfg.architecture.experts_implementation else {}  # the preset names the kernel (SEATS_SPEC 7.1)
         # a 30B checkpoint goes straight to its GPU(s): no full copy in host memory first
         placement = device_map or ({"": str(device)} if device.type == "cuda" else None)
         try:
             model = Qwen3OmniMoeThinkerForConditionalGeneration.from_pretrained(
-                source, dtype=dtype, attn_implementation=attn_implementation, device_map=placement, **kwargs
+                source, dtype=dtype, attn_implementation=attn_implementation, device_map=placement, **experts,
+                **kwargs
             )
             processor = AutoProcessor.from_pretrained(source, **kwargs)
         except ImportError as e:
