@@ -240,3 +240,57 @@ def test_the_experts_kernel_is_named_by_the_preset(adapter, seats_cache, sample_
     assert (a - b).abs().max().item() <= 1e-5
     with pytest.raises(ConfigError, match="experts_implementation must be grouped_mm, batched_mm or eager"):
         dataclasses.replace(arch, experts_implementation="fast")
+
+
+@pytest.mark.parametrize("attn, dtype", [("sdpa", "float32"), ("eager", "float32"), ("sdpa", "bfloat16")])
+def test_prefill_equals_the_stock_forward_at_every_position(seats_cache, sample_path, attn, dtype, one_thread):
+    """SEATS_SPEC 7.9: our layer loop's logits at every prompt position are the stock thinker's, bit for bit, under
+    sdpa and eager in fp32 and sdpa in bf16."""
+    from seats_cli.media import decode_video
+    from seats_cli.models import load_model
+    from seats_cli.request import frame_policy
+
+    ad = load_model("tiny-qwen3", device="cpu", dtype=dtype, attn_implementation=attn, cache_dir=seats_cache)
+    request = ad.prepare(decode_video(sample_path, frame_policy(ad.config)), QUESTION)
+    encoded = ad.encode(request)
+    res = engine.prefill(ad, encoded, request.layout, return_hidden=True)
+    with torch.no_grad():
+        stock = ad.model(**_stock_inputs(request), use_audio_in_video=request.use_audio_in_video).logits
+        ours = ad.model.lm_head(res.hidden)
+    assert ours.shape == stock.shape and torch.equal(ours, stock)
+
+
+def test_a_pre_llm_drop_equals_the_stock_text_model_on_the_pruned_inputs(adapter, sample_path, one_thread):
+    """SEATS_SPEC 7.9: dropping video rows before layer 0 equals the stock text model run on the pruned inputs
+    (embeddings, position ids, the visual mask and the DeepStack rows of the kept video tokens), bit for bit."""
+    _, request, encoded = prepared_case(adapter, sample_path, QUESTION)
+    layout = request.layout
+    video = (layout.modality == 1).nonzero().flatten()
+    kept_video = video[torch.randperm(video.numel(), generator=torch.Generator().manual_seed(3))[:172]].sort().values
+    keep = torch.cat([(layout.modality != 1).nonzero().flatten(), kept_video]).sort().values
+
+    class Drop:
+        name, drop_layers = "drop", frozenset()
+
+        def before_llm(self, *args):
+            return keep
+
+        def at_layer(self, *args):
+            return None
+
+    res = engine.prefill(adapter, encoded, layout, Drop(), return_hidden=True)
+    rank = torch.cumsum((layout.modality == 1).long(), 0) - 1  # a video token's index among the video tokens
+    with torch.no_grad():
+        stock = adapter.model.model.language_model(
+            inputs_embeds=encoded.embeds[:, keep], position_ids=encoded.position_ids[..., keep],
+            visual_pos_masks=(layout.modality[keep] == 1)[None], use_cache=False,
+            deepstack_visual_embeds=[f[rank[kept_video]] for f in encoded.deepstack]).last_hidden_state
+    assert res.layer_live[0].tolist() == keep.tolist()
+    assert stock.shape == res.hidden.shape and torch.equal(res.hidden, stock)
+    # the DeepStack rows matter: the kept rows' features taken in another order give other states
+    with torch.no_grad():
+        other = adapter.model.model.language_model(
+            inputs_embeds=encoded.embeds[:, keep], position_ids=encoded.position_ids[..., keep],
+            visual_pos_masks=(layout.modality[keep] == 1)[None], use_cache=False,
+            deepstack_visual_embeds=[f[rank[kept_video].flip(0)] for f in encoded.deepstack]).last_hidden_state
+    assert not torch.equal(res.hidden, other)
