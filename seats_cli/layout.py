@@ -185,6 +185,17 @@ def time_interleaved_runs(grids: int, tokens_per_grid: int, seconds_per_grid: fl
     return [(v[j] if j < len(v) else 0, a[j] if j < len(a) else 0) for j in range(max(len(v), len(a)))]
 
 
+def grids_per_window(seconds_per_window: float, seconds_per_grid: float) -> int:
+    """Whole grids in one reporting window of a clip without sound (SEATS_SPEC §1: one window per 2 s)."""
+    return max(1, round(seconds_per_window / seconds_per_grid)) if seconds_per_grid > 0 else 1
+
+
+def split_video_run(n_tokens: int, tokens_per_grid: int, grids: int) -> list[int]:
+    """A video-only run cut into windows of ``grids`` grids (the last one shorter)."""
+    step = max(1, tokens_per_grid) * max(1, grids)
+    return [step] * (n_tokens // step) + ([n_tokens % step] if n_tokens % step else [])
+
+
 def _runs_of(mask: torch.Tensor) -> list[tuple[int, int]]:
     m = mask.to(torch.int8)
     edges = torch.diff(torch.cat([torch.zeros(1, dtype=torch.int8), m, torch.zeros(1, dtype=torch.int8)]))
@@ -193,15 +204,24 @@ def _runs_of(mask: torch.Tensor) -> list[tuple[int, int]]:
 
 def build_layout_from_runs(input_ids: torch.Tensor, *, video_token_id: int, audio_token_id: int,
                            tokens_per_grid: int, seconds_per_grid: float, audio_tokens_per_second: float,
-                           duration_s: float | None = None) -> TokenLayout:
+                           duration_s: float | None = None, seconds_per_window: float = 2.0) -> TokenLayout:
     """A layout whose time chunks are the processor's own runs (Qwen3-Omni interleaves grids and audio by their
     time ids, with no fixed chunks): the i-th maximal video run paired with the i-th audio run, surplus runs
-    alone. A chunk's start is its first grid's time (or its first audio token's)."""
+    alone. A chunk's start is its first grid's time (or its first audio token's). A clip without sound has one
+    video run; it is reported in windows of ``seconds_per_window`` (whole grids), as SEATS_SPEC §1 asks."""
     ids = input_ids.reshape(-1).cpu()
     modality = torch.zeros(ids.numel(), dtype=torch.int8)
     modality[ids == video_token_id] = VIDEO
     modality[ids == audio_token_id] = AUDIO
     v_runs, a_runs = _runs_of(modality == VIDEO), _runs_of(modality == AUDIO)
+    if not a_runs:
+        per = grids_per_window(seconds_per_window, seconds_per_grid)
+        pieces = []
+        for start, end in v_runs:
+            for n in split_video_run(end - start, tokens_per_grid, per):
+                pieces.append((start, start + n))
+                start += n
+        v_runs = pieces
     v_seen = a_seen = 0
     chunks = []
     for j in range(max(len(v_runs), len(a_runs))):

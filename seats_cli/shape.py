@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from seats_cli.config import ModelConfig
 from seats_cli.frames import FramePolicy, plan_resize
-from seats_cli.layout import time_interleaved_runs, window_token_ranges
+from seats_cli.layout import grids_per_window, split_video_run, time_interleaved_runs, window_token_ranges
 
 TEXT_ESTIMATE = 100
 DEFAULT_QUESTION = "Describe this video."
@@ -96,6 +96,10 @@ def window_sizes(grids: int, tokens_per_grid: int, seconds_per_grid: float, n_au
     if config.media.interleave == "time":  # Qwen3-Omni: whole grids and audio tokens merged by their time ids
         pairs = time_interleaved_runs(grids, tokens_per_grid, seconds_per_grid, n_audio,
                                       config.media.position_ids_per_second)
+        if n_audio == 0:  # one video run, reported per 2 s as build_layout_from_runs does
+            per = grids_per_window(config.media.seconds_per_window, seconds_per_grid)
+            video = tuple(x for v, _ in pairs for x in split_video_run(v, tokens_per_grid, per))
+            return video, (0,) * len(video)
         return tuple(v for v, _ in pairs), tuple(a for _, a in pairs)
     ranges = window_token_ranges(grids * tokens_per_grid, tokens_per_grid, seconds_per_grid, n_audio,
                                  position_ids_per_second=config.media.position_ids_per_second,

@@ -74,3 +74,11 @@ def test_time_interleaved_runs_of_qwen3():
     assert time_interleaved_runs(4, 144, 2 / 0.4266666666666667, 244, 13) == [(144, 61)] * 4
     # no audio: one video run
     assert time_interleaved_runs(3, 4, 1.0, 0, 13) == [(12, 0)]
+
+
+def test_a_video_only_run_is_reported_per_2_s():
+    from seats_cli.layout import grids_per_window, split_video_run
+
+    assert grids_per_window(2.0, 1.0) == 2 and grids_per_window(2.0, 2.0) == 1  # Qwen3 at 2 fps / at 1 fps
+    assert grids_per_window(2.0, 2 / 0.4267) == 1  # grids longer than the window: one grid each
+    assert split_video_run(5 * 144, 144, 2) == [288, 288, 144] and split_video_run(288, 144, 2) == [288]

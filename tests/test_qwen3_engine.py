@@ -294,3 +294,20 @@ def test_a_pre_llm_drop_equals_the_stock_text_model_on_the_pruned_inputs(adapter
             visual_pos_masks=(layout.modality[keep] == 1)[None], use_cache=False,
             deepstack_visual_embeds=[f[rank[kept_video].flip(0)] for f in encoded.deepstack]).last_hidden_state
     assert not torch.equal(res.hidden, other)
+
+
+def test_a_clip_without_sound_is_reported_in_2_s_windows(adapter, clips):
+    """SEATS_SPEC §1: video-only windows, one per 2 s. The processor gives a silent clip one video run; the layout
+    reports it per 2 grids (1 s each at 2 fps), the analytic shape (seats profile) the same, and Stage II still
+    sees one run (its global top-K), so the selection is unchanged."""
+    from seats_cli.measure import layout_matches
+    from seats_cli.media import decode_video
+    from seats_cli.request import frame_policy
+    from seats_cli.shape import shape_from_media
+
+    media = decode_video(clips["silent"], frame_policy(adapter.config))
+    layout = adapter.prepare(media, QUESTION).layout
+    per_grid = layout.tokens_per_grid
+    assert [(w.video_total, w.audio_total, w.start_s, w.end_s) for w in layout.windows] == [
+        (2 * per_grid, 0, 0.0, 2.0), (2 * per_grid, 0, 2.0, 4.0)]
+    assert layout_matches(shape_from_media(media, adapter.config, n_text=layout.n_text), layout)

@@ -60,6 +60,7 @@ class Qwen3OmniAdapter(OmniAdapter):
             seconds_per_grid=self.processor.video_processor.temporal_patch_size
             / self.config.media.processor_fps_for(media.sample_fps, media.processor_fps),
             audio_tokens_per_second=self.config.media.audio_tokens_per_second, duration_s=media.duration_s,
+            seconds_per_window=self.config.media.seconds_per_window,
         )
         # the model flag follows the ids: <|vision_start|> directly followed by <|audio_start|>
         ids = inputs["input_ids"][0]
