@@ -87,8 +87,12 @@ def build_qwen3_thinker(text: dict, attn: str, dtype: torch.dtype, device: torch
     cfg.vision_config.out_hidden_size = text["hidden_size"]
     cfg.audio_config.output_dim = text["hidden_size"]
     torch.manual_seed(0)
+    from seats_cli.config import ModelConfig
+
+    experts = ModelConfig.from_name("qwen3-omni-30b-a3b").architecture.experts_implementation  # the preset's kernel
     with torch.device(device):
-        model = Qwen3OmniMoeThinkerForConditionalGeneration._from_config(cfg, dtype=dtype)
+        model = Qwen3OmniMoeThinkerForConditionalGeneration._from_config(cfg, dtype=dtype,
+                                                                         experts_implementation=experts)
     return model.eval()
 
 

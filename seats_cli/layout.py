@@ -3,7 +3,8 @@
 * Time chunks (``TokenLayout.windows``, reported as ``windows[]``): one (V_j, A_j) pair of the processor's
   time-interleaved sequence, i.e. the runs Stage II allocates budgets over. At 2 fps a chunk holds 2 temporal
   grids and 2 s of audio; below 1 fps the processor's chunking fragments grids (V144 A50 V1 A50 V143 ...). A
-  video without audio still gets one chunk per ``seconds_per_window`` of grids.
+  video without audio still gets one chunk per ``seconds_per_window`` of grids (reported so; Stage II, with one
+  modality, keeps its global top-K over the single run).
 * Stage I windows (``fixed_windows``): fixed per modality, in token order, whatever the clip length:
   ``stage1_video_grids`` temporal grids of video, ``stage1_audio_tokens`` audio tokens.
 Nothing here is re-indexed: positions are indices into the processor's ``input_ids``.
@@ -11,6 +12,7 @@ Nothing here is re-indexed: positions are indices into the processor's ``input_i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,8 +188,9 @@ def time_interleaved_runs(grids: int, tokens_per_grid: int, seconds_per_grid: fl
 
 
 def grids_per_window(seconds_per_window: float, seconds_per_grid: float) -> int:
-    """Whole grids in one reporting window of a clip without sound (SEATS_SPEC §1: one window per 2 s)."""
-    return max(1, round(seconds_per_window / seconds_per_grid)) if seconds_per_grid > 0 else 1
+    """Whole grids in one reporting window of a clip without sound (SEATS_SPEC §1: one window per 2 s): as many as
+    fit in the window, at least one."""
+    return max(1, math.floor(seconds_per_window / seconds_per_grid + 1e-9)) if seconds_per_grid > 0 else 1
 
 
 def split_video_run(n_tokens: int, tokens_per_grid: int, grids: int) -> list[int]:

@@ -125,7 +125,7 @@ def render(result: AskResult, console: Console) -> None:
                           f"{sc['audio_trr']:.4g}); achieved {sc['achieved_trr']:.4f}")
     if result.windows:
         stage_layers = [k["layer"] for k in result.windows[0].kept]
-        w = Table(title="Per time chunk (Stage II's windows): tokens kept (video kept/total · audio kept/total) "
+        w = Table(title="Per time chunk (Stage II's windows where there is sound): tokens kept (video kept/total · audio kept/total) "
                         "entering each stage layer")
         w.add_column("window", justify="right")
         w.add_column("span", justify="right")

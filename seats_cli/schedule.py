@@ -270,8 +270,8 @@ class ModalitySchedule:
     """Block-wise decay schedule of one modality (fractions of its original token count).
 
     ``levels[i]`` is the fraction present in block i (``levels[0] == rho`` is the
-    Stage I ratio), ``keep_ratios[i] = levels[i+1]/levels[i]`` (0 when
-    ``levels[i] == 0``) is applied at ``prune_before[i]``, and ``mean_retention``
+    Stage I ratio), ``keep_ratios[i] = round(levels[i+1]/levels[i], 4)`` (0 when
+    ``levels[i] == 0``; 4 decimals as the official scheduler) is applied at ``prune_before[i]``, and ``mean_retention``
     is the achieved layer-mean of ``levels`` (equals ``target`` unless the target
     is unreachable, see :func:`modality_schedule`).
     """

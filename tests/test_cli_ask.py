@@ -210,7 +210,8 @@ def test_human_output(sample_path):
     assert lines[0].startswith("Answer (random weights, meaningless): ")
     assert "\ufffd" not in res.stdout  # random bytes are shown escaped, never as replacement characters
     flat = " ".join(res.stdout.split())  # rich may wrap long titles
-    for title in ("tiny · seats · TRR 0.35", "LLM prefill cost", "Per time chunk (Stage II's windows)",
+    for title in ("tiny · seats · TRR 0.35", "LLM prefill cost",
+                  "Per time chunk (Stage II's windows where there is sound)",
                   "Stage I (fixed windows): video 363/864 in 3 windows of 288; audio 135/150 in 3 windows of 50",
                   "TRR requested 0.35 (table: video 0.3, audio 0.65); achieved"):
         assert title in flat

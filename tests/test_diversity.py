@@ -312,3 +312,21 @@ def test_whole_modality_selection_bound_and_memory(monkeypatch):
     )
     grown = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert grown < 1000, grown  # MiB; the full matrix alone would be 1526
+
+
+def test_host_memory_counts_the_containers_limit(monkeypatch):
+    """Inside a container or a batch job /proc/meminfo shows the whole machine: the cgroup's limit minus its usage
+    bounds what DivPrune may hold (cgroup v2, then v1; "max" or v1's huge number mean no limit)."""
+    from seats_cli.selection import diversity
+
+    files = {"/sys/fs/cgroup/memory.max": 32 << 30, "/sys/fs/cgroup/memory.current": 10 << 30}
+    monkeypatch.setattr(diversity, "_read_int", lambda path: files.get(path))
+    assert diversity._cgroup_free() == 22 << 30
+    assert diversity.available_bytes("cpu") <= 22 << 30
+    files = {"/sys/fs/cgroup/memory/memory.limit_in_bytes": 9223372036854771712,
+             "/sys/fs/cgroup/memory/memory.usage_in_bytes": 1 << 30}
+    assert diversity._cgroup_free() is None
+    files = {"/sys/fs/cgroup/memory/memory.limit_in_bytes": 8 << 30,
+             "/sys/fs/cgroup/memory/memory.usage_in_bytes": 3 << 30}
+    assert diversity._cgroup_free() == 5 << 30
+    assert not diversity.full_matrix_fits(20000, "cpu")  # 8 x 20000^2 = 3.2 GB > half of 5 GiB

@@ -130,7 +130,7 @@ class DivPrunePruner(_BeforeLLM):
 
     def choose(self, encoded, pos, k, mod):
         feats = encoded.embeds[0, pos.to(encoded.embeds.device)].float()
-        return diversity_select_whole(feats, k)  # in row blocks past 16,384 tokens (SEATS_SPEC §10.5)
+        return diversity_select_whole(feats, k)  # by rows when the N x N matrix does not fit (SEATS_SPEC §10.5)
 
 
 class VisionZipPruner(_PreLLM):

@@ -3,8 +3,8 @@
 Differences from Qwen2.5 handled here (SEATS_SPEC §7): DeepStack visual features added after decoder layers 0-2
 (``EncodedRequest.deepstack``, applied by ``OmniAdapter.after_layer`` to the surviving visual rows), q/k norms
 before rotary in the Stage II scores, float M-RoPE position ids (decoding continues at max + 1 as a float),
-13 audio tokens per second with no pooling, time chunks = the processor's runs, weights loaded straight onto the
-GPU (``device_map``). Nothing in transformers is patched.
+13 audio tokens per second with no pooling, time chunks = the processor's runs (a clip without sound: per 2 s),
+the experts kernel named by the preset, weights loaded straight onto the GPU (``device_map``). Nothing in transformers is patched.
 """
 
 from __future__ import annotations
@@ -44,6 +44,10 @@ class Qwen3OmniAdapter(OmniAdapter):
             raise ModelLoadError(f"{model_id} does not fit on {device}; try --device-map auto over several GPUs, "
                                  f"or --dtype bfloat16") from None
         except (OSError, ValueError) as e:
+            if experts and "experts_implementation" in str(e):  # the named kernel, not a missing checkpoint
+                raise ModelLoadError(f"cannot load {model_id} with the experts kernel {experts['experts_implementation']}"
+                                     f": {str(e).splitlines()[0]}; name another in a config file "
+                                     f"(architecture.experts_implementation: eager)") from None
             raise ModelLoadError(describe_load_failure(model_id, e)) from None
         if placement is None:
             model.to(device)

@@ -155,20 +155,44 @@ def diversity_select(
 FULL_MATRIX_MAX_TOKENS = 16384  # where the free memory cannot be read: above this (1 GiB of fp32), go by rows
 
 
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            text = f.read().split()
+    except OSError:
+        return None
+    return int(text[0]) if text and text[0].isdigit() else None  # cgroup v2 writes "max" for no limit
+
+
+def _cgroup_free() -> int | None:
+    """What this process's memory cgroup still allows (a container's or a batch job's limit), or None."""
+    for limit, used in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
+                        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        cap, now = _read_int(limit), _read_int(used)
+        if cap is not None and now is not None and cap < 1 << 60:  # v1 writes a huge number for no limit
+            return max(0, cap - now)
+    return None
+
+
 def available_bytes(device: torch.device | str) -> int | None:
-    """Free memory on ``device``: the GPU's free memory, the host's MemAvailable (Linux); None where unknown."""
+    """Free memory on ``device``: the GPU's free memory; on the host, MemAvailable (Linux) or what the process's
+    memory cgroup still allows, whichever is less (inside a container /proc/meminfo shows the whole machine);
+    None where unknown."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    if device.type == "cpu":
-        try:
-            with open("/proc/meminfo", encoding="ascii") as f:
-                for line in f:
-                    if line.startswith("MemAvailable:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            return None
-    return None
+    if device.type != "cpu":
+        return None
+    free = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    free = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    limit = _cgroup_free()
+    return free if limit is None else limit if free is None else min(free, limit)
 
 
 def full_matrix_fits(n: int, device: torch.device | str) -> bool:
