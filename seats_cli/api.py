@@ -251,7 +251,7 @@ class Seats:
 
         layers = layer_rows(layout, result.layer_live)
         context["tokens"] = sum(layers[0][k] for k in ("video", "audio", "text"))  # what the LLM received
-        notes = list(media.notes) + ([decoded.note] if decoded.note else [])
+        notes = list(media.notes) + ad.prompt_notes(request.inputs) + ([decoded.note] if decoded.note else [])
         if self.config.tiny:
             notes.insert(0, TINY_NOTE)
         schedule = None

@@ -353,3 +353,16 @@ def test_request_options_reach_the_engine(tiny_dir, sample_path, monkeypatch):
     assert r.layers == layer_rows(request.layout, runs["given"][0]) and r.answer == runs["given"][1]
     # the options change which tokens are kept, so the comparison above would see them ignored
     assert any(not torch.equal(a, b) for a, b in zip(runs["given"][0], runs["default"][0]))
+
+
+def test_a_template_that_writes_after_the_assistant_header_is_named(tiny_seats, sample_path, monkeypatch):
+    """SEATS_SPEC 7.6: the Stage II query is the prompt's last token, meant to be the newline after `assistant`;
+    a chat template that adds anything there (a thinking block) is named in the answer's notes."""
+    plain = tiny_seats.ask(sample_path, QUESTION, max_new_tokens=1)
+    assert not any("chat template" in n for n in plain.notes)
+    proc = tiny_seats.adapter.processor
+    real = proc.apply_chat_template
+    monkeypatch.setattr(proc, "apply_chat_template", lambda *a, **kw: real(*a, **kw) + "<think>\n\n</think>\n\n")
+    r = tiny_seats.ask(sample_path, "And now?", max_new_tokens=1)  # another question: the prompt is made again
+    assert ("the chat template puts '<think>\\n\\n</think>\\n\\n' after '<|im_start|>assistant\\n': the query that "
+            "scores Stage II is the prompt's last token, as in the official code") in r.notes

@@ -251,6 +251,18 @@ class OmniAdapter(EncoderSignals):
         ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         return sorted(i for i in ids if isinstance(i, int) and i >= 0)
 
+    def prompt_notes(self, inputs: dict) -> list[str]:
+        """A note when the chat template puts anything after the assistant header: Stage II (and FastV) take the
+        prompt's last token as the query, as the official code does, which the method means to be the newline
+        after ``assistant`` (SEATS_SPEC 7.6)."""
+        header = "<|im_start|>assistant\n"
+        tail = self.processor.tokenizer.decode(inputs["input_ids"][0, -64:].tolist())
+        if tail.endswith(header):
+            return []
+        after = tail.rsplit(header, 1)[1] if header in tail else tail[-40:]
+        return [f"the chat template puts {after!r} after {header!r}: the query that scores Stage II is the prompt's "
+                f"last token, as in the official code"]
+
     def decode_text(self, token_ids: list[int]) -> str:
         if self.config.tiny:  # random bytes: show them readably rather than as replacement characters
             from seats_cli.models.tiny import readable_answer
