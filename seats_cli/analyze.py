@@ -134,7 +134,11 @@ def analyze(seats, cases, *, layers: list[int] | None = None, progress=None, che
 
     n_layers = len(seats.adapter.layers)
     layers = list(range(n_layers)) if layers is None else sorted(set(layers))
+    if not layers or layers[0] < 0 or layers[-1] >= n_layers:
+        raise ValueError(f"layers must be in 0..{n_layers - 1}, got {layers}")
     cases = list(cases)
+    if not cases:
+        raise ValueError("no questions to analyse")
     made_by = f"{seats.model_name} ({seats.config.name})"
     done: dict[str, dict] = {}
     if checkpoint is not None and Path(checkpoint).is_file():
@@ -158,7 +162,8 @@ def analyze(seats, cases, *, layers: list[int] | None = None, progress=None, che
     try:
         for i, case in enumerate(cases):
             media, question, gold = case[:3]
-            key = str(case[3]) if len(case) > 3 else f"{i}:{question}"
+            # a result is read back only for the same question about the same item with the same gold answer
+            key = json.dumps([str(case[3]) if len(case) > 3 else str(i), question, gold], ensure_ascii=False)
             options = case[4] if len(case) > 4 else None
             if key in done:
                 results.append(done[key])

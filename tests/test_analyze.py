@@ -248,3 +248,64 @@ def test_drop_curves_equal_the_masked_reference_on_the_synthetic_model(seats_cac
     assert (got["scored_by"], got["full_score"], got["chance"]) == ("accuracy", 1.0, 0.25)
     assert got["dropped"] == expected
     assert expected == {"video": [1.0, 1.0, 1.0], "audio": [0.0, 0.0, 1.0], "both": [1.0, 1.0, 1.0]}
+
+
+def test_question_files_are_checked_before_any_question_runs(tmp_path, sample_path):
+    """Empty files, duplicate ids, answers on some rows only, answers that are not letters and missing videos are
+    one-line errors before the first question is analysed; lower-case letters are read as letters."""
+    from test_cli_ask import assert_one_error_line
+
+    row = {"id": "a", "video": str(sample_path), "question": "What is moving?"}
+    cases = {
+        "empty": ([], "holds no questions"),
+        "dup": ([row, dict(row, question="Again?")], 'duplicate id "a" on lines 1 and 2'),
+        "mixed": ([dict(row, answer="A"), dict(row, id="b")], 'give an "answer" on every row'),
+        "notletter": ([dict(row, answer="AB")], 'line 1: "answer" must be an option letter (A, B, ...), got \'AB\''),
+        "missing": ([row, dict(row, id="b", video=str(tmp_path / "nope.mp4"))], "no such file: "),
+    }
+    for name, (rows, mention) in cases.items():
+        f = tmp_path / f"{name}.jsonl"
+        f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        res = CliRunner().invoke(app, ["analyze", "--model", "tiny", "--questions", str(f), "--every", "14", "-q"])
+        assert res.exit_code == 2, (name, res.output)
+        assert_one_error_line(res.stderr, mentions=mention)
+    from seats_cli.cli.analyze import _answers
+    from seats_cli.batch import read_jsonl
+
+    f = tmp_path / "lower.jsonl"
+    f.write_bytes(b"\xef\xbb\xbf" + json.dumps(dict(row, answer=" c ", question="What\u2028is moving?")).encode() + b"\n")
+    assert _answers(f, read_jsonl(f)) == ["C"]
+
+
+def test_a_checkpoint_gives_back_only_the_same_question(tmp_path, tiny_seats, sample_path):
+    """A result is read back for the same item, question and gold answer only (the key was the video alone)."""
+    from seats_cli.analyze import analyze
+    from seats_cli.media import decode_video
+    from seats_cli.request import frame_policy
+
+    media = decode_video(sample_path, frame_policy(tiny_seats.config))
+    ck = tmp_path / "ck.jsonl"
+    analyze(tiny_seats, [(media, "What is moving?", None, "v")], layers=[27], checkpoint=ck)
+    again = analyze(tiny_seats, [(media, "What is moving?", None, "v")], layers=[27], checkpoint=ck)
+    other = analyze(tiny_seats, [(media, "What colour is it?", None, "v")], layers=[27], checkpoint=ck)
+    assert again.notes == [f"1 of 1 questions read back from {ck}"] and other.notes == []
+    with pytest.raises(ValueError, match="no questions to analyse"):
+        analyze(tiny_seats, [], layers=[27])
+    with pytest.raises(ValueError, match="layers must be in 0..27"):
+        analyze(tiny_seats, [(media, "What is moving?", None, "v")], layers=[28])
+
+
+def test_calibrate_writes_the_command_as_one_comment(tmp_path, sample_path, monkeypatch):
+    """A question with a newline stays inside the shell-quoted comment: it cannot add YAML keys or break the file."""
+    import sys
+
+    import yaml
+
+    out = tmp_path / "preset.yaml"
+    args = ["calibrate", str(sample_path), "--model", "tiny", "--question", "What?\nfoo: [", "--out", str(out), "-q"]
+    monkeypatch.setattr(sys, "argv", ["seats", *args])  # what the comment records
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    assert text.splitlines()[0].endswith("--question 'What?\\nfoo: [' --out " + str(out) + " -q")
+    assert "foo" not in yaml.safe_load(text)

@@ -77,6 +77,9 @@ def test_several_trrs_give_runs_and_human_output():
     (["profile", "--analytic"], "give a VIDEO or --frames N"),  # neither input given
     (["profile", "--analytic", "--frames", "7"], "--frames must be a positive multiple of 2, got 7"),
     (["profile", "--analytic", "--frames", "8", "--trr", "1.5"], "--trr 1.5 is out of range"),
+    (["profile", "--analytic", "--frames", "8", "--method", "all", "--method", "bogus"], "--method bogus: choose"),
+    (["profile", "--model", "tiny", "--frames", "8", "--decode-tokens", "100000000"],
+     "--decode-tokens 100000000 exceeds tiny's context of 32768 tokens"),
 ])
 def test_usage_errors(args, mentions):
     from test_cli_ask import assert_one_error_line

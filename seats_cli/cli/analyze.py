@@ -47,18 +47,58 @@ def _cases(seats, videos, question, questions, benchmark, n, bench_seed, data_di
         pol = frame_policy(seats.config, fps=spec.fps, max_frames=spec.max_frames)
         return [(partial(decode_video, q.video, pol), spec.prompt(q), q.answer, q.id, q.options) for q in qs]
     if questions:
-        rows = [r for r in read_jsonl(questions)]
+        from seats_cli.batch import BatchInputError, check_unique_ids
+
+        try:
+            rows = check_unique_ids(read_jsonl(questions))
+        except BatchInputError as e:
+            raise UsageProblem(f"{questions}: {e}") from None
         bad = [r for r in rows if r.error]
         if bad:
             raise UsageProblem(f"{questions}: {bad[0].error}")
-        import json as _json
-
-        raw = [_json.loads(x) for x in Path(questions).read_text(encoding="utf-8").splitlines() if x.strip()]
-        return [(partial(decode_video, r.video, policy), check_text(r.question), (o.get("answer") or None),
-                 json_key(r.id)) for r, o in zip(rows, raw)][:limit]
+        rows = rows[:limit]
+        if not rows:
+            raise UsageProblem(f"{questions} holds no questions")
+        answers = _answers(questions, rows)
+        if len({a is None for a in answers}) > 1:
+            raise UsageProblem(f"{questions}: give an \"answer\" on every row (scored by accuracy) or on none "
+                               f"(scored by agreement with the full run), not on some")
+        _check_videos([r.video for r in rows])
+        return [(partial(decode_video, r.video, policy), check_text(r.question), a, json_key(r.id))
+                for r, a in zip(rows, answers)]
     if not videos or not question:
         raise UsageProblem("give VIDEO... with --question, or --questions FILE, or --benchmark NAME")
-    return [(partial(decode_video, v, policy), check_text(question), None, str(v)) for v in videos][:limit]
+    videos = list(videos)[:limit]
+    _check_videos(videos)
+    return [(partial(decode_video, v, policy), check_text(question), None, str(v)) for v in videos]
+
+
+def _check_videos(paths) -> None:
+    """Every video is there before any is analysed (not the fifth after four were)."""
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise UsageProblem(f"no such file: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1
+                                                            else ""))
+
+
+def _answers(questions, rows) -> list:
+    """Each row's gold letter (upper-cased) or None, read from the same lines `seats batch` reads."""
+    import json
+
+    lines = Path(questions).read_bytes().split(b"\n")
+    out = []
+    for r in rows:
+        text = lines[r.line - 1].decode("utf-8")
+        value = json.loads(text.lstrip("\ufeff")).get("answer")
+        if value is None or (isinstance(value, str) and not value.strip()):
+            out.append(None)
+            continue
+        letter = str(value).strip().upper()
+        if isinstance(value, bool) or len(letter) != 1 or not letter.isalpha():
+            raise UsageProblem(f"{questions}: line {r.line}: \"answer\" must be an option letter (A, B, ...), "
+                               f"got {value!r}")
+        out.append(letter)
+    return out
 
 
 def json_key(value) -> str:
@@ -207,15 +247,29 @@ def calibrate(
     raw["calibrated"] = True
     raw["seats"]["prune_before"] = pb
     raw["seats"]["text_only_from"] = tof
-    evidence = [f"# calibrated by: seats calibrate {' '.join(sys.argv[2:])}",
+    import shlex
+
+    argv = shlex.join(sys.argv[2:]).replace("\r", "\\r").replace("\n", "\\n")  # one comment line, as typed
+    evidence = [f"# calibrated by: seats calibrate {argv}",
                 f"# {result.items} questions, score = {result.scored_by}, full {result.full_score:.3f}, "
                 f"tolerance {tolerance}",
                 "# score with all media dropped from layer L: " + ", ".join(
                     f"{layer}:{s:.2f}" for layer, s in zip(result.layers, result.dropped["both"]))]
-    out.write_text("\n".join(evidence) + "\n" + yaml.safe_dump(raw, sort_keys=False))
+    import os
+    import tempfile
+
     from seats_cli.config import ModelConfig
 
-    ModelConfig.from_yaml(out)  # what we wrote loads and validates
+    # written beside --out and checked to load and validate before it replaces anything there
+    fd, tmp = tempfile.mkstemp(prefix=".calibrate-", suffix=".yaml", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("\n".join(evidence) + "\n" + yaml.safe_dump(raw, sort_keys=False))
+        ModelConfig.from_yaml(tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     if json_out:
         print_json({"prune_before": pb, "text_only_from": tof, "out": str(out), "analysis": result.to_dict()})
     else:

@@ -79,6 +79,10 @@ def profile(
             raise UsageProblem(f"{flag} must be at least {least} (got {value})")
     from seats_cli.choices import METHODS
 
+    for m in method or []:  # every name given is checked, also beside 'all'
+        if m != "all" and (m not in METHODS or m == "full"):
+            raise UsageProblem(f"--method {m}: choose seats, all, or a baseline: "
+                               f"{', '.join(x for x in METHODS if x not in ('seats', 'full'))}")
     methods = [m for m in METHODS if m != "full"] if "all" in (method or []) else list(dict.fromkeys(method or []))
     for m in methods:
         if m not in METHODS or m == "full":
@@ -89,6 +93,9 @@ def profile(
         raise UsageProblem("measured profiles time SEATS; profile baselines with --analytic (per-method latency: "
                            "benchmarks/bench_prefill.py --methods)")
     cfg = resolve_config(model or DEFAULT_MODEL, config)
+    context = cfg.architecture.max_position_embeddings
+    if context and decode_tokens > context:  # a buffer per layer of this many rows would be allocated
+        raise UsageProblem(f"--decode-tokens {decode_tokens} exceeds {cfg.name}'s context of {context} tokens")
     options = RequestOptions(video_trr=video_trr, audio_trr=audio_trr, fps=fps, max_frames=max_frames,
                              kv_policy=kv_policy, ratio_mode=ratio_mode, frame_sizing=frame_sizing,
                              processor_fps=processor_fps, seed=seed).check(cfg)
