@@ -263,6 +263,16 @@ def test_question_files_are_checked_before_any_question_runs(tmp_path, sample_pa
         "notletter": ([dict(row, answer="AB")], 'line 1: "answer" must be an option letter (A, B, ...), got \'AB\''),
         "missing": ([row, dict(row, id="b", video=str(tmp_path / "nope.mp4"))], "no such file: "),
     }
+    both = tmp_path / "both.jsonl"
+    both.write_text(json.dumps(row) + "\n")
+    res = CliRunner().invoke(app, ["analyze", str(sample_path), "--question", "Q?", "--questions", str(both),
+                                   "--model", "tiny"])
+    assert res.exit_code == 2
+    assert_one_error_line(res.stderr, mentions="--questions FILE brings its own videos and questions")
+    res = CliRunner().invoke(app, ["analyze", "--questions", str(both), "--model", "tiny", "--checkpoint",
+                                   str(tmp_path / "no" / "ck.jsonl")])
+    assert res.exit_code == 2
+    assert_one_error_line(res.stderr, mentions="--checkpoint")
     for name, (rows, mention) in cases.items():
         f = tmp_path / f"{name}.jsonl"
         f.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -33,7 +33,8 @@ def _cases(seats, videos, question, questions, benchmark, n, bench_seed, data_di
         from seats_cli.evaluate import synthetic_items
         from seats_cli.synthetic import media_of
 
-        return [(partial(media_of, it), it.question, it.answer, it.id) for it in synthetic_items(bench_seed, n)]
+        return [(partial(media_of, it), it.question, it.answer, it.id)
+                for it in synthetic_items(bench_seed, n)][:limit]
     if benchmark:
         from seats_cli import benchmarks as bm
 
@@ -118,8 +119,13 @@ def _run(model, device, dtype, videos, question, questions, benchmark, n, bench_
     if benchmark and (question or videos or questions):
         raise UsageProblem("--benchmark brings its own questions: give it alone, or VIDEO... --question, or "
                            "--questions FILE")
+    if questions and (videos or question):
+        raise UsageProblem("--questions FILE brings its own videos and questions: give it alone, or VIDEO... "
+                           "--question")
     if checkpoint is not None and checkpoint.is_dir():
         raise UsageProblem(f"--checkpoint {checkpoint} is a folder, not a JSONL file")
+    if checkpoint is not None and not checkpoint.parent.is_dir():
+        raise UsageProblem(f"--checkpoint {checkpoint}: no such folder {checkpoint.parent}")
     if benchmark and benchmark != "synthetic":
         from seats_cli import benchmarks as bm
 
