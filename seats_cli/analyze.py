@@ -193,6 +193,13 @@ def calibrate_boundaries(analysis: Analysis, *, tolerance: float = 0.02, num_lay
     analysed layer, scores within ``tolerance`` of ``full``. The block where the dependence falls starts at the
     first layer whose drop score recovers half of the way from its minimum to ``full``; the three ``prune_before``
     layers split [start, text_only_from) evenly (at least one layer apart, before text_only_from)."""
+    import math
+
+    if num_layers < 4:
+        raise ValueError(f"three prune_before layers and text_only_from need a model of at least 4 layers, got "
+                         f"{num_layers}")
+    if not (math.isfinite(tolerance) and 0 <= tolerance < 1):
+        raise ValueError(f"tolerance must be a score difference in [0, 1), got {tolerance}")
     layers, both, full = analysis.layers, analysis.dropped["both"], analysis.full_score
     ok = [s >= full - tolerance for s in both]
     text_only = num_layers

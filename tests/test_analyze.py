@@ -34,6 +34,11 @@ def test_calibrate_boundaries_by_hand():
     # one that always needs it: text only never (num_layers), boundaries in the last layers
     pb, tof = calibrate_boundaries(_analysis([0.25] * 28), tolerance=0.02, num_layers=28)
     assert tof == 28 and pb == [25, 26, 27]
+    # a model too shallow for three drops and a text-only block, and a tolerance that is no score difference
+    with pytest.raises(ValueError, match="at least 4 layers, got 3"):
+        calibrate_boundaries(_analysis([0.25] * 3), tolerance=0.02, num_layers=3)
+    with pytest.raises(ValueError, match="tolerance must be a score difference"):
+        calibrate_boundaries(_analysis([0.25] * 28), tolerance=float("nan"), num_layers=28)
 
 
 def test_analyze_the_tiny_model_through_the_cli(sample_path, tmp_path):
