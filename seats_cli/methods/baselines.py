@@ -97,6 +97,12 @@ class _PreLLM:
         self.settings = settings
         self.notes: list[str] = []
 
+    def intact_audio(self, apos: torch.Tensor, a: float, notes: list, *, rounding=round) -> torch.Tensor:
+        """The audio an audio-intact method keeps (``_intact_audio``); a random cut is named in ``notes``."""
+        kept = _intact_audio(apos, a, self.plan.seed, rounding=rounding)
+        notes.append(audio_cut_note(self.name, kept.numel(), apos.numel()))
+        return kept
+
 
 class _BeforeLLM(_PreLLM):
     """Random and DivPrune: per modality, a count from the ratio and a choice of that many."""
@@ -162,9 +168,7 @@ class VisionZipPruner(_PreLLM):
         if self.omni:
             jobs.append(("audio", apos, a, encoded.audio_saliency, encoded.audio_keys, self.audio_window))
         else:
-            kept_audio = _intact_audio(apos, a, self.plan.seed, rounding=int)
-            keep.append(kept_audio)
-            notes.append(audio_cut_note(self.name, kept_audio.numel(), apos.numel()))
+            keep.append(self.intact_audio(apos, a, notes, rounding=int))
         for mod, pos, rho, sal, keys, window in jobs:
             if pos.numel() == 0:
                 continue
@@ -213,9 +217,7 @@ class DyCokePruner(_PreLLM):
             self.notes.append(reach_note("dycoke", "video", v, kept.numel(), vpos.numel(),
                                          f"TTM keeps {whole} of {frames} grids whole: at least {whole / frames:.3f}"
                                          if q <= 0 else "TTM keeps floor(q n) tokens per pruned grid"))
-        kept_audio = _intact_audio(apos, a, self.plan.seed)
-        keep.append(kept_audio)
-        self.notes.append(audio_cut_note(self.name, kept_audio.numel(), apos.numel()))
+        keep.append(self.intact_audio(apos, a, self.notes))
         self.notes = [x for x in self.notes if x]
         return torch.cat(keep).sort().values
 
@@ -296,12 +298,10 @@ class FastVIDPruner(_PreLLM):
         st = self.settings
         tpos, vpos, apos = _positions(layout)
         v, a = audio_intact_reallocate(self.plan.ratios.video, self.plan.ratios.audio, vpos.numel(), apos.numel())
-        kept_audio = _intact_audio(apos, a, self.plan.seed)
-        keep = [tpos, kept_audio]
+        notes = []
+        keep = [tpos, self.intact_audio(apos, a, notes)]
         anchors, vectors = [], []
         n = layout.tokens_per_grid
-        cut = audio_cut_note(self.name, kept_audio.numel(), apos.numel())
-        self.notes = []
         if vpos.numel() and n and v < 1:
             if encoded.video_frame_query is None:
                 raise RuntimeError("fastvid needs the frame-query attention (encode with extra={'video_frame_query'})")
@@ -316,12 +316,10 @@ class FastVIDPruner(_PreLLM):
             why = ("floor(n r) per grid, the n/2 context cap and one budgeted grid per static sub-segment keep "
                    "it at or below r" if res.keep.numel() <= v * vpos.numel() else
                    f"floor(n r) = {int(n * v)} tokens per grid: each segment still keeps one context token")
-            note = reach_note("fastvid", "video", v, res.keep.numel(), vpos.numel(), why)
-            self.notes = [note] if note else []
+            notes.insert(0, reach_note("fastvid", "video", v, res.keep.numel(), vpos.numel(), why))
         else:
             keep.append(vpos)
-        if cut:
-            self.notes.append(cut)
+        self.notes = [x for x in notes if x]
         return Merge.of(torch.cat(keep).sort().values, anchors, vectors)
 
 
