@@ -114,6 +114,7 @@ class ProfileRun:
     engine_flops: dict | None = None
     method: str = "seats"
     counts: str | None = None  # baselines: "exact", or how a content-dependent count was made analytic
+    method_notes: list[str] | None = None  # baselines (analytic): what a run would note it could not reach
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -169,7 +170,7 @@ def baseline_run(method: str, config: ModelConfig, shape: RequestShape, trr: flo
                  audio_trr=None, dims: TextModelDims | None = None, ratio_mode: str | None = None) -> ProfileRun:
     """One baseline's analytic run: per-layer counts from its definition (``methods.counts``), same pair."""
     from seats_cli.methods.baselines import BaselinePlan
-    from seats_cli.methods.counts import baseline_layers
+    from seats_cli.methods.counts import baseline_layers, baseline_notes
     from seats_cli.schedule import resolve_modality_ratios
 
     mode = ratio_mode or config.seats.ratio_mode
@@ -178,8 +179,10 @@ def baseline_run(method: str, config: ModelConfig, shape: RequestShape, trr: flo
     layers, how = baseline_layers(method, config, ratios, shape.n_video, shape.n_audio, shape.n_text,
                                   shape.tokens_per_grid, shape.video_windows, shape.audio_windows)
     plan = BaselinePlan(method, trr, ratios, ratio_mode=mode)
+    notes = baseline_notes(method, config, ratios, shape.n_video, shape.n_audio, shape.tokens_per_grid,
+                           shape.video_windows, shape.audio_windows)
     return ProfileRun(trr, layers, compare_flops(shape.seq_len, layers, dims or config.architecture),
-                      with_achieved(plan.to_dict(), layers, shape), method=method, counts=how)
+                      with_achieved(plan.to_dict(), layers, shape), method=method, counts=how, method_notes=notes)
 
 
 def seats_run(config: ModelConfig, shape: RequestShape, trr: float, *, video_trr=None, audio_trr=None,
@@ -259,6 +262,8 @@ def profile_analytic(config: ModelConfig, shape: RequestShape, trrs, *, video_tr
         notes.append(f"{config.name}: SEATS layer boundaries are uncalibrated")
     runs = analytic_runs(config, shape, trrs, video_trr=video_trr, audio_trr=audio_trr, dims=dims,
                          ratio_mode=ratio_mode, methods=methods)
+    several = len({r.trr for r in runs}) > 1
+    notes += [f"TRR {r.trr:g}: {note}" if several else note for r in runs for note in r.method_notes or ()]
     limit = dims.max_position_embeddings
     total = shape.n_video + shape.n_audio + shape.n_text
     if limit and total > limit:  # `ask` refuses such a request unless --allow-long-context

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from rich.console import Console
-from rich.table import Table
 
 from seats_cli.layout import TokenLayout
+from seats_cli.tables import Table
 
 
 @dataclass

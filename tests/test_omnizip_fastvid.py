@@ -396,11 +396,18 @@ def test_analytic_counts_equal_the_engine(tiny_seats, sample_path, trr):
         got = tiny_seats.ask(sample_path, "What is moving?", method=run.method, trr=trr, seed=0, max_new_tokens=1)
         want = [(r["video"], r["audio"]) for r in got.layers]
         counts = [(r["video"], r["audio"]) for r in run.layers]
+        # the notes a run gives on what it could not reach, from the layout alone (methods.reach)
+        noted = [n for n in got.notes if n.startswith(run.method + ":")]
         if run.counts == "exact":
             assert counts == want, run.method
+            assert run.method_notes == noted, run.method
         elif run.method == "fastvid":
             assert all(c[0] >= w[0] and c[1] == w[1] for c, w in zip(counts, want))
+            assert [n for n in run.method_notes if "audio keeps" in n] == [n for n in noted if "audio keeps" in n]
         else:
+            # OmniZip's video misses R_v by far in both, the analytic note saying its count is an estimate
+            assert [n.split(" keeps")[0] for n in run.method_notes] == [n.split(" keeps")[0] for n in noted]
+            assert all("the count is an estimate" in n for n in run.method_notes if n.startswith("omnizip: video"))
             # the estimate assumes every chunk keeps the same share of its audio; both it and the engine's count
             # lie in the guided band: 6 grids x int(144 x [0.25, 0.65])
             assert run.method == "omnizip" and all(c[1] == w[1] for c, w in zip(counts, want))
@@ -418,3 +425,19 @@ def test_fastvid_upper_bound_when_a_grid_gets_no_whole_token():
     assert 1 <= res.keep.numel() <= 20 and res.keep.numel() == res.anchors.numel()
     k_v, _, how = pre_llm_counts("fastvid", ModelConfig.from_name("tiny"), ModalityRatios(0.2, 1.0), 80, 0, 4)
     assert (k_v, how) == (20, "upper bound")
+
+
+def test_analytic_fastvid_note_only_where_even_its_upper_bound_falls_short():
+    """The analytic FastVID count is an upper bound: a reach note only where it is below R_v - 0.02 (the real count
+    is lower still). 20 grids of 4 tokens: r = 0.45 keeps at most floor(4 x 0.45) = 1 per grid = 0.25 (noted);
+    r = 0.2 keeps at most one context token per grid = 0.25, above r: the engine may reach r, no note."""
+    from seats_cli.config import ModelConfig
+    from seats_cli.methods.counts import baseline_notes
+    from seats_cli.schedule import ModalityRatios
+
+    tiny = ModelConfig.from_name("tiny")
+    assert baseline_notes("fastvid", tiny, ModalityRatios(0.45, 1.0), 80, 0, 4) == [
+        "fastvid: video keeps 20/80 = 0.250 of the requested 0.450 (floor(n r) per grid, the n/2 context cap and one "
+        "budgeted grid per static sub-segment keep it at or below r; the count is an upper bound: FastVID's video "
+        "with no two grids alike (one grid per segment))"]
+    assert baseline_notes("fastvid", tiny, ModalityRatios(0.2, 1.0), 80, 0, 4) == []

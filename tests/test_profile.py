@@ -241,3 +241,35 @@ def test_a_trr_overridden_by_both_ratios_says_it_was_not_used():
     assert ("--trr 0.3 not used: --video-trr and --audio-trr set both ratios (the runs' TRR label is only their "
             "name)") in d["notes"]
     assert (d["schedule"]["video_trr"], d["schedule"]["audio_trr"]) == (0.5, 0.2)
+
+
+def test_analytic_methods_side_by_side_note_what_a_baseline_cannot_reach():
+    """`--method all` names, per TRR, the baselines that miss their pair (the notes their runs give; the exact ones
+    are checked against the engine in test_omnizip_fastvid). 128 frames of 144 tokens + 64 s: DyCoke's TTM keeps 17
+    of 64 grids whole (0.266 at least), above the pair's video ratio at both TRRs."""
+    d = run_json("profile", "--analytic", "--config", "qwen2.5-omni-7b", "--frames", "128", "--audio-seconds", "64",
+                 "--text-tokens", "100", "--method", "all", "--trr", "0.05", "--trr", "0.35", "--json")
+    dycoke = {r["trr"]: r["method_notes"] for r in d["runs"] if r["method"] == "dycoke"}
+    assert dycoke[0.35] == ["dycoke: video keeps 2448/9216 = 0.266 of the requested 0.239 (TTM keeps 17 of 64 grids "
+                            "whole: at least 0.266)"]
+    assert "TRR 0.35: " + dycoke[0.35][0] in d["notes"]
+    assert "TRR 0.05: visionzip: video is at the audio-intact reallocation's 5% floor, so audio keeps 95/1600 = " \
+           "0.059, chosen at random (seeded by --seed)" in d["notes"]
+    assert not [r for r in d["runs"] if r["method"] in ("random", "divprune") and r["method_notes"]]
+
+
+@pytest.mark.parametrize("columns", ["80", "100", "60"])
+def test_tables_print_every_cell_whole_in_a_narrow_terminal(columns):
+    """Rich cut cells at 80 columns (`384/3…`, `visio…`); the tables drop their lines, then wrap headers, then fold
+    cells, never eliding one, and stay within the width."""
+    res = CliRunner(env={"COLUMNS": columns}).invoke(app, [
+        "profile", "--analytic", "--config", "qwen2.5-omni-7b", "--frames", "128", "--audio-seconds", "64",
+        "--text-tokens", "100", "--method", "all", "--trr", "0.05"])
+    assert res.exit_code == 0, res.stderr
+    table = res.stdout.split("Methods side by side")[1].split("full:")[0]
+    assert "…" not in table
+    assert max(len(line) for line in table.splitlines()) <= int(columns)
+    if columns != "60":  # 80 and 100 fit every cell on one line: each row reads whole
+        for row in ("0.05 visionzip-om pre-LLM 448/256 448/256 0.0651 5.81 17.39x exact",
+                    "0.05 fastvid pre-LLM 448/95 448/95 0.0502 4.63 21.84x upper bound"):
+            assert any(" ".join(line.split()) == row for line in table.splitlines()), row

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
 from seats_cli.cli.common import (
     DeviceOpt, DtypeOpt, JsonOpt, QuietOpt, UsageProblem, app, check_load_options, check_writable, guarded,
     print_json,
     quiet_libraries, show_progress, status, stdout,
 )
+from seats_cli.tables import Table
 
 ANALYZE = "Per layer: attention on video/audio/text and the answers with media dropped from that layer."
 CALIBRATE = "Fit a model's SEATS layer boundaries from that analysis and write a preset YAML."

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
 from seats_cli.cli.common import (
     AttnOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, JsonOpt, LocalOnlyOpt, QuietOpt, RatioModeOpt, RevisionOpt,
     UsageProblem, app, check_load_options, fail, guarded, print_json, quiet_libraries, show_progress, status, stdout,
 )
+from seats_cli.tables import Table
 
 SHORT = "Accuracy of full, SEATS and the baselines on a benchmark (synthetic, or a local copy of a real one)."
 SYNTHETIC_METHODS = "seats,random,divprune,fastv,fastv-om,dycoke,visionzip,visionzip-om,omnizip,fastvid"

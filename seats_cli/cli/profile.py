@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
 from seats_cli.cli.common import (
     DEFAULT_MODEL, AttnOpt, AudioTrrOpt, ConfigOpt, DecodeModeOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt,
     JsonOpt, KvOpt, LocalOnlyOpt, MaxFramesOpt, ProcessorFpsOpt, QuietOpt, RatioModeOpt, RevisionOpt, SeedOpt, UsageProblem, VideoTrrOpt, app,
     check_load_options, guarded, print_json, quiet_libraries, show_progress, status, stdout,
 )
+from seats_cli.tables import Table
 
 
 SHORT = "Per-layer tokens, schedule and FLOPs for a TRR; with --model, measured latency."
@@ -212,14 +212,17 @@ def _render_methods(result) -> None:
     from seats_cli.methods.counts import HOW
 
     t = Table(title="Methods side by side (the same (R_v, R_a) pair per TRR)")
-    for col in ("TRR", "method", "acts", "layer 0 v/a", "last v/a", "achieved", "FLOPs", "reduction", "counts"):
+    tera = min(r.flops["pruned"] for r in result.runs) >= 1e10  # one unit for the column: the numbers stay short
+    for col in ("TRR", "method", "acts", "layer 0 v/a", "last v/a", "achieved", "TFLOPs" if tera else "GFLOPs",
+                "reduction", "counts"):
         t.add_column(col, justify="right")
     for run in result.runs:
         first, last = run.layers[0], run.layers[-1]
         acts = {"seats": "both", "fastv": "in-LLM", "fastv-om": "in-LLM"}.get(run.method, "pre-LLM")
         t.add_row(f"{run.trr:g}", run.method, acts, f"{first['video']}/{first['audio']}",
                   f"{last['video']}/{last['audio']}", f"{run.schedule['achieved_trr']:.4f}",
-                  _flops(run.flops["pruned"]), f"{run.flops['reduction']:.2f}x", run.counts or "exact")
+                  f"{run.flops['pruned'] / (1e12 if tera else 1e9):.{2 if tera else 3}f}",
+                  f"{run.flops['reduction']:.2f}x", run.counts or "exact")
     stdout.print(t)
     stdout.print(f"[dim]full: {_flops(result.runs[0].flops['full'])}; {result.flops_convention}[/dim]")
     for how in sorted({r.counts for r in result.runs if r.counts and r.counts != "exact"}):

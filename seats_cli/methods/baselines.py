@@ -22,6 +22,8 @@ import torch
 
 from seats_cli.engine import Merge
 from seats_cli.layout import AUDIO, TEXT, VIDEO, TokenLayout
+from seats_cli.methods.reach import (audio_cut_note, dycoke_why, fastv_notes, fastvid_why, omnizip_audio_why,
+                                     omnizip_unpaired_note, omnizip_video_why, reach_note, visionzip_why)
 from seats_cli.schedule import ModalityRatios, fastv_keep_counts, random_keep_count
 from seats_cli.selection import diversity_select_whole
 
@@ -47,22 +49,6 @@ def _intact_audio(apos: torch.Tensor, a: float, seed: int, *, rounding=round) ->
         return apos
     k = min(n, max(int(rounding(a * n)), 1))
     return apos if k == n else apos[_random_subset(n, k, seed, AUDIO)]
-
-
-def audio_cut_note(method: str, kept: int, total: int) -> str | None:
-    """The audio-intact methods keep audio whole unless the reallocation put video at its 5 % floor: then say so."""
-    if kept >= total:
-        return None
-    return (f"{method}: video is at the audio-intact reallocation's 5% floor, so audio keeps {kept}/{total} "
-            f"= {kept / total:.3f}, chosen at random (seeded by --seed)")
-
-
-def reach_note(method: str, modality: str, target: float, kept: int, total: int, why: str) -> str | None:
-    """A note when a method's kept share of a modality misses its target by more than 0.02 (SEATS_SPEC §8.4)."""
-    if total == 0 or abs(kept / total - target) <= 0.02:
-        return None
-    return (f"{method}: {modality} keeps {kept}/{total} = {kept / total:.3f} of the requested {target:.3f} "
-            f"({why})")
 
 
 @dataclass(frozen=True)
@@ -185,9 +171,7 @@ class VisionZipPruner(_PreLLM):
                 anchor_vec.append(merged)
                 start += w
                 n_kept += kept.numel()
-            notes.append(reach_note(self.name, mod, rho, n_kept, pos.numel(),
-                                    f"int((rho - c) w) dominant + round(c w) contextual tokens per {window}-token "
-                                    f"window, c = {CONTEXTUAL_RATIO:g}"))
+            notes.append(reach_note(self.name, mod, rho, n_kept, pos.numel(), visionzip_why(window, CONTEXTUAL_RATIO)))
         self.notes = [x for x in notes if x]
         return Merge.of(torch.cat(keep).sort().values, anchor_pos, anchor_vec)
 
@@ -213,19 +197,10 @@ class DyCokePruner(_PreLLM):
             feats = encoded.embeds[0, vpos.to(encoded.embeds.device)]
             kept = dycoke_ttm(feats, n, q)
             keep.append(vpos[kept.cpu()])
-            whole = frames - frames // 2 - len(range(0, frames - 4, 4))  # grids TTM never prunes
-            self.notes.append(reach_note("dycoke", "video", v, kept.numel(), vpos.numel(),
-                                         f"TTM keeps {whole} of {frames} grids whole: at least {whole / frames:.3f}"
-                                         if q <= 0 else "TTM keeps floor(q n) tokens per pruned grid"))
+            self.notes.append(reach_note("dycoke", "video", v, kept.numel(), vpos.numel(), dycoke_why(frames, q)))
         keep.append(self.intact_audio(apos, a, self.notes))
         self.notes = [x for x in self.notes if x]
         return torch.cat(keep).sort().values
-
-
-def omnizip_unpaired_note(n_video: int, n_audio: int) -> str:
-    missing = "sound" if n_audio == 0 else "video"
-    return (f"omnizip: the clip has no {missing}, so OmniZip kept every token, as the authors' Thinker runs it only "
-            f"on video with sound (baselines.omnizip_unpaired: core prunes it anyway)")
 
 
 class OmniZipPruner(_PreLLM):
@@ -271,16 +246,8 @@ class OmniZipPruner(_PreLLM):
             local = oz.istc(video[s:e], n, m)
             keep.append(vpos[s + local.cpu()])
             kept_v += local.numel()
-        if guided > 2:
-            why = (f"guided chunks keep {1 - hi:.2f}..{1 - lo:.2f} of their video, set by their audio's retention "
-                   f"(baselines.omnizip_bounds)")
-        elif guided:
-            why = "with 2 or fewer sound chunks the video budget is not used: each chunk's ratio follows its audio"
-        else:
-            why = "int(n (1 - rho_v)) tokens per grid; tokens past the last whole grid of a chunk are dropped"
-        notes = [reach_note("omnizip", "video", r_v, kept_v, vpos.numel(), why),
-                 reach_note("omnizip", "audio", r_a, int(audio_keep.sum()), apos.numel(),
-                            f"round((R_a - c) N) top tokens plus round(c N) anchors, c = {c:g}")]
+        notes = [reach_note("omnizip", "video", r_v, kept_v, vpos.numel(), omnizip_video_why(guided, (lo, hi))),
+                 reach_note("omnizip", "audio", r_a, int(audio_keep.sum()), apos.numel(), omnizip_audio_why(c))]
         self.notes = [x for x in notes if x]
         return Merge.of(torch.cat(keep).sort().values, anchors, vectors)
 
@@ -313,10 +280,8 @@ class FastVIDPruner(_PreLLM):
             if res.anchors.numel():
                 anchors.append(vpos[res.anchors.cpu()])
                 vectors.append(res.merged)
-            why = ("floor(n r) per grid, the n/2 context cap and one budgeted grid per static sub-segment keep "
-                   "it at or below r" if res.keep.numel() <= v * vpos.numel() else
-                   f"floor(n r) = {int(n * v)} tokens per grid: each segment still keeps one context token")
-            notes.insert(0, reach_note("fastvid", "video", v, res.keep.numel(), vpos.numel(), why))
+            notes.insert(0, reach_note("fastvid", "video", v, res.keep.numel(), vpos.numel(),
+                                       fastvid_why(res.keep.numel(), v, vpos.numel(), n)))
         else:
             keep.append(vpos)
         self.notes = [x for x in notes if x]
@@ -335,26 +300,9 @@ class FastVPruner:
         self.notes: list[str] = []
 
     def reach_notes(self, n_v: int, n_a: int, k_v: int, k_a: int, audio_random: bool) -> list[str]:
-        """What the drop could not reach: a layer mean below K/L, where the setting ratio (after FastV's audio-intact
-        reallocation) is <= 0 and one token stays (layers 0..K-1 see every token), and the audio cut at random
-        when the reallocation put video at its floor."""
-        from seats_cli.schedule import audio_intact_reallocate, fastv_setting_ratio
-
-        L, K = self.num_layers, FASTV_LAYER
-        s_v, s_a = (fastv_setting_ratio(r, L, K) for r in (self.plan.ratios.video, self.plan.ratios.audio))
-        if not self.omni:
-            s_v, s_a = audio_intact_reallocate(s_v, s_a, n_v, n_a)
-        notes = []
-        for mod, target, n, k, setting in (("video", self.plan.ratios.video, n_v, k_v, s_v),
-                                           ("audio", self.plan.ratios.audio, n_a, k_a, s_a)):
-            if n and setting <= 0 and not (mod == "audio" and audio_random):
-                mean = (K * n + (L - K) * k) / (L * n)
-                notes.append(f"{self.name}: {mod} keeps {mean:.3f} of its tokens on the layer mean, not the "
-                             f"requested {target:.3f}: layers 0-{K - 1} see every token, so a layer mean below "
-                             f"K/L = {K / L:.3f} is out of reach ({k}/{n} from layer {K})")
-        if audio_random:
-            notes.append(audio_cut_note(self.name, k_a, n_a))
-        return notes
+        """What the drop could not reach (``methods.reach.fastv_notes``)."""
+        return fastv_notes(self.name, self.plan.ratios.video, self.plan.ratios.audio, self.num_layers, FASTV_LAYER,
+                           n_v, n_a, k_v, k_a, audio_random)
 
     def before_llm(self, adapter, encoded, layout):
         return None

@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 
 from seats_cli.config import ModelConfig
+from seats_cli.methods.reach import (TOLERANCE, audio_cut_note, dycoke_whole_grids, dycoke_why, fastv_notes,
+                                     fastvid_why, omnizip_audio_why, omnizip_unpaired_note, omnizip_video_why,
+                                     reach_note, visionzip_why)
 from seats_cli.schedule import (ModalityRatios, audio_intact_reallocate, fastv_keep_counts, fixed_windows,
                                 random_keep_count)
 from seats_cli.selection.dycoke import dycoke_keep_ratio
@@ -68,7 +71,7 @@ def pre_llm_counts(method: str, config: ModelConfig, ratios: ModalityRatios, n_v
     if method == "dycoke":
         v, a = audio_intact_reallocate(v, a, n_video, n_audio)
         frames = n_video // n
-        pruned = frames // 2 + len(range(0, frames - 4, 4))
+        pruned = frames - dycoke_whole_grids(frames)
         k_v = (frames - pruned) * n + pruned * math.floor(dycoke_keep_ratio(v, frames) * n) if frames else n_video
         return k_v, _intact_audio(n_audio, a), EXACT
     if method == "fastvid":
@@ -92,6 +95,58 @@ def pre_llm_counts(method: str, config: ModelConfig, ratios: ModalityRatios, n_v
             k_v += size if frames == 0 else frames * int(n * (1.0 - m))
         return k_v, k_a, ESTIMATE if guided else EXACT
     raise ValueError(f"{method} is not a pre-LLM baseline")
+
+
+def baseline_notes(method: str, config: ModelConfig, ratios: ModalityRatios, n_video: int, n_audio: int,
+                   tokens_per_grid: int, video_windows=(), audio_windows=()) -> list[str]:
+    """The reach notes a run of ``method`` gives on this layout (``methods.reach``), from the counts alone. A note
+    on an estimated count says so; an upper bound (FastVID's video) is noted only where even it falls short."""
+    from seats_cli.methods.baselines import FASTV_LAYER
+    from seats_cli.selection.visionzip import CONTEXTUAL_RATIO
+
+    v, a = ratios.video, ratios.audio
+    n = max(1, tokens_per_grid)
+    if method in ("fastv", "fastv-om"):
+        k_v, k_a, audio_random = fastv_keep_counts(v, a, n_video, n_audio, num_layers=config.architecture.num_layers,
+                                                   k=FASTV_LAYER, omni=method == "fastv-om")
+        return fastv_notes(method, v, a, config.architecture.num_layers, FASTV_LAYER, n_video, n_audio, k_v, k_a,
+                           audio_random)
+    if method not in ("visionzip", "visionzip-om", "dycoke", "omnizip", "fastvid"):
+        return []  # Random and DivPrune keep their count from the ratio itself
+    k_v, k_a, how = pre_llm_counts(method, config, ratios, n_video, n_audio, tokens_per_grid, video_windows,
+                                   audio_windows)
+    b = config.baselines
+    if method == "omnizip":
+        if (n_video == 0 or n_audio == 0) and b.omnizip_unpaired == "skip":
+            return [omnizip_unpaired_note(n_video, n_audio)] if n_video + n_audio else []
+        v_runs, a_runs = _runs(video_windows, audio_windows)
+        why = omnizip_video_why(min(len(v_runs), len(a_runs)), b.omnizip_bounds)
+        if how == ESTIMATE:
+            why += f"; the count is an {ESTIMATE}: {HOW[ESTIMATE]}"
+        notes = [reach_note("omnizip", "video", v, k_v, n_video, why),
+                 reach_note("omnizip", "audio", a, k_a, n_audio, omnizip_audio_why(b.omnizip_contextual))]
+        return [x for x in notes if x]
+    if method == "visionzip-om":
+        if v >= 1 and a >= 1:
+            return []
+        notes = [reach_note(method, "video", v, k_v, n_video, visionzip_why(n, CONTEXTUAL_RATIO)),
+                 reach_note(method, "audio", a, k_a, n_audio, visionzip_why(50, CONTEXTUAL_RATIO))]
+        return [x for x in notes if x]
+    # the audio-intact methods: video at the reallocated ratio, audio whole unless video is at its floor
+    if method == "visionzip" and v >= 1 and a >= 1:
+        return []
+    v, a = audio_intact_reallocate(v, a, n_video, n_audio)
+    video = None
+    if n_video and method == "visionzip":
+        video = reach_note(method, "video", v, k_v, n_video, visionzip_why(n, CONTEXTUAL_RATIO))
+    elif n_video and tokens_per_grid and method == "dycoke":
+        frames = n_video // n
+        video = reach_note(method, "video", v, k_v, n_video, dycoke_why(frames, dycoke_keep_ratio(v, frames)))
+    elif n_video and tokens_per_grid and method == "fastvid" and v < 1 and k_v < (v - TOLERANCE) * n_video:
+        video = reach_note(method, "video", v, k_v, n_video,
+                           f"{fastvid_why(k_v, v, n_video, n)}; the count is an {UPPER}: {HOW[UPPER]}")
+    notes = [video, audio_cut_note(method, k_a, n_audio)]
+    return [x for x in notes if x]
 
 
 def baseline_layers(method: str, config: ModelConfig, ratios: ModalityRatios, n_video: int, n_audio: int,
