@@ -224,7 +224,13 @@ def preset_names() -> list[str]:
 
 
 def resolve_config(model: str, config: str | None = None) -> ModelConfig:
-    """The preset for ``--model`` (or the ``--config`` file/name when given)."""
+    """The preset for ``--model`` (or the ``--config`` file/name when given). An empty name is refused, not read
+    as the current folder or as no --config."""
+    if not str(model).strip():
+        raise ConfigError("--model is empty: give a hub id such as Qwen/Qwen2.5-Omni-7B, a checkpoint folder, or "
+                          "'tiny'")
+    if config is not None and not str(config).strip():
+        raise ConfigError(f"--config is empty: give a preset ({', '.join(preset_names())}) or a YAML file")
     if config:
         return ModelConfig.from_yaml(config) if Path(config).is_file() else ModelConfig.from_name(config)
     if model in ("tiny", "tiny-qwen3", "synthetic"):

@@ -264,7 +264,14 @@ def profile_analytic(config: ModelConfig, shape: RequestShape, trrs, *, video_tr
                          ratio_mode=ratio_mode, methods=methods)
     several = len({r.trr for r in runs}) > 1
     notes += [f"TRR {r.trr:g}: {note}" if several else note for r in runs for note in r.method_notes or ()]
-    limit = dims.max_position_embeddings
+    notes += context_notes(config, shape, runs, dims.max_position_embeddings)
+    return ProfileResult(config.name, None, "analytic", shape.to_dict(), asdict(dims), runs, notes=notes)
+
+
+def context_notes(config: ModelConfig, shape: RequestShape, runs, limit: int | None) -> list[str]:
+    """What `seats ask` would refuse: a request over the model's context of ``limit`` tokens (with what each run's
+    first layer receives), or whose temporal position ids run past it although its tokens fit."""
+    notes = []
     total = shape.n_video + shape.n_audio + shape.n_text
     if limit and total > limit:  # `ask` refuses such a request unless --allow-long-context
         first = ", ".join(f"{r.method if r.method != 'seats' else 'SEATS'}@{r.trr:g}: "
@@ -279,4 +286,4 @@ def profile_analytic(config: ModelConfig, shape: RequestShape, trrs, *, video_tr
         notes.append(f"the largest position id is about {last_id} (time ids of {shape.grids} grids over "
                      f"{shape.grids * shape.seconds_per_grid:g} s), over {config.name}'s context of {limit}: "
                      "`seats ask` refuses it unless --allow-long-context")
-    return ProfileResult(config.name, None, "analytic", shape.to_dict(), asdict(dims), runs, notes=notes)
+    return notes

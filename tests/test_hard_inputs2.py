@@ -261,3 +261,39 @@ def test_batch_answers_every_other_row(tmp_path, sample_path):
     assert "answer" in out["a"] and "answer" in out["d"]
     assert out["b"]["error"].endswith("is a still image, not a video")
     assert out["c"]["error"].startswith("the LLM input is 37207 tokens")
+
+
+EMPTY_MODEL = "error: --model is empty: give a hub id such as Qwen/Qwen2.5-Omni-7B, a checkpoint folder, or 'tiny'"
+EMPTY_CONFIG = ("error: --config is empty: give a preset (qwen2.5-omni-3b, qwen2.5-omni-7b, qwen3-omni-30b-a3b, "
+                "synthetic, synthetic-calibrated, tiny, tiny-qwen3) or a YAML file")
+
+
+@pytest.mark.parametrize("args, line", [
+    (["ask", "samples/sample.mp4", "q", "--model", ""], EMPTY_MODEL),  # was read as the current folder
+    (["ask", "samples/sample.mp4", "q", "--model", "  "], EMPTY_MODEL),
+    (["ask", "samples/sample.mp4", "q", "--model", "tiny", "--config", ""], EMPTY_CONFIG),  # was ignored
+    (["profile", "--frames", "8", "--model", ""], EMPTY_MODEL),  # was a hub error after an analytic start
+    (["profile", "--frames", "8", "--config", ""], EMPTY_CONFIG),
+    (["eval", "--benchmark", "synthetic", "--model", ""], EMPTY_MODEL),  # ran the default model's benchmark
+    (["eval", "--benchmark", "synthetic", "--config", ""], EMPTY_CONFIG),
+    (["batch", "QUESTIONS", "--model", ""], EMPTY_MODEL),
+    (["analyze", "samples/sample.mp4", "--question", "q", "--model", ""], EMPTY_MODEL),
+])
+def test_an_empty_model_or_config_is_refused_by_name(tmp_path, args, line):
+    from typer.testing import CliRunner
+
+    from seats_cli.cli import app
+
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"video": "samples/sample.mp4", "question": "q"}\n')
+    args = [str(questions) if a == "QUESTIONS" else str(ROOT / a) if a.startswith("samples/") else a for a in args]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and res.stderr.strip() == line, (res.exit_code, res.stderr)
+
+
+def test_the_library_refuses_an_empty_model_name():
+    from seats_cli import Seats
+    from seats_cli.config import ConfigError
+
+    with pytest.raises(ConfigError, match="--model is empty"):
+        Seats("")

@@ -273,3 +273,20 @@ def test_tables_print_every_cell_whole_in_a_narrow_terminal(columns):
         for row in ("0.05 visionzip-om pre-LLM 448/256 448/256 0.0651 5.81 17.39x exact",
                     "0.05 fastvid pre-LLM 448/95 448/95 0.0502 4.63 21.84x upper bound"):
             assert any(" ".join(line.split()) == row for line in table.splitlines()), row
+
+
+def test_a_measured_request_whose_time_ids_pass_the_context_says_so_as_the_analytic_one():
+    """The measured profile gave no word of a request `seats ask` would refuse. 8 frames at 0.001 fps: 4 grids of
+    2000 s, temporal ids (25 per second) up to 3 x 2000 x 25 = 150000, + the text tokens: the same note as the
+    analytic profile of the same request (the tiny preset's context: 32768)."""
+    args = ["--frames", "8", "--fps", "0.001", "--text-tokens", "212", "--json"]
+    measured = run_json("profile", "--model", "tiny", *FAST, "--repeats", "1", "--warmup", "0", "--decode-tokens", "1",
+                        *args)
+    analytic = run_json("profile", "--analytic", "--config", "tiny", *args)
+    note = ("the largest position id is about 150212 (time ids of 4 grids over 8000 s), over tiny's context of "
+            "32768: `seats ask` refuses it unless --allow-long-context")
+    assert note in measured["notes"] and note in analytic["notes"]
+    assert "tiny: SEATS layer boundaries are uncalibrated" in measured["notes"]
+    ordinary = run_json("profile", "--model", "tiny", *FAST, "--repeats", "1", "--warmup", "0", "--decode-tokens",
+                        "1", "--frames", "8", "--json")
+    assert not any("context" in n for n in ordinary["notes"])

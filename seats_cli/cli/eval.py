@@ -114,7 +114,7 @@ def eval_(
     for name, given in (("--resume", resume), ("--no-audio", no_audio), ("--local-files-only", local_files_only)):
         if given:
             raise UsageProblem(f"{name} is for the real benchmarks, not --benchmark synthetic")
-    _synthetic(model or "synthetic", config, bench_seed, n, trr, ",".join(names) or SYNTHETIC_METHODS, media_cuts,
+    _synthetic("synthetic" if model is None else model, config, bench_seed, n, trr, ",".join(names) or SYNTHETIC_METHODS, media_cuts,
                out, write_clips, device, dtype, seed, json_out, quiet, benchmark)
 
 
@@ -226,7 +226,7 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
     for r in trrs:
         check_ratio("trr", r)
     names = list(dict.fromkeys(m for m in (names or ["seats"]) if m != "full"))
-    model = model or DEFAULT_MODEL
+    model = DEFAULT_MODEL if model is None else model
     cfg = resolve_config(model, config)
     for m in names:
         RequestOptions(method=m).check(cfg)

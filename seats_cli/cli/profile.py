@@ -92,7 +92,7 @@ def profile(
     if methods != ["seats"] and model is not None and not analytic:
         raise UsageProblem("measured profiles time SEATS; profile baselines with --analytic (per-method latency: "
                            "benchmarks/bench_prefill.py --methods)")
-    cfg = resolve_config(model or DEFAULT_MODEL, config)
+    cfg = resolve_config(DEFAULT_MODEL if model is None else model, config)
     context = cfg.architecture.max_position_embeddings
     if context and decode_tokens > context:  # a buffer per layer of this many rows would be allocated
         raise UsageProblem(f"--decode-tokens {decode_tokens} exceeds {cfg.name}'s context of {context} tokens")
