@@ -22,7 +22,8 @@ from seats_cli.machine import machine_info
 from seats_cli.layout import TokenLayout
 from seats_cli.methods import build_pruner
 from seats_cli.methods import SeatsPlan
-from seats_cli.profile import ProfileResult, ProfileRun, context_notes, resolve_trr, with_achieved
+from seats_cli.profile import (ProfileResult, ProfileRun, context_notes, resolve_trr, retention_notes,
+                               with_achieved)
 from seats_cli.shape import RequestShape
 
 # ----------------------------------------------------------------------------------- synthetic input
@@ -206,7 +207,8 @@ def profile_measured(adapter, encoded, layout: TokenLayout, shape: RequestShape,
         runs.append(ProfileRun(trr, layers, flops, with_achieved(plan.to_dict(), layers, layout), latency))
     info = machine_info(adapter.device) | {"dtype": str(adapter.dtype).replace("torch.", ""),
                                            "attn_implementation": adapter.attn_implementation}
-    all_notes = list(shape.notes) + list(notes or []) + context_notes(
+    all_notes = list(shape.notes) + list(notes or []) + retention_notes(
+        runs, layout, video_trr=video_trr, audio_trr=audio_trr) + context_notes(
         config, shape, runs, getattr(adapter.text_config, "max_position_embeddings", None))
     if not config.calibrated:
         all_notes.insert(0, f"{config.name}: SEATS layer boundaries are uncalibrated")

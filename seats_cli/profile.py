@@ -264,6 +264,7 @@ def profile_analytic(config: ModelConfig, shape: RequestShape, trrs, *, video_tr
                          ratio_mode=ratio_mode, methods=methods)
     several = len({r.trr for r in runs}) > 1
     notes += [f"TRR {r.trr:g}: {note}" if several else note for r in runs for note in r.method_notes or ()]
+    notes += retention_notes(runs, shape, video_trr=video_trr, audio_trr=audio_trr)
     notes += context_notes(config, shape, runs, dims.max_position_embeddings)
     return ProfileResult(config.name, None, "analytic", shape.to_dict(), asdict(dims), runs, notes=notes)
 
@@ -287,3 +288,27 @@ def context_notes(config: ModelConfig, shape: RequestShape, runs, limit: int | N
                      f"{shape.grids * shape.seconds_per_grid:g} s), over {config.name}'s context of {limit}: "
                      "`seats ask` refuses it unless --allow-long-context")
     return notes
+
+
+def retention_notes(runs, shape, *, video_trr=None, audio_trr=None) -> list[str]:
+    """``seats ask``'s note where the achieved layer-mean retention misses the requested TRR by more than 0.02
+    (``api.retention_note``), for each run without a reach note of its own; none where --video-trr and
+    --audio-trr are the request (the CLI says --trr was not used)."""
+    from seats_cli.api import retention_note
+
+    if video_trr is not None and audio_trr is not None:
+        return []
+    several_trrs, several_methods = len({r.trr for r in runs}) > 1, len({r.method for r in runs}) > 1
+    notes = []
+    for r in runs:
+        s = r.schedule
+        if r.method_notes or s.get("achieved_trr") is None:
+            continue
+        prunes = r.method != "seats" or s["video"]["rho"] < 1 or s["audio"]["rho"] < 1
+        note = retention_note(s["trr"], s["achieved_trr"], s["ratio_mode"], r.method, prunes, video_trr=video_trr,
+                              audio_trr=audio_trr, has_audio=shape.n_audio > 0)
+        if note:
+            prefix = (f"TRR {r.trr:g}: " if several_trrs else "") + (f"{r.method}: " if several_methods else "")
+            notes.append(prefix + note)
+    return notes
+

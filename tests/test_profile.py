@@ -290,3 +290,23 @@ def test_a_measured_request_whose_time_ids_pass_the_context_says_so_as_the_analy
     ordinary = run_json("profile", "--model", "tiny", *FAST, "--repeats", "1", "--warmup", "0", "--decode-tokens",
                         "1", "--frames", "8", "--json")
     assert not any("context" in n for n in ordinary["notes"])
+
+
+def test_profile_notes_a_retention_that_misses_the_request_as_ask_does():
+    """`seats ask`'s retention note (achieved vs requested TRR beyond 0.02) now also in the profile, analytic and
+    measured; a baseline with a reach note of its own gets only that one."""
+    d = run_json("profile", "--analytic", "--config", "qwen2.5-omni-7b", "--frames", "128", "--audio-seconds", "64",
+                 "--text-tokens", "100", "--trr", "0.6", "--trr", "0.35", "--json")
+    assert [r["schedule"]["achieved_trr"] > 0.55 for r in d["runs"]] == [True, False]
+    assert [n for n in d["notes"] if "requested TRR" in n] == [
+        "TRR 0.6: requested TRR 0.6, achieved 0.559 (the official (R_v, R_a) pair weighted by this clip's audio "
+        "share; --ratio-mode exact targets R)"]  # 0.35 achieves 0.3508: no note
+    both = run_json("profile", "--analytic", "--config", "qwen2.5-omni-7b", "--frames", "128", "--audio-seconds",
+                    "300", "--text-tokens", "100", "--trr", "0.15", "--method", "seats", "--method", "dycoke",
+                    "--json")
+    assert [n.split(":")[0] for n in both["notes"] if n.startswith(("seats:", "dycoke:"))] == [
+        "dycoke", "dycoke", "seats"]  # DyCoke's two reach notes, SEATS' retention note
+    measured = run_json("profile", "--model", "tiny", *FAST, "--repeats", "1", "--warmup", "0", "--decode-tokens",
+                        "1", "--frames", "8", "--json")
+    assert ("requested TRR 0.35, achieved 0.300 (this clip has no sound, so only the official pair's video ratio "
+            "R_v applies; --ratio-mode exact targets R)") in measured["notes"]

@@ -181,7 +181,7 @@ def render(result) -> None:
         stdout.print(lt)
         f = run.flops
         stdout.print(f"FLOPs (analytic, §9): full {_flops(f['full'])}, SEATS {_flops(f['pruned'])}, "
-                     f"reduction [bold]{f['reduction']:.2f}x[/bold]")
+                     f"reduction [bold]{f['reduction']:.2f}x[/bold]; achieved TRR {s['achieved_trr']:.4f}")
     if result.mode == "measured":
         _render_latency(result)
         if result.requests:
