@@ -231,8 +231,11 @@ def test_an_analytic_request_whose_time_ids_pass_the_context_says_so():
     d = run_json("profile", "--analytic", "--config", "qwen2.5-omni-7b", "--frames", "128", "--fps", "0.0355",
                  "--audio-seconds", "300", "--text-tokens", "100", "--json")
     assert d["input"]["tokens"]["total"] < 32768
-    assert d["notes"] == ["the largest position id is about 88832 (time ids of 64 grids over 3605.63 s), over "
-                          "qwen2.5-omni-7b's context of 32768: `seats ask` refuses it unless --allow-long-context"]
+    assert d["notes"] == [  # 300 s of sound beside 128 frames: the official pair keeps more than 0.35 overall
+        "requested TRR 0.35, achieved 0.454 (the official (R_v, R_a) pair weighted by this clip's audio share; "
+        "--ratio-mode exact targets R)",
+        "the largest position id is about 88832 (time ids of 64 grids over 3605.63 s), over qwen2.5-omni-7b's "
+        "context of 32768: `seats ask` refuses it unless --allow-long-context"]
 
 
 def test_a_trr_overridden_by_both_ratios_says_it_was_not_used():
