@@ -219,6 +219,9 @@ class ModelConfig:
         return dataclasses.replace(self, seats=dataclasses.replace(self.seats, **changes))
 
 
+OFFLINE_MODELS = ("tiny", "tiny-qwen3", "synthetic")  # built by the project, offline (hub_id of their presets)
+
+
 def preset_names() -> list[str]:
     return [ModelConfig.from_yaml(p).name for p in sorted(configs_dir().glob("*.yaml"))]
 
@@ -233,7 +236,7 @@ def resolve_config(model: str, config: str | None = None) -> ModelConfig:
         raise ConfigError(f"--config is empty: give a preset ({', '.join(preset_names())}) or a YAML file")
     if config:
         return ModelConfig.from_yaml(config) if Path(config).is_file() else ModelConfig.from_name(config)
-    if model in ("tiny", "tiny-qwen3", "synthetic"):
+    if model in OFFLINE_MODELS:
         return ModelConfig.from_name(model)
     local = Path(model)
     if local.is_dir() and (local / "config.json").is_file():

@@ -267,7 +267,13 @@ def run_measured(config: ModelConfig, request, model: str, *, repeats: int = 5, 
     from seats_cli.models import load_model
     from seats_cli.shape import DEFAULT_QUESTION
 
-    o = request.options
+    o = request.check(config).options
+    for flag, value, least in (("--repeats", repeats, 1), ("--warmup", warmup, 0), ("--decode-tokens", decode_tokens, 1)):
+        if value < least:
+            raise ValueError(f"{flag} must be at least {least} (got {value})")
+    if request.methods != ("seats",):
+        raise ValueError("measured profiles time SEATS; profile baselines with --analytic (per-method latency: "
+                         "benchmarks/bench_prefill.py --methods)")
     media = request.decode(config)  # a bad file fails before the weights load
     adapter = load_model(model, config=config, **(load or {}))
     notes = []

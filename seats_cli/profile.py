@@ -9,6 +9,7 @@ Two halves, kept apart as STYLE.md item 5 asks:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -232,6 +233,33 @@ class ProfileRequest:
     options: RequestOptions = field(default_factory=RequestOptions)
     methods: tuple[str, ...] = ("seats",)  # analytic mode: the baselines too (methods.counts)
 
+    def check(self, config: ModelConfig | None = None) -> "ProfileRequest":
+        """The one check of a profile request (the CLI and the library): a video or a frame count, not both;
+        finite, in-range numbers; known methods; with ``config``, the request options too. Returns itself."""
+        from seats_cli.choices import METHODS
+        from seats_cli.request import check_ratio
+
+        if (self.video is None) == (self.frames is None):
+            raise ValueError("give a VIDEO or --frames N (not both)")
+        for r in self.trrs:
+            check_ratio("trr", r)
+        if self.text_tokens is not None and (isinstance(self.text_tokens, bool) or int(self.text_tokens) < 1):
+            raise ValueError("--text-tokens must be at least 1")
+        a = self.audio_seconds
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not (math.isfinite(a) and a >= 0):
+            raise ValueError(f"--audio-seconds must be a finite number >= 0 (got {a})")
+        if self.source_height < 1:
+            raise ValueError(f"--source-height must be at least 1 (got {self.source_height})")
+        baselines = ", ".join(x for x in METHODS if x not in ("seats", "full"))
+        for m in self.methods:
+            if m not in METHODS or m == "full":
+                raise ValueError(f"--method {m}: choose seats, all, or a baseline: {baselines}")
+        if not self.methods:
+            raise ValueError(f"no --method to profile: choose seats, all, or a baseline: {baselines}")
+        if config is not None:
+            self.options.check(config)
+        return self
+
     def shape(self, config: ModelConfig, media=None, *, n_text=None, text_source=None) -> RequestShape:
         n_text = self.text_tokens if n_text is None else n_text
         if media is not None:
@@ -248,7 +276,7 @@ class ProfileRequest:
 
 def run_analytic(config: ModelConfig, request: ProfileRequest) -> ProfileResult:
     """``seats profile --analytic``: the request's layout from the preset alone (no weights)."""
-    o = request.options
+    o = request.check(config).options
     shape = request.shape(config, request.decode(config))
     return profile_analytic(config, shape, list(request.trrs) or [None], video_trr=o.video_trr,
                             audio_trr=o.audio_trr, ratio_mode=o.ratio_mode, methods=request.methods)

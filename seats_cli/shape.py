@@ -111,10 +111,13 @@ def window_sizes(grids: int, tokens_per_grid: int, seconds_per_grid: float, n_au
 
 def text_token_count(config: ModelConfig, question: str | None, has_audio: bool) -> int | None:
     """Exact text tokens (everything but video/audio placeholders) when a tokenizer is available offline:
-    the tiny config's own, or a real checkpoint's already in the local Hugging Face cache; else None."""
+    the project's own models' (tiny, tiny-qwen3, synthetic: one byte-level tokenizer with the chat template), or
+    a real checkpoint's already in the local Hugging Face cache; else None."""
+    from seats_cli.config import OFFLINE_MODELS
+
     tok = None
     try:
-        if config.tiny:
+        if config.hub_id in OFFLINE_MODELS:
             from seats_cli.models.tiny import build_tiny_tokenizer
 
             tok = build_tiny_tokenizer()

@@ -313,3 +313,47 @@ def test_profile_notes_a_retention_that_misses_the_request_as_ask_does():
                         "1", "--frames", "8", "--json")
     assert ("requested TRR 0.35, achieved 0.300 (this clip has no sound, so only the official pair's video ratio "
             "R_v applies; --ratio-mode exact targets R)") in measured["notes"]
+
+
+@pytest.mark.parametrize("model", ["synthetic", "tiny-qwen3"])
+def test_analytic_tokens_of_the_offline_models_equal_their_processor(sample_path, model):
+    """The project's own models count their text with their own tokenizer offline (synthetic was estimated at 100
+    for 71 real tokens): the analytic profile's three counts equal what `ask` gives the model."""
+    d = run_json("profile", str(sample_path), "--config", model, "--analytic", "--json", "--question", Q)
+    assert d["input"]["text_source"] == "tokenizer"
+    ask = run_json("ask", str(sample_path), Q, "--model", model, "--json", "--max-new-tokens", "1", *FAST)
+    assert ask["tokens"] == {k: d["input"]["tokens"][k] for k in ("video", "audio", "text")}
+    assert ask["tokens"]["text"] == {"synthetic": 71, "tiny-qwen3": 76}[model]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({}, "give a VIDEO or --frames N (not both)"),  # was a TypeError comparing None with an int
+    ({"frames": 8, "audio_seconds": float("nan")}, "--audio-seconds must be a finite number >= 0 (got nan)"),
+    ({"frames": 8, "source_height": 0}, "--source-height must be at least 1 (got 0)"),  # was a MediaError on 1x0
+    ({"frames": 8, "text_tokens": 0}, "--text-tokens must be at least 1"),
+    ({"frames": 8, "trrs": (0.0,)}, "--trr 0.0 is out of range: it must satisfy 0 < trr <= 1"),
+    ({"frames": 8, "methods": ("bogus",)}, "--method bogus: choose seats, all, or a baseline: random, divprune, "
+                                           "fastv, fastv-om, dycoke, visionzip, visionzip-om, omnizip, fastvid"),
+    ({"frames": 8, "methods": ()}, "no --method to profile"),
+])
+def test_the_library_checks_a_profile_request_as_the_cli_does(kwargs, message):
+    """`ProfileRequest.check` is the one check of a profile request: `run_analytic` calls it, so a Python caller
+    gets the CLI's words instead of a TypeError or a NaN conversion deep inside."""
+    from seats_cli import profile as prof
+
+    cfg = ModelConfig.from_name("qwen2.5-omni-7b")
+    with pytest.raises(ValueError) as e:
+        prof.run_analytic(cfg, prof.ProfileRequest(**kwargs))
+    assert str(e.value).startswith(message)
+
+
+def test_a_measured_profile_refuses_baselines_and_bad_counts_before_loading(tmp_path):
+    from seats_cli import measure
+    from seats_cli import profile as prof
+
+    cfg = ModelConfig.from_name("tiny")
+    missing = str(tmp_path / "no-such-model")  # reached only if a check let the request through
+    with pytest.raises(ValueError, match="^measured profiles time SEATS; profile baselines with --analytic"):
+        measure.run_measured(cfg, prof.ProfileRequest(frames=8, methods=("fastv",)), missing)
+    with pytest.raises(ValueError, match=r"^--warmup must be at least 0 \(got -1\)"):
+        measure.run_measured(cfg, prof.ProfileRequest(frames=8), missing, warmup=-1)

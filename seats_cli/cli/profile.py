@@ -61,37 +61,19 @@ def profile(
     from seats_cli import measure
     from seats_cli import profile as prof
     from seats_cli.config import resolve_config
-    from seats_cli.request import RequestOptions, check_ratio
+    from seats_cli.request import RequestOptions
 
-    if (video is None) == (frames is None):
-        raise UsageProblem("give a VIDEO or --frames N (not both)")
-    for r in list(trr or []):
-        check_ratio("trr", r)
-    if text_tokens is not None and text_tokens < 1:
-        raise UsageProblem("--text-tokens must be at least 1")
-    import math
-
-    if not (math.isfinite(audio_seconds) and audio_seconds >= 0):
-        raise UsageProblem(f"--audio-seconds must be a finite number >= 0 (got {audio_seconds})")
-    for flag, value, least in (("--source-height", source_height, 1), ("--repeats", repeats, 1),
-                               ("--warmup", warmup, 0), ("--decode-tokens", decode_tokens, 1)):
-        if value < least:
+    for flag, value, least in (("--repeats", repeats, 1), ("--warmup", warmup, 0), ("--decode-tokens", decode_tokens, 1)):
+        if value < least:  # also checked by measure.run_measured; here before an analytic run ignores them
             raise UsageProblem(f"{flag} must be at least {least} (got {value})")
     from seats_cli.choices import METHODS
 
-    for m in method or []:  # every name given is checked, also beside 'all'
-        if m != "all" and (m not in METHODS or m == "full"):
-            raise UsageProblem(f"--method {m}: choose seats, all, or a baseline: "
-                               f"{', '.join(x for x in METHODS if x not in ('seats', 'full'))}")
-    methods = [m for m in METHODS if m != "full"] if "all" in (method or []) else list(dict.fromkeys(method or []))
-    for m in methods:
-        if m not in METHODS or m == "full":
-            raise UsageProblem(f"--method {m}: choose seats, all, or a baseline: "
-                               f"{', '.join(x for x in METHODS if x not in ('seats', 'full'))}")
-    methods = methods or ["seats"]
-    if methods != ["seats"] and model is not None and not analytic:
-        raise UsageProblem("measured profiles time SEATS; profile baselines with --analytic (per-method latency: "
-                           "benchmarks/bench_prefill.py --methods)")
+    # the request is checked in one place (ProfileRequest.check; measured: measure.run_measured, before loading).
+    # 'all' is SEATS and every baseline; a name beside it is still checked (ProfileRequest.check)
+    given = list(dict.fromkeys(method or ["seats"]))
+    methods = [m for m in given if m != "all"]
+    if "all" in given:
+        methods = [m for m in methods if m not in METHODS] + [m for m in METHODS if m != "full"]
     cfg = resolve_config(DEFAULT_MODEL if model is None else model, config)
     context = cfg.architecture.max_position_embeddings
     if context and decode_tokens > context:  # a buffer per layer of this many rows would be allocated
@@ -104,7 +86,7 @@ def profile(
     progress = show_progress(quiet)
     request = prof.ProfileRequest(video=video, frames=frames, aspect=aspect, source_height=source_height,
                                   audio_seconds=audio_seconds, text_tokens=text_tokens, question=question,
-                                  trrs=tuple(trr or ()), options=options, methods=tuple(methods))
+                                  trrs=tuple(trr or ()), options=options, methods=tuple(methods)).check(cfg)
     if analytic or model is None:  # no weights named: from the preset alone, never a download
         with status("computing", progress):
             result = prof.run_analytic(cfg, request)
