@@ -202,3 +202,19 @@ def test_media_cut_layer_is_checked_and_an_explicit_pair_sets_the_trr(tiny_seats
     full = tiny_seats.ask(sample_path, "q", trr=0.9, max_new_tokens=1)
     assert full.schedule["achieved_trr"] == 1.0
     assert any("nothing is pruned" in n for n in full.notes)
+
+
+def test_version_names_seats_and_what_it_runs_on():
+    """`seats --version`: the package's version as pyproject states it, and the installed torch, transformers, PyAV
+    and Python, what a bug report needs; no model is loaded."""
+    import platform
+    import re
+    from importlib.metadata import version
+    from pathlib import Path
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    stated = re.search(r'^version = "([^"]+)"$', pyproject, re.M).group(1)  # tomllib is 3.11+; we support 3.10
+    res = CliRunner().invoke(app, ["--version"])
+    assert res.exit_code == 0
+    assert res.stdout == (f"seats {stated} (torch {version('torch')}, transformers "
+                          f"{version('transformers')}, av {version('av')}, Python {platform.python_version()})\n")

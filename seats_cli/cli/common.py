@@ -21,8 +21,30 @@ app = typer.Typer(
 
 
 
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from seats_cli import __version__
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    print(f"seats {__version__} (torch {of('torch')}, transformers {of('transformers')}, av {of('av')}, "
+          f"Python {platform.python_version()})")
+    raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the versions of seats, torch, transformers, PyAV and Python, and exit."),
+) -> None:
     """Ask omni-modal LLMs about videos, made cheaper by SEATS token selection."""
 
 
