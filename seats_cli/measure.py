@@ -21,9 +21,8 @@ from seats_cli.flops import TextModelDims, compare_flops
 from seats_cli.machine import machine_info
 from seats_cli.layout import TokenLayout
 from seats_cli.methods import build_pruner
-from seats_cli.methods import SeatsPlan
-from seats_cli.profile import (ProfileResult, ProfileRun, context_notes, resolve_trr, retention_notes,
-                               with_achieved)
+from seats_cli.profile import (ProfileResult, ProfileRun, context_notes, reach_notes, resolve_trr,
+                               retention_notes, with_achieved)
 from seats_cli.shape import RequestShape
 
 # ----------------------------------------------------------------------------------- synthetic input
@@ -92,12 +91,14 @@ def _cache_mib(cache) -> float:
 def measure(adapter, encoded, layout: TokenLayout, config: ModelConfig, trrs, *, repeats: int = 5,
             warmup: int = 1, decode_tokens: int = 16, kv_policy: str | None = None, video_trr=None,
             audio_trr=None, progress=None, ratio_mode: str | None = None,
-            methods=("seats",), decode_mode: str = "auto") -> tuple[dict, list[dict]]:
+            methods=("seats",), decode_mode: str = "auto", seed: int = 0) -> tuple[dict, list[dict]]:
     """Time ``engine.prefill`` (and greedy decode) of full and each method at each TRR on the same encoded input
     (a pre-LLM method's selection is part of its prefill time).
 
     Rounds alternate full, (TRR₁, method₁), (TRR₁, method₂), …; the first ``warmup`` rounds are left out; each
-    run gets a fresh pruner. Returns (full, [per TRR and method, TRR-major]) with prefill ms stats, decode
+    run gets a fresh pruner. ``encoded`` may be one request for all, or ``{method: request}`` (methods that read
+    different encoder signals; full takes the first). Returns (full, [per TRR and method, TRR-major]) with prefill
+    ms stats, decode
     ms/token, peak memory, the KV cache size right after prefill and the layer counts the engine used. Decode
     ms/token leaves out the once-per-request setup (buffers copied, graph captured), reported as ``decode_setup_ms``.
     The selection's own time (``select_ms``: before layer 0 and at the drop layers) comes from one more prefill per
@@ -109,16 +110,19 @@ def measure(adapter, encoded, layout: TokenLayout, config: ModelConfig, trrs, *,
     dev = adapter.device
     kinds = [None, *((m, t) for t in trrs for m in methods)]
     rec = {k: {"prefill": [], "cpu": [], "decode": [], "setup": [], "steps": 0, "peak": None, "live": None,
-               "kv": 0.0, "mode": None}
+               "kv": 0.0, "mode": None, "notes": []}
            for k in range(len(kinds))}
+    inputs = encoded if isinstance(encoded, dict) else None
+
+    def pruner_of(kind):
+        return build_pruner(kind[0], config, layout, trr=kind[1], video_trr=video_trr, audio_trr=audio_trr,
+                            ratio_mode=ratio_mode, seed=seed)[0]
     total = warmup + repeats
     for rnd in range(total):
         for k, kind in enumerate(kinds):
-            if kind is None:
-                pruner = NoPruning()
-            else:
-                pruner, _ = build_pruner(kind[0], config, layout, trr=kind[1], video_trr=video_trr,
-                                         audio_trr=audio_trr, ratio_mode=ratio_mode)
+            pruner = NoPruning() if kind is None else pruner_of(kind)
+            if inputs is not None:
+                encoded = next(iter(inputs.values())) if kind is None else inputs[kind[0]]
             if dev.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(dev)
             cpu0 = time.process_time()
@@ -141,12 +145,11 @@ def measure(adapter, encoded, layout: TokenLayout, config: ModelConfig, trrs, *,
                 if dev.type == "cuda":
                     m = peak_memory(dev)
                     r["peak"] = m if r["peak"] is None or m["mib"] > r["peak"]["mib"] else r["peak"]
-            r["live"], r["kv"] = res.layer_live, kv_mib
+            r["live"], r["kv"], r["notes"] = res.layer_live, kv_mib, [n for n in getattr(pruner, "notes", ()) if n]
             del res
             if rnd == total - 1:
-                timed = prefill(adapter, encoded, layout, pruner if kind is None else build_pruner(
-                    kind[0], config, layout, trr=kind[1], video_trr=video_trr, audio_trr=audio_trr,
-                    ratio_mode=ratio_mode)[0], kv_policy=kv_policy, time_selection=True)
+                timed = prefill(adapter, encoded, layout, pruner if kind is None else pruner_of(kind),
+                                kv_policy=kv_policy, time_selection=True)
                 r["select"] = (timed.select_ms, timed.prefill_ms)
                 del timed
             if progress is not None:
@@ -171,6 +174,7 @@ def measure(adapter, encoded, layout: TokenLayout, config: ModelConfig, trrs, *,
             "peak_memory": r["peak"] or peak_memory(dev),
             "kv_cache_mib": r["kv"],
             "layer_live": r["live"],
+            "notes": r["notes"],  # the method's reach notes (baselines), from its last run
         })
     return out[0], out[1:]
 
@@ -179,35 +183,38 @@ def profile_measured(adapter, encoded, layout: TokenLayout, shape: RequestShape,
                      model: str, repeats: int = 5, warmup: int = 1, decode_tokens: int = 16,
                      kv_policy: str | None = None, video_trr=None, audio_trr=None, progress=None,
                      notes: list[str] | None = None, ratio_mode: str | None = None,
-                     decode_mode: str = "auto") -> ProfileResult:
+                     decode_mode: str = "auto", methods=("seats",), seed: int = 0) -> ProfileResult:
+    """Full vs each method at each TRR (TRR-major), timed by :func:`measure`; a run's ``latency`` holds the full
+    prefill's statistics under ``full`` and the method's under its name (``seats``, ``fastv``, ...)."""
     from seats_cli.report import layer_rows
 
     dims = TextModelDims.from_hf_text_config(adapter.text_config)
     trrs = [resolve_trr(config, layout.n_video, layout.n_audio, t, video_trr, audio_trr) for t in trrs]
-    full, seats = measure(adapter, encoded, layout, config, trrs, repeats=repeats, warmup=warmup,
+    full, timed = measure(adapter, encoded, layout, config, trrs, repeats=repeats, warmup=warmup,
                           decode_tokens=decode_tokens, kv_policy=kv_policy, video_trr=video_trr, ratio_mode=ratio_mode,
-                          audio_trr=audio_trr, progress=progress, decode_mode=decode_mode)
+                          audio_trr=audio_trr, progress=progress, decode_mode=decode_mode, methods=methods, seed=seed)
     runs = []
-    clean = lambda m: {k: v for k, v in m.items() if k != "layer_live"}  # noqa: E731
-    for trr, m in zip(trrs, seats):
+    clean = lambda m: {k: v for k, v in m.items() if k not in ("layer_live", "notes")}  # noqa: E731
+    for (trr, method), m in zip([(t, x) for t in trrs for x in methods], timed):
         layers = [r | {"total": r["video"] + r["audio"] + r["text"]} for r in layer_rows(layout, m["layer_live"])]
         flops = compare_flops(layout.seq_len, layers, dims)
         speedup = full["prefill_ms"]["median"] / m["prefill_ms"]["median"]
         latency = {
-            "full": clean(full), "seats": clean(m), "prefill_speedup": speedup,
+            "full": clean(full), method: clean(m), "prefill_speedup": speedup,
             "prefill_speedup_paired": paired_speedup(full["prefill_ms"], m["prefill_ms"]),
             "speedup_over_flops_reduction": speedup / flops["reduction"],
             "decode_speedup": (full["decode_ms_per_token"]["median"] / m["decode_ms_per_token"]["median"]
                                if full["decode_ms_per_token"] and m["decode_ms_per_token"] else None),
             "repeats": repeats, "warmup": warmup, "kv_policy": kv_policy or config.seats.kv_policy,
-            "timer": "engine.prefill wall time, device-synchronised; Stage I/II selection included",
+            "timer": "engine.prefill wall time, device-synchronised; the method's selection included",
         }
-        plan = SeatsPlan.build(config, trr, layout.n_video, layout.n_audio, layout.tokens_per_grid, video_trr,
-                               audio_trr, ratio_mode=ratio_mode)
-        runs.append(ProfileRun(trr, layers, flops, with_achieved(plan.to_dict(), layers, layout), latency))
+        _, plan = build_pruner(method, config, layout, trr=trr, video_trr=video_trr, audio_trr=audio_trr,
+                               ratio_mode=ratio_mode, seed=seed)
+        runs.append(ProfileRun(trr, layers, flops, with_achieved(plan.to_dict(), layers, layout), latency,
+                               method=method, method_notes=m["notes"] if method != "seats" else None))
     info = machine_info(adapter.device) | {"dtype": str(adapter.dtype).replace("torch.", ""),
                                            "attn_implementation": adapter.attn_implementation}
-    all_notes = list(shape.notes) + list(notes or []) + retention_notes(
+    all_notes = list(shape.notes) + list(notes or []) + reach_notes(runs) + retention_notes(
         runs, layout, video_trr=video_trr, audio_trr=audio_trr) + context_notes(
         config, shape, runs, getattr(adapter.text_config, "max_position_embeddings", None))
     if not config.calibrated:
@@ -222,15 +229,15 @@ PARTS = ("media", "prepare", "encode", "prefill", "decode", "total")
 
 
 def whole_requests(adapter, video, question: str, trrs, *, repeats: int = 3, decode_tokens: int = 16,
-                   options: dict | None = None, decode_mode: str = "auto") -> list[dict]:
-    """Where a whole request's time goes, full vs SEATS at each TRR: each run asks the file from scratch (media
+                   options: dict | None = None, decode_mode: str = "auto", methods=("seats",)) -> list[dict]:
+    """Where a whole request's time goes, full vs each method at each TRR: each run asks the file from scratch (media
     reuse off), rounds alternating, one warm-up left out; per run the median ms of every ``latency_ms`` part, the
     tokens generated, and the speedup of the whole request and of the time to the first token (everything but
     decoding: the runs may stop at an end token after different numbers of tokens)."""
     from seats_cli.api import Seats
 
     seats = Seats.from_adapter(adapter, reuse_media=False, decode_mode=decode_mode)
-    kinds = [("full", None)] + [("seats", t) for t in trrs]
+    kinds = [("full", None)] + [(m, t) for t in dict.fromkeys(trrs) for m in methods]
     rec: dict = {k: [] for k in kinds}
     for rnd in range(repeats + 1):
         for method, trr in kinds:
@@ -259,11 +266,29 @@ def layout_matches(shape: RequestShape, layout: TokenLayout) -> bool:
             and list(shape.audio_windows) == [w.audio_total for w in layout.windows])
 
 
+def encoded_per_method(adapter, prepared, config: ModelConfig, methods, options) -> dict:
+    """``{method: EncodedRequest}``: each method's input with the encoder signals its plan asks for (SEATS the
+    saliency span, VisionZip a one-grid statistic, OmniZip the whole-clip audio attention, ...), the encoders run
+    once per distinct set, as ``Seats.ask`` does."""
+    out, by_key = {}, {}
+    layout = prepared.layout
+    for method in methods:
+        _, plan = build_pruner(method, config, layout, trr=None, video_trr=options.video_trr,
+                               audio_trr=options.audio_trr, ratio_mode=options.ratio_mode, seed=options.seed)
+        span = plan.saliency_span if method == "seats" else getattr(plan, "saliency_span", None)
+        key = (span, getattr(plan, "video_span_grids", None), frozenset(getattr(plan, "signals", frozenset())))
+        if key not in by_key:
+            by_key[key] = adapter.encode(prepared, saliency=key[0], video_span_grids=key[1], extra=key[2])
+        out[method] = by_key[key]
+    return out
+
+
 def run_measured(config: ModelConfig, request, model: str, *, repeats: int = 5, warmup: int = 1,
                  decode_tokens: int = 16, load: dict | None = None, progress=None,
                  decode_mode: str = "auto") -> ProfileResult:
     """``seats profile --model M``: load the weights, lay the request out (the processor's own layout for a video,
-    a synthetic request otherwise) and time full vs SEATS prefill at each TRR."""
+    a synthetic request otherwise) and time full vs each of ``request.methods`` (SEATS by default) at each TRR;
+    with a video file the whole request too."""
     from seats_cli.models import load_model
     from seats_cli.shape import DEFAULT_QUESTION
 
@@ -271,16 +296,13 @@ def run_measured(config: ModelConfig, request, model: str, *, repeats: int = 5, 
     for flag, value, least in (("--repeats", repeats, 1), ("--warmup", warmup, 0), ("--decode-tokens", decode_tokens, 1)):
         if value < least:
             raise ValueError(f"{flag} must be at least {least} (got {value})")
-    if request.methods != ("seats",):
-        raise ValueError("measured profiles time SEATS; profile baselines with --analytic (per-method latency: "
-                         "benchmarks/bench_prefill.py --methods)")
     media = request.decode(config)  # a bad file fails before the weights load
     adapter = load_model(model, config=config, **(load or {}))
     notes = []
     if media is not None:
         prepared = adapter.prepare(media, request.question or DEFAULT_QUESTION)
-        encoded = adapter.encode(prepared, saliency=config.seats.saliency_span)
         layout = prepared.layout
+        encoded = encoded_per_method(adapter, prepared, config, request.methods, o)
         shape = request.shape(config, media, n_text=layout.n_text, text_source="processor")
         if not layout_matches(shape, layout):
             notes.append("the analytic window layout differs from the processor's; counts are the processor's")
@@ -293,13 +315,16 @@ def run_measured(config: ModelConfig, request, model: str, *, repeats: int = 5, 
     result = profile_measured(adapter, encoded, layout, shape, config, list(request.trrs) or [None], model=model,
                               repeats=repeats, warmup=warmup, decode_tokens=decode_tokens, kv_policy=o.kv_policy,
                               video_trr=o.video_trr, audio_trr=o.audio_trr, ratio_mode=o.ratio_mode,
-                              progress=progress, notes=notes, decode_mode=decode_mode)
+                              progress=progress, notes=notes, decode_mode=decode_mode, methods=request.methods,
+                              seed=o.seed)
     if media is not None:  # a real file: the whole request too (media, processor, encoders, prefill, decode)
         result.requests = whole_requests(
             adapter, request.video, request.question or DEFAULT_QUESTION, [r.trr for r in result.runs],
             repeats=max(1, min(repeats, 3)), decode_tokens=decode_tokens, decode_mode=decode_mode,
+            methods=request.methods,
             options=dict(fps=o.fps, max_frames=o.max_frames, frame_sizing=o.frame_sizing,
-                         processor_fps=o.processor_fps, kv_policy=o.kv_policy))
+                         processor_fps=o.processor_fps, kv_policy=o.kv_policy, seed=o.seed,
+                         video_trr=o.video_trr, audio_trr=o.audio_trr, ratio_mode=o.ratio_mode))
     return result
 
 

@@ -10,6 +10,7 @@ Two halves, kept apart as STYLE.md item 5 asks:
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -246,7 +247,7 @@ class ProfileRequest:
         if self.text_tokens is not None and (isinstance(self.text_tokens, bool) or int(self.text_tokens) < 1):
             raise ValueError("--text-tokens must be at least 1")
         a = self.audio_seconds
-        if isinstance(a, bool) or not isinstance(a, (int, float)) or not (math.isfinite(a) and a >= 0):
+        if isinstance(a, bool) or not isinstance(a, numbers.Real) or not (math.isfinite(a) and a >= 0):
             raise ValueError(f"--audio-seconds must be a finite number >= 0 (got {a})")
         if self.source_height < 1:
             raise ValueError(f"--source-height must be at least 1 (got {self.source_height})")
@@ -290,9 +291,7 @@ def profile_analytic(config: ModelConfig, shape: RequestShape, trrs, *, video_tr
         notes.append(f"{config.name}: SEATS layer boundaries are uncalibrated")
     runs = analytic_runs(config, shape, trrs, video_trr=video_trr, audio_trr=audio_trr, dims=dims,
                          ratio_mode=ratio_mode, methods=methods)
-    several = len({r.trr for r in runs}) > 1
-    notes += [f"TRR {r.trr:g}: {note}" if several else note for r in runs for note in r.method_notes or ()]
-    notes += retention_notes(runs, shape, video_trr=video_trr, audio_trr=audio_trr)
+    notes += reach_notes(runs) + retention_notes(runs, shape, video_trr=video_trr, audio_trr=audio_trr)
     notes += context_notes(config, shape, runs, dims.max_position_embeddings)
     return ProfileResult(config.name, None, "analytic", shape.to_dict(), asdict(dims), runs, notes=notes)
 
@@ -316,6 +315,12 @@ def context_notes(config: ModelConfig, shape: RequestShape, runs, limit: int | N
                      f"{shape.grids * shape.seconds_per_grid:g} s), over {config.name}'s context of {limit}: "
                      "`seats ask` refuses it unless --allow-long-context")
     return notes
+
+
+def reach_notes(runs) -> list[str]:
+    """The runs' reach notes (``ProfileRun.method_notes``), each prefixed with its TRR when there are several."""
+    several = len({r.trr for r in runs}) > 1
+    return [f"TRR {r.trr:g}: {note}" if several else note for r in runs for note in r.method_notes or ()]
 
 
 def retention_notes(runs, shape, *, video_trr=None, audio_trr=None) -> list[str]:

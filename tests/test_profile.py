@@ -347,13 +347,66 @@ def test_the_library_checks_a_profile_request_as_the_cli_does(kwargs, message):
     assert str(e.value).startswith(message)
 
 
-def test_a_measured_profile_refuses_baselines_and_bad_counts_before_loading(tmp_path):
+def test_a_measured_profile_refuses_bad_counts_before_loading(tmp_path):
     from seats_cli import measure
     from seats_cli import profile as prof
 
     cfg = ModelConfig.from_name("tiny")
     missing = str(tmp_path / "no-such-model")  # reached only if a check let the request through
-    with pytest.raises(ValueError, match="^measured profiles time SEATS; profile baselines with --analytic"):
-        measure.run_measured(cfg, prof.ProfileRequest(frames=8, methods=("fastv",)), missing)
     with pytest.raises(ValueError, match=r"^--warmup must be at least 0 \(got -1\)"):
         measure.run_measured(cfg, prof.ProfileRequest(frames=8), missing, warmup=-1)
+    with pytest.raises(ValueError, match=r"^--method full: choose seats, all, or a baseline"):
+        measure.run_measured(cfg, prof.ProfileRequest(frames=8, methods=["seats", "full"]), missing)
+
+
+def test_a_measured_profile_times_each_method_against_full(sample_path, tiny_dir):
+    """`seats profile --model M --method ...` times full against each method, prefill and whole request (it timed
+    SEATS only): each run's per-layer counts are what `ask` with that method keeps, its reach notes are `ask`'s,
+    its latency holds `full` and the method's own statistics, and the whole request has a row per method."""
+    methods = ["seats", "fastv", "visionzip", "omnizip"]
+    d = run_json("profile", str(sample_path), "--model", "tiny", *[x for m in methods for x in ("--method", m)],
+                 "--trr", "0.1", "--json", "--repeats", "1", "--warmup", "0", "--decode-tokens", "2", "--question", Q,
+                 *FAST)
+    assert [r["method"] for r in d["runs"]] == methods
+    for run in d["runs"]:
+        ask = run_json("ask", str(sample_path), Q, "--model", "tiny", "--method", run["method"], "--trr", "0.1",
+                       "--json", "--max-new-tokens", "1", *FAST)
+        assert [(r["video"], r["audio"]) for r in run["layers"]] == [(r["video"], r["audio"]) for r in ask["layers"]]
+        assert run["latency"][run["method"]]["prefill_ms"]["n"] == 1 and "full" in run["latency"]
+        assert run.get("method_notes", []) == [n for n in ask["notes"] if n.startswith(run["method"] + ":")]
+    assert any(r.get("method_notes") for r in d["runs"])  # FastV's random audio cut, VisionZip's, OmniZip's reach
+    assert [(r["method"], r["trr"]) for r in d["requests"]] == [("full", None)] + [(m, 0.1) for m in methods]
+
+
+@pytest.mark.parametrize("method", ["visionzip", "visionzip-om", "dycoke"])
+def test_analytic_reach_notes_equal_the_pruners_in_order(seats_cache, method):
+    """Where a method gives two notes (VisionZip: its video reach and the random audio cut), the analytic ones come
+    in the engine's order. 20 frames of 56x56 (4 tokens per grid) + 8 s of sound, pair (0.05, 0.3): the
+    audio-intact reallocation puts video at its 5 % floor (audio cut at random to 60/200) and 4-token windows keep
+    one token each (10/40 = 0.25)."""
+    from seats_cli.methods import build_pruner
+    from seats_cli.methods.counts import baseline_notes
+    from seats_cli.models import load_model
+    from seats_cli.schedule import ModalityRatios
+
+    adapter = load_model("synthetic", device="cpu", dtype="float32", cache_dir=seats_cache)  # 56x56 frames
+    cfg = adapter.config
+    shape = shape_from_frames(cfg, frame_policy(cfg), frames=20, aspect="1:1", source_height=56, audio_seconds=8.0,
+                              n_text=40)
+    encoded, layout = synthetic_request(adapter, shape, cfg)
+    assert (layout.n_video, layout.n_audio, layout.tokens_per_grid) == (40, 200, 4)
+    pruner, plan = build_pruner(method, cfg, layout, video_trr=0.05, audio_trr=0.3)
+    pruner.before_llm(adapter, encoded, layout)
+    analytic = baseline_notes(method, cfg, ModalityRatios(0.05, 0.3), 40, 200, 4, shape.video_windows,
+                              shape.audio_windows)
+    assert analytic == pruner.notes and analytic
+    if method == "visionzip":
+        assert [n.split(" keeps ")[0] for n in analytic] == ["visionzip: video", "visionzip: video is at the "
+                                                             "audio-intact reallocation's 5% floor, so audio"]
+
+
+def test_full_beside_all_is_refused():
+    """'all' is SEATS and every baseline; a name beside it that 'all' does not hold is still refused."""
+    res = CliRunner().invoke(app, ["profile", "--analytic", "--frames", "8", "--method", "all", "--method", "full"])
+    assert res.exit_code == 2 and res.stderr.strip().startswith("error: --method full: choose seats, all, or a "
+                                                               "baseline")

@@ -27,8 +27,9 @@ def profile(
                             "the ratio --video-trr and --audio-trr achieve together)."),
     video_trr: Optional[float] = VideoTrrOpt, audio_trr: Optional[float] = AudioTrrOpt,
     method: Optional[List[str]] = typer.Option(
-        None, "--method", help="Analytic mode: seats (default) or a baseline; repeat for several, or 'all' for "
-                               "SEATS and every baseline side by side (same (R_v, R_a) pair)."),
+        None, "--method", help="seats (default) or a baseline; repeat for several, or 'all' for SEATS and every "
+                               "baseline side by side (same (R_v, R_a) pair); with weights each is timed against "
+                               "full."),
     model: Optional[str] = typer.Option(
         None, "--model", "-m", envvar="SEATS_MODEL",
         help="Hub id, local folder or 'tiny': measure with these weights (none given: analytic, from --config or "
@@ -72,8 +73,8 @@ def profile(
     # 'all' is SEATS and every baseline; a name beside it is still checked (ProfileRequest.check)
     given = list(dict.fromkeys(method or ["seats"]))
     methods = [m for m in given if m != "all"]
-    if "all" in given:
-        methods = [m for m in methods if m not in METHODS] + [m for m in METHODS if m != "full"]
+    if "all" in given:  # what 'all' does not hold stays, to be refused ('full', an unknown name)
+        methods = [m for m in methods if m not in METHODS or m == "full"] + [m for m in METHODS if m != "full"]
     cfg = resolve_config(DEFAULT_MODEL if model is None else model, config)
     context = cfg.architecture.max_position_embeddings
     if context and decode_tokens > context:  # a buffer per layer of this many rows would be allocated
@@ -132,6 +133,12 @@ def render(result) -> None:
                  f"total {tk['total']}")
     if len({r.method for r in result.runs}) > 1:
         _render_methods(result)
+        if result.mode == "measured":
+            _render_latency(result)
+            if result.requests:
+                _render_requests(result.requests)
+        for note in result.notes:
+            stdout.print(f"[yellow]note:[/yellow] {note}")
         return
     for run in result.runs:
         s = run.schedule
@@ -204,13 +211,11 @@ def _render_methods(result) -> None:
         t.add_row(f"{run.trr:g}", run.method, acts, f"{first['video']}/{first['audio']}",
                   f"{last['video']}/{last['audio']}", f"{run.schedule['achieved_trr']:.4f}",
                   f"{run.flops['pruned'] / (1e12 if tera else 1e9):.{2 if tera else 3}f}",
-                  f"{run.flops['reduction']:.2f}x", run.counts or "exact")
+                  f"{run.flops['reduction']:.2f}x", run.counts or ("measured" if result.mode == "measured" else "exact"))
     stdout.print(t)
     stdout.print(f"[dim]full: {_flops(result.runs[0].flops['full'])}; {result.flops_convention}[/dim]")
     for how in sorted({r.counts for r in result.runs if r.counts and r.counts != "exact"}):
         stdout.print(f"[dim]{how}: {HOW[how]}[/dim]")
-    for note in result.notes:
-        stdout.print(f"[yellow]note:[/yellow] {note}")
 
 
 def _render_requests(requests: list[dict]) -> None:
@@ -221,7 +226,8 @@ def _render_requests(requests: list[dict]) -> None:
     for r in requests:
         m = r["median_ms"]
         tps = r["decode_tok_per_s"]
-        t.add_row("full" if r["trr"] is None else f"SEATS {r['trr']:g}",
+        t.add_row("full" if r["method"] == "full" else
+                  f"{'SEATS' if r['method'] == 'seats' else r['method']} {r['trr']:g}",
                   *(f"{m[k]:.1f}" for k in ("media", "prepare", "encode", "prefill", "decode", "total")),
                   f"{r['generated_tokens']:g}", f"{tps:.1f}" if tps else "-", f"{r['speedup_total']:.2f}x",
                   f"{r['speedup_first_token']:.2f}x")
@@ -237,9 +243,11 @@ def _render_latency(result) -> None:
     where = m.get("gpu") or f"{m['cpu']}, {m['threads']} threads"
     t = Table(title=f"Measured on {where} ({m['dtype']}, {m['attn_implementation']}, torch {m['torch']}); "
               f"prefill ms median (min–max) over {result.runs[0].latency['repeats']} repeats, warm-up excluded")
-    for col in ("TRR", "FLOPs reduction", "prefill full", "prefill SEATS", "speedup", "speedup / FLOPs",
-                "decode tok/s full", "decode tok/s SEATS", "selection ms (share)", "peak memory",
-                "KV after prefill full/SEATS"):
+    several = len({r.method for r in result.runs}) > 1
+    name = "method" if several else "SEATS"
+    for col in (("TRR",) + (("method",) if several else ()) + (
+            "FLOPs reduction", "prefill full", f"prefill {name}", "speedup", "speedup / FLOPs", "decode tok/s full",
+            f"decode tok/s {name}", "selection ms (share)", "peak memory", f"KV after prefill full/{name}")):
         t.add_column(col, justify="right")
 
     def ms(x):
@@ -254,12 +262,13 @@ def _render_latency(result) -> None:
 
     for run in result.runs:
         lat = run.latency
-        peak = lat["seats"]["peak_memory"]
-        t.add_row(f"{run.trr:g}", f"{run.flops['reduction']:.2f}x", ms(lat["full"]), ms(lat["seats"]),
-                  f"{lat['prefill_speedup']:.2f}x", f"{lat['speedup_over_flops_reduction']:.2f}", tps(lat["full"]),
-                  tps(lat["seats"]), sel(lat["seats"]), f"{peak['mib']:.0f} MiB",
-                  f"{lat['full']['kv_cache_mib']:.2f}/{lat['seats']['kv_cache_mib']:.2f} MiB")
+        pruned = lat[run.method]
+        peak = pruned["peak_memory"]
+        t.add_row(f"{run.trr:g}", *((run.method,) if several else ()), f"{run.flops['reduction']:.2f}x",
+                  ms(lat["full"]), ms(pruned), f"{lat['prefill_speedup']:.2f}x",
+                  f"{lat['speedup_over_flops_reduction']:.2f}", tps(lat["full"]), tps(pruned), sel(pruned),
+                  f"{peak['mib']:.0f} MiB", f"{lat['full']['kv_cache_mib']:.2f}/{pruned['kv_cache_mib']:.2f} MiB")
     stdout.print(t)
-    seats = result.runs[0].latency["seats"]
-    stdout.print(f"[dim]peak memory: {seats['peak_memory']['kind']}; {result.runs[0].latency['timer']}; decode loop "
-                 f"{seats.get('decode_mode') or '-'}; selection: one synchronised prefill per run[/dim]")
+    first = result.runs[0].latency[result.runs[0].method]
+    stdout.print(f"[dim]peak memory: {first['peak_memory']['kind']}; {result.runs[0].latency['timer']}; decode loop "
+                 f"{first.get('decode_mode') or '-'}; selection: one synchronised prefill per run[/dim]")

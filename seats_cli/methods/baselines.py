@@ -153,8 +153,9 @@ class VisionZipPruner(_PreLLM):
         jobs = [("video", vpos, v, encoded.video_saliency, encoded.video_keys, max(1, layout.tokens_per_grid))]
         if self.omni:
             jobs.append(("audio", apos, a, encoded.audio_saliency, encoded.audio_keys, self.audio_window))
-        else:
-            keep.append(self.intact_audio(apos, a, notes, rounding=int))
+        audio_notes = []  # after the video's, as every audio-intact method orders them (methods.counts too)
+        if not self.omni:
+            keep.append(self.intact_audio(apos, a, audio_notes, rounding=int))
         for mod, pos, rho, sal, keys, window in jobs:
             if pos.numel() == 0:
                 continue
@@ -172,7 +173,7 @@ class VisionZipPruner(_PreLLM):
                 start += w
                 n_kept += kept.numel()
             notes.append(reach_note(self.name, mod, rho, n_kept, pos.numel(), visionzip_why(window, CONTEXTUAL_RATIO)))
-        self.notes = [x for x in notes if x]
+        self.notes = [x for x in notes + audio_notes if x]
         return Merge.of(torch.cat(keep).sort().values, anchor_pos, anchor_vec)
 
 
