@@ -27,8 +27,19 @@ class Table(_RichTable):
     """``rich.table.Table`` whose cells are printed whole at any console width (module docstring)."""
 
     def __rich_console__(self, console, options):
+        self._as_built()  # each print fits from the table as built, not from an earlier print's fitting
         self._fit(console, options)
         yield from super().__rich_console__(console, options)
+
+    def _as_built(self) -> None:
+        saved = getattr(self, "_built", None)
+        if saved is None:
+            self._built = ((self.box, self.show_edge, self.pad_edge, self.collapse_padding, self.padding),
+                           [(c.header, c.width, c.min_width, c.overflow) for c in self.columns])
+            return
+        (self.box, self.show_edge, self.pad_edge, self.collapse_padding, self.padding), columns = saved
+        for col, state in zip(self.columns, columns):
+            col.header, col.width, col.min_width, col.overflow = state
 
     def _fit(self, console, options) -> None:
         width, n = options.max_width, len(self.columns)

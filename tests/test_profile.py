@@ -410,3 +410,24 @@ def test_full_beside_all_is_refused():
     res = CliRunner().invoke(app, ["profile", "--analytic", "--frames", "8", "--method", "all", "--method", "full"])
     assert res.exit_code == 2 and res.stderr.strip().startswith("error: --method full: choose seats, all, or a "
                                                                "baseline")
+
+
+def test_a_table_printed_again_fits_again():
+    """A table keeps no fitting from an earlier print: wide, narrow, wide again prints the first output again, and
+    each stays within its width without eliding; an empty column takes one cell."""
+    from rich.console import Console
+
+    from seats_cli.tables import Table
+
+    t = Table(title="side by side")
+    for col in ("TRR", "method", "layer 0 v/a", "counts", "empty"):
+        t.add_column(col, justify="right")
+    t.add_row("0.05", "visionzip-om", "9216/1600", "upper bound", "")
+    outs = []
+    for width in (200, 30, 12, 200):
+        console = Console(width=width)
+        with console.capture() as cap:
+            console.print(t)
+        outs.append(cap.get())
+        assert max(len(line) for line in outs[-1].splitlines()) <= width and "…" not in outs[-1]
+    assert outs[0] == outs[-1] and "visionzip-om" in outs[0] and "9216/1600" in outs[0]
