@@ -292,7 +292,8 @@ def run_measured(config: ModelConfig, request, model: str, *, repeats: int = 5, 
     from seats_cli.models import load_model
     from seats_cli.shape import DEFAULT_QUESTION
 
-    o = request.check(config).options
+    request = request.check(config)
+    o = request.options
     for flag, value, least in (("--repeats", repeats, 1), ("--warmup", warmup, 0), ("--decode-tokens", decode_tokens, 1)):
         if value < least:
             raise ValueError(f"{flag} must be at least {least} (got {value})")
@@ -318,13 +319,17 @@ def run_measured(config: ModelConfig, request, model: str, *, repeats: int = 5, 
                               progress=progress, notes=notes, decode_mode=decode_mode, methods=request.methods,
                               seed=o.seed)
     if media is not None:  # a real file: the whole request too (media, processor, encoders, prefill, decode)
-        result.requests = whole_requests(
+        result.requests = requests = whole_requests(
             adapter, request.video, request.question or DEFAULT_QUESTION, [r.trr for r in result.runs],
             repeats=max(1, min(repeats, 3)), decode_tokens=decode_tokens, decode_mode=decode_mode,
             methods=request.methods,
             options=dict(fps=o.fps, max_frames=o.max_frames, frame_sizing=o.frame_sizing,
                          processor_fps=o.processor_fps, kv_policy=o.kv_policy, seed=o.seed,
                          video_trr=o.video_trr, audio_trr=o.audio_trr, ratio_mode=o.ratio_mode))
+        if len({r["generated_tokens"] for r in requests}) > 1:
+            result.notes.append("the whole-request runs generated different numbers of tokens (an end token came "
+                                "earlier in some): their total speedup compares unequal work; the time to the "
+                                "first token does not")
     return result
 
 

@@ -9,8 +9,10 @@ Two halves, kept apart as STYLE.md item 5 asks:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
+import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -235,31 +237,52 @@ class ProfileRequest:
     methods: tuple[str, ...] = ("seats",)  # analytic mode: the baselines too (methods.counts)
 
     def check(self, config: ModelConfig | None = None) -> "ProfileRequest":
-        """The one check of a profile request (the CLI and the library): a video or a frame count, not both;
-        finite, in-range numbers; known methods; with ``config``, the request options too. Returns itself."""
+        """The one check of a profile request (the CLI and the library): a video or a frame count, not both; whole
+        and finite numbers in range; known methods (``all``: SEATS and every baseline); with ``config``, the
+        request options too. Returns the request normalised: TRRs and methods as tuples without repeats."""
         from seats_cli.choices import METHODS
         from seats_cli.request import check_ratio
 
+        def whole(name: str, value, least: int | None = None) -> None:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{name} must be a whole number (got {value!r})")
+            if least is not None and value < least:
+                raise ValueError(f"{name} must be at least {least} (got {value})")
+
         if (self.video is None) == (self.frames is None):
             raise ValueError("give a VIDEO or --frames N (not both)")
-        for r in self.trrs:
-            check_ratio("trr", r)
-        if self.text_tokens is not None and (isinstance(self.text_tokens, bool) or int(self.text_tokens) < 1):
-            raise ValueError("--text-tokens must be at least 1")
+        if self.video is not None and (not isinstance(self.video, (str, os.PathLike)) or not str(self.video).strip()):
+            raise ValueError(f"the video must be a file path (got {self.video!r})")
+        if self.frames is not None:
+            whole("--frames", self.frames)  # its range (a positive multiple of 2) is the layout's to say
+        if self.text_tokens is not None:
+            whole("--text-tokens", self.text_tokens, 1)
+        whole("--source-height", self.source_height, 1)
         a = self.audio_seconds
         if isinstance(a, bool) or not isinstance(a, numbers.Real) or not (math.isfinite(a) and a >= 0):
             raise ValueError(f"--audio-seconds must be a finite number >= 0 (got {a})")
-        if self.source_height < 1:
-            raise ValueError(f"--source-height must be at least 1 (got {self.source_height})")
+        if isinstance(self.trrs, (str, bytes)) or not isinstance(self.trrs, (tuple, list)):
+            raise ValueError(f"trrs must be a list of ratios (got {self.trrs!r})")
+        for r in self.trrs:
+            check_ratio("trr", r)
         baselines = ", ".join(x for x in METHODS if x not in ("seats", "full"))
+        if isinstance(self.methods, (str, bytes)) or not isinstance(self.methods, (tuple, list)):
+            raise ValueError(f"methods must be a list of names, e.g. ('seats', 'fastv') (got {self.methods!r})")
+        methods = []
         for m in self.methods:
-            if m not in METHODS or m == "full":
+            if m == "all":
+                methods += [x for x in METHODS if x != "full"]
+            elif not isinstance(m, str) or m not in METHODS or m == "full":
                 raise ValueError(f"--method {m}: choose seats, all, or a baseline: {baselines}")
-        if not self.methods:
+            else:
+                methods.append(m)
+        if not methods:
             raise ValueError(f"no --method to profile: choose seats, all, or a baseline: {baselines}")
+        if not isinstance(self.options, RequestOptions):
+            raise ValueError(f"options must be a RequestOptions (got {type(self.options).__name__})")
         if config is not None:
             self.options.check(config)
-        return self
+        return dataclasses.replace(self, trrs=tuple(dict.fromkeys(self.trrs)), methods=tuple(dict.fromkeys(methods)))
 
     def shape(self, config: ModelConfig, media=None, *, n_text=None, text_source=None) -> RequestShape:
         n_text = self.text_tokens if n_text is None else n_text
@@ -277,7 +300,8 @@ class ProfileRequest:
 
 def run_analytic(config: ModelConfig, request: ProfileRequest) -> ProfileResult:
     """``seats profile --analytic``: the request's layout from the preset alone (no weights)."""
-    o = request.check(config).options
+    request = request.check(config)
+    o = request.options
     shape = request.shape(config, request.decode(config))
     return profile_analytic(config, shape, list(request.trrs) or [None], video_trr=o.video_trr,
                             audio_trr=o.audio_trr, ratio_mode=o.ratio_mode, methods=request.methods)

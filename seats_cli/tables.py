@@ -3,19 +3,21 @@
 Rich shrinks a table that is wider than the console by cutting cells with an ellipsis: at 80 columns the
 methods table read ``384/3…`` and ``visio…``. :class:`Table` measures its cells when it is printed and, in
 this order, (1) keeps its box when every cell fits on one line, header words wrapping; (2) drops the lines
-between columns (two spaces apart, then one); (3) lets header words break, so that each row stays on one line;
-(4) wraps cells at their spaces; (5) where even that is too wide, folds words onto more lines instead of
-eliding them. Numbers and names are printed whole in every case.
+between columns (two spaces apart, then one); (3) wraps cells at their spaces; (4) where even that is too
+wide, prints each row as a block of ``header: value`` lines. No word, and so no number, is ever
+broken.
 """
 
 from __future__ import annotations
-
-import textwrap
 
 from rich import box
 from rich.measure import Measurement
 from rich.table import Table as _RichTable
 from rich.text import Text
+
+
+def _plain(x) -> str:
+    return " ".join((x.plain if isinstance(x, Text) else str(x)).split())
 
 
 def _min_header(header) -> int:
@@ -28,8 +30,10 @@ class Table(_RichTable):
 
     def __rich_console__(self, console, options):
         self._as_built()  # each print fits from the table as built, not from an earlier print's fitting
-        self._fit(console, options)
-        yield from super().__rich_console__(console, options)
+        if self._fit(console, options):
+            yield from super().__rich_console__(console, options)
+        else:
+            yield from self._records()
 
     def _as_built(self) -> None:
         saved = getattr(self, "_built", None)
@@ -41,37 +45,46 @@ class Table(_RichTable):
         for col, state in zip(self.columns, columns):
             col.header, col.width, col.min_width, col.overflow = state
 
-    def _fit(self, console, options) -> None:
+    def _fit(self, console, options) -> bool:
+        """Lay the table out to fit ``options.max_width`` with every word whole; False where no layout does."""
         width, n = options.max_width, len(self.columns)
         sizes = [[Measurement.get(console, options, c) for c in col._cells] for col in self.columns]
-        whole = [max([0, *(m.maximum for m in col)]) for col in sizes]  # every cell on one line
-        words = [max([0, *(m.minimum for m in col)]) for col in sizes]  # cells wrapped at their spaces
+        whole = [max([1, *(m.maximum for m in col)]) for col in sizes]  # every cell on one line
+        words = [max([1, *(m.minimum for m in col)]) for col in sizes]  # cells wrapped at their spaces
         heads = [_min_header(col.header) for col in self.columns]  # header words whole
         boxed = self.box is not None and self.show_edge
         # (layout, width of everything but the cells): boxed "│ x │ y │", compact "x  y", tight "x y"
         layouts = ([("boxed", 3 * n + 1)] if boxed else []) + [("compact", 2 * (n - 1)), ("tight", n - 1)]
-        # rows on one line first (header words whole, then headers broken), then cells wrapped at their spaces
-        for need in ([max(c, h) for c, h in zip(whole, heads)], whole, [max(c, h) for c, h in zip(words, heads)],
-                     words):
-            need = [max(1, w) for w in need]  # an empty column still takes one cell
+        # rows on one line first, then cells wrapped at their spaces; a word (a number) is never broken
+        for need in ([max(c, h) for c, h in zip(whole, heads)], [max(c, h) for c, h in zip(words, heads)]):
             for name, extra in layouts:
                 if sum(need) + extra <= width:
                     self._layout(name)
                     # the room left makes the cells that wrap whole, the least wanting first; the widths are then
                     # fixed, as rich's own shrinking ignores a column's minimum and can run past the console
                     spare, fixed = width - sum(need) - extra, list(need)
-                    for i in sorted(range(n), key=lambda i: whole[i] - need[i]):
-                        grow = min(spare, max(0, max(whole[i], heads[i]) - fixed[i]))
-                        fixed[i] += grow
-                        spare -= grow
+                    full = [max(whole[i], len(_plain(col.header))) for i, col in enumerate(self.columns)]
+                    for target in (whole, full):  # then the room still left puts headers on one line
+                        for i in sorted(range(n), key=lambda i: target[i] - fixed[i]):
+                            grow = min(spare, max(0, target[i] - fixed[i]))
+                            fixed[i] += grow
+                            spare -= grow
                     for col, w in zip(self.columns, fixed):
-                        col.width, col.overflow = w, "fold"  # longer text wraps at spaces, a longer word folds
-                        if isinstance(col.header, str) and _min_header(col.header) > w:
-                            col.header = "\n".join(textwrap.wrap(col.header, w))  # inside a word: it must
-                    return
-        self._layout(layouts[-1][0])
-        for col in self.columns:
-            col.overflow = "fold"  # too narrow for whole words: fold them onto more lines, never elide
+                        col.width = w
+                    return True
+        return False
+
+    def _records(self):
+        """Too narrow for columns: each row as its own block, one ``header: value`` line per cell, the first cell
+        heading the block; long lines wrap at spaces, so numbers stay whole."""
+        if self.title:
+            yield Text(self.title) if isinstance(self.title, str) else self.title
+        rows = list(zip(*(col._cells for col in self.columns)))
+        for i, cells in enumerate(rows):
+            head, *rest = [(_plain(col.header), _plain(cell)) for col, cell in zip(self.columns, cells)]
+            yield Text(f"{head[0]} {head[1]}" if head[0] else head[1], style="bold")
+            for h, v in rest:
+                yield Text(f"  {h}: {v}" if h else f"  {v}")
 
     def _layout(self, name: str) -> None:
         if name == "boxed":

@@ -261,10 +261,11 @@ def test_analytic_methods_side_by_side_note_what_a_baseline_cannot_reach():
     assert not [r for r in d["runs"] if r["method"] in ("random", "divprune") and r["method_notes"]]
 
 
-@pytest.mark.parametrize("columns", ["80", "100", "60"])
+@pytest.mark.parametrize("columns", ["80", "100", "60", "40"])
 def test_tables_print_every_cell_whole_in_a_narrow_terminal(columns):
-    """Rich cut cells at 80 columns (`384/3…`, `visio…`); the tables drop their lines, then wrap headers, then fold
-    cells, never eliding one, and stay within the width."""
+    """Rich cut cells at 80 columns (`384/3…`, `visio…`); the tables drop their lines, then wrap cells at their
+    spaces, then print each row as a block of `header: value` lines: never eliding, never breaking a number, within
+    the width."""
     res = CliRunner(env={"COLUMNS": columns}).invoke(app, [
         "profile", "--analytic", "--config", "qwen2.5-omni-7b", "--frames", "128", "--audio-seconds", "64",
         "--text-tokens", "100", "--method", "all", "--trr", "0.05"])
@@ -272,10 +273,14 @@ def test_tables_print_every_cell_whole_in_a_narrow_terminal(columns):
     table = res.stdout.split("Methods side by side")[1].split("full:")[0]
     assert "…" not in table
     assert max(len(line) for line in table.splitlines()) <= int(columns)
-    if columns != "60":  # 80 and 100 fit every cell on one line: each row reads whole
-        for row in ("0.05 visionzip-om pre-LLM 448/256 448/256 0.0651 5.81 17.39x exact",
-                    "0.05 fastvid pre-LLM 448/95 448/95 0.0502 4.63 21.84x upper bound"):
-            assert any(" ".join(line.split()) == row for line in table.splitlines()), row
+    words = {w for line in table.splitlines() for w in line.split()}
+    for row in ("0.05 visionzip-om pre-LLM 448/256 448/256 0.0651 5.81 17.39x exact",
+                "0.05 fastvid pre-LLM 448/95 448/95 0.0502 4.63 21.84x upper bound"):
+        assert set(row.split()) <= words, row  # every number and name whole on some line
+    one_line = {" ".join(line.split()) for line in table.splitlines()}
+    narrow = columns in ("40", "60")  # no column layout keeps every word whole: one block per row
+    assert ("0.05 visionzip-om pre-LLM 448/256 448/256 0.0651 5.81 17.39x exact" in one_line) != narrow
+    assert ("  layer 0 v/a: 448/256" in table.splitlines()) == narrow
 
 
 def test_a_measured_request_whose_time_ids_pass_the_context_says_so_as_the_analytic_one():
@@ -376,6 +381,51 @@ def test_a_measured_profile_times_each_method_against_full(sample_path, tiny_dir
         assert run.get("method_notes", []) == [n for n in ask["notes"] if n.startswith(run["method"] + ":")]
     assert any(r.get("method_notes") for r in d["runs"])  # FastV's random audio cut, VisionZip's, OmniZip's reach
     assert [(r["method"], r["trr"]) for r in d["requests"]] == [("full", None)] + [(m, 0.1) for m in methods]
+    unequal = len({r["generated_tokens"] for r in d["requests"]}) > 1  # JSON says it too, not only the text
+    assert any(n.startswith("the whole-request runs generated different numbers of tokens") for n in d["notes"]) \
+        == unequal
+
+
+def test_a_measured_single_baseline_is_labelled_by_its_name(tiny_dir):
+    res = CliRunner(env={"COLUMNS": "250"}).invoke(app, [
+        "profile", "--model", "tiny", *FAST, "--frames", "8", "--method", "fastv", "--trr", "0.35", "--repeats",
+        "1", "--warmup", "0", "--decode-tokens", "2"])
+    assert res.exit_code == 0, res.stderr
+    assert "fastv at TRR 0.35 (pair video 0.3000, audio 0.6500; counts as the engine ran)" in res.stdout
+    assert "prefill fastv" in res.stdout and "KV after prefill full/fastv" in res.stdout
+    assert "SEATS" not in res.stdout.split("Measured on")[1].split("\n")[2]  # the latency header
+
+
+def test_dycoke_on_one_grid_says_every_grid_is_kept_whole():
+    """One temporal grid: TTM prunes no grid (q = 1), so the note names the whole grids, not floor(q n)."""
+    d = run_json("profile", "--analytic", "--config", "qwen2.5-omni-7b", "--frames", "2", "--text-tokens", "50",
+                 "--method", "dycoke", "--json")
+    assert d["method_notes"] == ["dycoke: video keeps 144/144 = 1.000 of the requested 0.300 (TTM keeps 1 of 1 "
+                                 "grids whole: at least 1.000)"]
+
+
+def test_a_profile_request_is_normalised():
+    """`methods=('all',)` is SEATS and every baseline (the CLI's word, offered by the error); repeated TRRs and
+    methods run once; wrong types are one clear ValueError each."""
+    from seats_cli import profile as prof
+    from seats_cli.choices import METHODS
+
+    req = prof.ProfileRequest(frames=8, trrs=[0.2, 0.2, 0.1], methods=["fastv", "all", "fastv"]).check()
+    assert req.trrs == (0.2, 0.1) and req.methods == ("fastv", *(m for m in METHODS if m not in ("full", "fastv")))
+    cfg = ModelConfig.from_name("qwen2.5-omni-7b")
+    runs = prof.run_analytic(cfg, prof.ProfileRequest(frames=8, methods=("all",), trrs=(0.1, 0.1))).runs
+    assert [r.method for r in runs] == [m for m in METHODS if m != "full"]
+    for kwargs, message in [({"frames": "8"}, "--frames must be a whole number (got '8')"),
+                            ({"frames": 8, "text_tokens": 2.5}, "--text-tokens must be a whole number (got 2.5)"),
+                            ({"frames": 8, "source_height": "1080"}, "--source-height must be a whole number"),
+                            ({"frames": 8, "trrs": 0.3}, "trrs must be a list of ratios (got 0.3)"),
+                            ({"frames": 8, "methods": "fastv"}, "methods must be a list of names"),
+                            ({"frames": 8, "methods": None}, "methods must be a list of names"),
+                            ({"frames": 8, "options": None}, "options must be a RequestOptions (got NoneType)"),
+                            ({"video": ""}, "the video must be a file path (got '')")]:
+        with pytest.raises(ValueError) as e:
+            prof.ProfileRequest(**kwargs).check()
+        assert str(e.value).startswith(message), (kwargs, str(e.value))
 
 
 @pytest.mark.parametrize("method", ["visionzip", "visionzip-om", "dycoke"])

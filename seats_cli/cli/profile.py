@@ -67,14 +67,7 @@ def profile(
     for flag, value, least in (("--repeats", repeats, 1), ("--warmup", warmup, 0), ("--decode-tokens", decode_tokens, 1)):
         if value < least:  # also checked by measure.run_measured; here before an analytic run ignores them
             raise UsageProblem(f"{flag} must be at least {least} (got {value})")
-    from seats_cli.choices import METHODS
-
-    # the request is checked in one place (ProfileRequest.check; measured: measure.run_measured, before loading).
-    # 'all' is SEATS and every baseline; a name beside it is still checked (ProfileRequest.check)
-    given = list(dict.fromkeys(method or ["seats"]))
-    methods = [m for m in given if m != "all"]
-    if "all" in given:  # what 'all' does not hold stays, to be refused ('full', an unknown name)
-        methods = [m for m in methods if m not in METHODS or m == "full"] + [m for m in METHODS if m != "full"]
+    # the request is checked in one place (ProfileRequest.check: 'all', repeats, every name), before any loading
     cfg = resolve_config(DEFAULT_MODEL if model is None else model, config)
     context = cfg.architecture.max_position_embeddings
     if context and decode_tokens > context:  # a buffer per layer of this many rows would be allocated
@@ -87,7 +80,7 @@ def profile(
     progress = show_progress(quiet)
     request = prof.ProfileRequest(video=video, frames=frames, aspect=aspect, source_height=source_height,
                                   audio_seconds=audio_seconds, text_tokens=text_tokens, question=question,
-                                  trrs=tuple(trr or ()), options=options, methods=tuple(methods)).check(cfg)
+                                  trrs=tuple(trr or ()), options=options, methods=tuple(method or ["seats"])).check(cfg)
     if analytic or model is None:  # no weights named: from the preset alone, never a download
         with status("computing", progress):
             result = prof.run_analytic(cfg, request)
@@ -143,7 +136,7 @@ def render(result) -> None:
     for run in result.runs:
         s = run.schedule
         if run.method != "seats":
-            _render_baseline(run)
+            _render_baseline(run, result.mode)
             continue
         sched = Table(title=f"TRR {run.trr:g}: schedule (video {s['video_trr']:.4f}, audio {s['audio_trr']:.4f})")
         for col in ("modality", "target R_m", "ρ (Stage I)", "δ", "levels", "keep ratios at " + ", ".join(
@@ -180,10 +173,11 @@ def render(result) -> None:
         stdout.print(f"[yellow]note:[/yellow] {note}")
 
 
-def _render_baseline(run) -> None:
+def _render_baseline(run, mode: str) -> None:
     s = run.schedule
+    counts = run.counts or ("as the engine ran" if mode == "measured" else "exact")
     lt = Table(title=f"{run.method} at TRR {run.trr:g} (pair video {s['video_trr']:.4f}, audio {s['audio_trr']:.4f}; "
-               f"counts {run.counts}): tokens entering each layer")
+               f"counts {counts}): tokens entering each layer")
     for col in ("layers", "video", "audio", "text", "total"):
         lt.add_column(col, justify="right")
     keys = [(r["layer"], (r["video"], r["audio"], r["text"], r["total"])) for r in run.layers]
@@ -232,10 +226,7 @@ def _render_requests(requests: list[dict]) -> None:
                   f"{r['generated_tokens']:g}", f"{tps:.1f}" if tps else "-", f"{r['speedup_total']:.2f}x",
                   f"{r['speedup_first_token']:.2f}x")
     stdout.print(t)
-    if len({r["generated_tokens"] for r in requests}) > 1:
-        stdout.print("[yellow]note:[/yellow] the runs generated different numbers of tokens (an end token came "
-                     "earlier in some): the whole-request speedup compares unequal work; the time to the first "
-                     "token does not")
+
 
 
 def _render_latency(result) -> None:
@@ -244,7 +235,8 @@ def _render_latency(result) -> None:
     t = Table(title=f"Measured on {where} ({m['dtype']}, {m['attn_implementation']}, torch {m['torch']}); "
               f"prefill ms median (min–max) over {result.runs[0].latency['repeats']} repeats, warm-up excluded")
     several = len({r.method for r in result.runs}) > 1
-    name = "method" if several else "SEATS"
+    only = result.runs[0].method
+    name = "method" if several else "SEATS" if only == "seats" else only
     for col in (("TRR",) + (("method",) if several else ()) + (
             "FLOPs reduction", "prefill full", f"prefill {name}", "speedup", "speedup / FLOPs", "decode tok/s full",
             f"decode tok/s {name}", "selection ms (share)", "peak memory", f"KV after prefill full/{name}")):

@@ -46,9 +46,9 @@ def dycoke_whole_grids(frames: int) -> int:
 
 
 def dycoke_why(frames: int, q: float) -> str:
-    if q > 0:
-        return "TTM keeps floor(q n) tokens per pruned grid"
     whole = dycoke_whole_grids(frames)
+    if q > 0 and whole < frames:
+        return "TTM keeps floor(q n) tokens per pruned grid"
     return f"TTM keeps {whole} of {frames} grids whole: at least {whole / frames:.3f}"
 
 
