@@ -3,17 +3,22 @@
 Rich shrinks a table that is wider than the console by cutting cells with an ellipsis: at 80 columns the
 methods table read ``384/3…`` and ``visio…``. :class:`Table` measures its cells when it is printed and, in
 this order, (1) keeps its box when every cell fits on one line, header words wrapping; (2) drops the lines
-between columns (two spaces apart, then one); (3) wraps cells at their spaces; (4) where even that is too
-wide, prints each row as a block of ``header: value`` lines. No word, and so no number, is ever
-broken.
+between columns (two spaces apart, then one); (3) wraps cells at their spaces; (4) breaks a long header
+word; (5) where even that is too wide, prints each row as a block of ``header: value`` lines. No cell's word,
+and so no number, is ever broken.
 """
 
 from __future__ import annotations
+
+import textwrap
 
 from rich import box
 from rich.measure import Measurement
 from rich.table import Table as _RichTable
 from rich.text import Text
+
+
+MAX_HEADER_LINES = 4
 
 
 def _plain(x) -> str:
@@ -55,8 +60,10 @@ class Table(_RichTable):
         boxed = self.box is not None and self.show_edge
         # (layout, width of everything but the cells): boxed "│ x │ y │", compact "x  y", tight "x y"
         layouts = ([("boxed", 3 * n + 1)] if boxed else []) + [("compact", 2 * (n - 1)), ("tight", n - 1)]
-        # rows on one line first, then cells wrapped at their spaces; a word (a number) is never broken
-        for need in ([max(c, h) for c, h in zip(whole, heads)], [max(c, h) for c, h in zip(words, heads)]):
+        # rows on one line first, then cells wrapped at their spaces; header words whole before a header breaks
+        # inside a word (a long name such as colour_while_tone); a cell's word (a number) is never broken
+        for need in ([max(c, h) for c, h in zip(whole, heads)], [max(c, h) for c, h in zip(words, heads)],
+                     whole, words):
             for name, extra in layouts:
                 if sum(need) + extra <= width:
                     self._layout(name)
@@ -64,13 +71,19 @@ class Table(_RichTable):
                     # fixed, as rich's own shrinking ignores a column's minimum and can run past the console
                     spare, fixed = width - sum(need) - extra, list(need)
                     full = [max(whole[i], len(_plain(col.header))) for i, col in enumerate(self.columns)]
-                    for target in (whole, full):  # then the room still left puts headers on one line
+                    # cells whole first, then header words whole, then headers on one line
+                    for target in (whole, [max(w, h) for w, h in zip(whole, heads)], full):
                         for i in sorted(range(n), key=lambda i: target[i] - fixed[i]):
                             grow = min(spare, max(0, target[i] - fixed[i]))
                             fixed[i] += grow
                             spare -= grow
+                    if any(len(textwrap.wrap(_plain(col.header), w)) > MAX_HEADER_LINES
+                           for col, w in zip(self.columns, fixed)):
+                        continue  # a header in slivers reads worse than the blocks of the last resort
                     for col, w in zip(self.columns, fixed):
                         col.width = w
+                        if isinstance(col.header, str) and _min_header(col.header) > w:
+                            col.header = "\n".join(textwrap.wrap(col.header, w))  # inside a word: it must
                     return True
         return False
 

@@ -481,3 +481,32 @@ def test_a_table_printed_again_fits_again():
         outs.append(cap.get())
         assert max(len(line) for line in outs[-1].splitlines()) <= width and "…" not in outs[-1]
     assert outs[0] == outs[-1] and "visionzip-om" in outs[0] and "9216/1600" in outs[0]
+
+
+def test_long_header_words_break_before_rows_turn_into_blocks():
+    """The eval report's headers are long single words (colour_while_tone): where the cells fit but those words do
+    not, a header breaks inside its word (at most 4 lines) and each row stays on one line; narrower still, each row
+    is a block of `header: value` lines."""
+    from rich.console import Console
+
+    from seats_cli.tables import MAX_HEADER_LINES, Table
+
+    t = Table(title="synthetic · 8 questions")
+    heads = ["run", "n", "accuracy", "colour", "colour_while_tone", "tone", "tone_while_square", "unparsable"]
+    for col in heads:
+        t.add_column(col, justify="right")
+    t.add_row("media-cut:16", "8", "0.625", "1.000", "0.000", "0.500", "1.000", "0")
+
+    def printed(width):
+        console = Console(width=width)
+        with console.capture() as cap:
+            console.print(t)
+        return cap.get().splitlines()
+
+    wide = printed(64)  # the cells fit in 53 columns (two spaces apart), the header words need 83
+    assert "media-cut:16 8 0.625 1.000 0.000 0.500 1.000 0" in {" ".join(line.split()) for line in wide}
+    assert max(map(len, wide)) <= 64 and len(wide) - 3 <= MAX_HEADER_LINES  # title, rule, row, header lines
+    narrow = printed(40)
+    assert narrow[1:] == ["run media-cut:16", "  n: 8", "  accuracy: 0.625", "  colour: 1.000",
+                          "  colour_while_tone: 0.000", "  tone: 0.500", "  tone_while_square: 1.000",
+                          "  unparsable: 0"]
