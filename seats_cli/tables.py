@@ -38,7 +38,7 @@ class Table(_RichTable):
         if self._fit(console, options):
             yield from super().__rich_console__(console, options)
         else:
-            yield from self._records()
+            yield from self._records(console)
 
     def _as_built(self) -> None:
         saved = getattr(self, "_built", None)
@@ -66,7 +66,6 @@ class Table(_RichTable):
                      whole, words):
             for name, extra in layouts:
                 if sum(need) + extra <= width:
-                    self._layout(name)
                     # the room left makes the cells that wrap whole, the least wanting first; the widths are then
                     # fixed, as rich's own shrinking ignores a column's minimum and can run past the console
                     spare, fixed = width - sum(need) - extra, list(need)
@@ -80,6 +79,7 @@ class Table(_RichTable):
                     if any(len(textwrap.wrap(_plain(col.header), w)) > MAX_HEADER_LINES
                            for col, w in zip(self.columns, fixed)):
                         continue  # a header in slivers reads worse than the blocks of the last resort
+                    self._layout(name)
                     for col, w in zip(self.columns, fixed):
                         col.width = w
                         if isinstance(col.header, str) and _min_header(col.header) > w:
@@ -87,14 +87,17 @@ class Table(_RichTable):
                     return True
         return False
 
-    def _records(self):
+    def _records(self, console):
         """Too narrow for columns: each row as its own block, one ``header: value`` line per cell, the first cell
-        heading the block; long lines wrap at spaces, so numbers stay whole."""
+        heading the block; long lines wrap at spaces, so numbers stay whole. Strings are read as rich reads a
+        table's (markup)."""
+        def text(x):
+            return _plain(console.render_str(x) if isinstance(x, str) else x)
+
         if self.title:
-            yield Text(self.title) if isinstance(self.title, str) else self.title
-        rows = list(zip(*(col._cells for col in self.columns)))
-        for i, cells in enumerate(rows):
-            head, *rest = [(_plain(col.header), _plain(cell)) for col, cell in zip(self.columns, cells)]
+            yield Text(text(self.title))
+        for cells in zip(*(col._cells for col in self.columns)):
+            head, *rest = [(text(col.header), text(cell)) for col, cell in zip(self.columns, cells)]
             yield Text(f"{head[0]} {head[1]}" if head[0] else head[1], style="bold")
             for h, v in rest:
                 yield Text(f"  {h}: {v}" if h else f"  {v}")
