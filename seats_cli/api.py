@@ -21,7 +21,7 @@ from seats_cli.engine import decode, decode_mode_for, prefill
 from seats_cli.flops import TextModelDims, compare_flops
 from seats_cli.machine import describe_device
 from seats_cli.media import DecodedMedia, decode_video
-from seats_cli.methods import SeatsPlan, build_pruner
+from seats_cli.methods import SeatsPlan, build_pruner, encoder_signals
 from seats_cli.methods.counts import PRE_LLM_BASELINES
 from seats_cli.models import load_model
 from seats_cli.prefetch import Prefetcher, file_key
@@ -223,10 +223,7 @@ class Seats:
         if not opts.allow_long_context:
             check_context(context, media, opts.method)
 
-        span = plan.saliency_span if is_seats and plan.prunes else getattr(plan, "saliency_span", None)
-        grids = getattr(plan, "video_span_grids", None)
-        extra = getattr(plan, "signals", frozenset())
-        key = (span, grids, frozenset(extra))
+        span, grids, extra = key = encoder_signals(plan)
         if self._features is None or self._features[0] is not media:
             self._features = (media, {})  # a new media: the old features go
         known = self._features[1]  # this media's features, one per set of signals asked for

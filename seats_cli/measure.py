@@ -20,7 +20,7 @@ from seats_cli.engine import NoPruning, decode, prefill
 from seats_cli.flops import TextModelDims, compare_flops
 from seats_cli.machine import machine_info
 from seats_cli.layout import TokenLayout
-from seats_cli.methods import build_pruner
+from seats_cli.methods import build_pruner, encoder_signals
 from seats_cli.profile import (ProfileResult, ProfileRun, context_notes, reach_notes, resolve_trr,
                                retention_notes, with_achieved)
 from seats_cli.shape import RequestShape
@@ -275,12 +275,18 @@ def encoded_per_method(adapter, prepared, config: ModelConfig, methods, options)
     for method in methods:
         _, plan = build_pruner(method, config, layout, trr=None, video_trr=options.video_trr,
                                audio_trr=options.audio_trr, ratio_mode=options.ratio_mode, seed=options.seed)
-        span = plan.saliency_span if method == "seats" else getattr(plan, "saliency_span", None)
-        key = (span, getattr(plan, "video_span_grids", None), frozenset(getattr(plan, "signals", frozenset())))
+        key = encoder_signals(plan)
         if key not in by_key:
             by_key[key] = adapter.encode(prepared, saliency=key[0], video_span_grids=key[1], extra=key[2])
         out[method] = by_key[key]
     return out
+
+
+def check_timing(repeats: int, warmup: int, decode_tokens: int) -> None:
+    """The timing counts of a measured profile: at least one repeat and one decoded token, no negative warm-up."""
+    for flag, value, least in (("--repeats", repeats, 1), ("--warmup", warmup, 0), ("--decode-tokens", decode_tokens, 1)):
+        if value < least:
+            raise ValueError(f"{flag} must be at least {least} (got {value})")
 
 
 def run_measured(config: ModelConfig, request, model: str, *, repeats: int = 5, warmup: int = 1,
@@ -294,9 +300,7 @@ def run_measured(config: ModelConfig, request, model: str, *, repeats: int = 5, 
 
     request = request.check(config)
     o = request.options
-    for flag, value, least in (("--repeats", repeats, 1), ("--warmup", warmup, 0), ("--decode-tokens", decode_tokens, 1)):
-        if value < least:
-            raise ValueError(f"{flag} must be at least {least} (got {value})")
+    check_timing(repeats, warmup, decode_tokens)
     media = request.decode(config)  # a bad file fails before the weights load
     adapter = load_model(model, config=config, **(load or {}))
     notes = []

@@ -391,7 +391,7 @@ def test_a_measured_single_baseline_is_labelled_by_its_name(tiny_dir):
         "profile", "--model", "tiny", *FAST, "--frames", "8", "--method", "fastv", "--trr", "0.35", "--repeats",
         "1", "--warmup", "0", "--decode-tokens", "2"])
     assert res.exit_code == 0, res.stderr
-    assert "fastv at TRR 0.35 (pair video 0.3000, audio 0.6500; counts as the engine ran)" in res.stdout
+    assert "fastv at TRR 0.35 (pair video 0.3000, audio 0.6500; counts measured)" in res.stdout
     assert "prefill fastv" in res.stdout and "KV after prefill full/fastv" in res.stdout
     assert "SEATS" not in res.stdout.split("Measured on")[1].split("\n")[2]  # the latency header
 

@@ -64,9 +64,7 @@ def profile(
     from seats_cli.config import resolve_config
     from seats_cli.request import RequestOptions
 
-    for flag, value, least in (("--repeats", repeats, 1), ("--warmup", warmup, 0), ("--decode-tokens", decode_tokens, 1)):
-        if value < least:  # also checked by measure.run_measured; here before an analytic run ignores them
-            raise UsageProblem(f"{flag} must be at least {least} (got {value})")
+    measure.check_timing(repeats, warmup, decode_tokens)  # also where an analytic run ignores them
     # the request is checked in one place (ProfileRequest.check: 'all', repeats, every name), before any loading
     cfg = resolve_config(DEFAULT_MODEL if model is None else model, config)
     context = cfg.architecture.max_position_embeddings
@@ -87,7 +85,7 @@ def profile(
         if not analytic:
             result.notes.append("no --model given: analytic profile from the preset (give --model to measure)")
     else:
-        with status(f"loading {model} and timing full vs SEATS prefill", progress):
+        with status(f"loading {model} and timing full vs {', '.join(request.methods)}", progress):
             result = measure.run_measured(cfg, request, model, repeats=repeats, warmup=warmup,
                                        decode_tokens=decode_tokens, decode_mode=decode_mode,
                                        load=dict(device=device, dtype=dtype, attn_implementation=attn_implementation,
@@ -124,15 +122,23 @@ def render(result) -> None:
                  f"({inp['tokens_per_grid']} tokens per grid of 2 frames), {len(inp['windows'])} windows; "
                  f"tokens video {tk['video']}, audio {tk['audio']}, text {tk['text']} ({inp['text_source']}), "
                  f"total {tk['total']}")
-    if len({r.method for r in result.runs}) > 1:
-        _render_methods(result)
-        if result.mode == "measured":
-            _render_latency(result)
-            if result.requests:
-                _render_requests(result.requests)
-        for note in result.notes:
-            stdout.print(f"[yellow]note:[/yellow] {note}")
-        return
+    several = len({r.method for r in result.runs}) > 1
+    if several:
+        _render_methods(result)  # with the full FLOPs and the convention
+    else:
+        _render_runs(result)
+    if result.mode == "measured":
+        _render_latency(result)
+        if result.requests:
+            _render_requests(result.requests)
+    if not several:
+        stdout.print(f"[dim]{result.flops_convention}[/dim]")
+    for note in result.notes:
+        stdout.print(f"[yellow]note:[/yellow] {note}")
+
+
+def _render_runs(result) -> None:
+    """One method: per TRR its schedule (SEATS) and the tokens entering each layer, and its FLOPs."""
     for run in result.runs:
         s = run.schedule
         if run.method != "seats":
@@ -164,18 +170,11 @@ def render(result) -> None:
         f = run.flops
         stdout.print(f"FLOPs (analytic, §9): full {_flops(f['full'])}, SEATS {_flops(f['pruned'])}, "
                      f"reduction [bold]{f['reduction']:.2f}x[/bold]; achieved TRR {s['achieved_trr']:.4f}")
-    if result.mode == "measured":
-        _render_latency(result)
-        if result.requests:
-            _render_requests(result.requests)
-    stdout.print(f"[dim]{result.flops_convention}[/dim]")
-    for note in result.notes:
-        stdout.print(f"[yellow]note:[/yellow] {note}")
 
 
 def _render_baseline(run, mode: str) -> None:
     s = run.schedule
-    counts = run.counts or ("as the engine ran" if mode == "measured" else "exact")
+    counts = _counts(run, mode)
     lt = Table(title=f"{run.method} at TRR {run.trr:g} (pair video {s['video_trr']:.4f}, audio {s['audio_trr']:.4f}; "
                f"counts {counts}): tokens entering each layer")
     for col in ("layers", "video", "audio", "text", "total"):
@@ -187,6 +186,11 @@ def _render_baseline(run, mode: str) -> None:
     f = run.flops
     stdout.print(f"FLOPs (analytic, §9): full {_flops(f['full'])}, {run.method} {_flops(f['pruned'])}, "
                  f"reduction [bold]{f['reduction']:.2f}x[/bold]; achieved TRR {s['achieved_trr']:.4f}")
+
+
+def _counts(run, mode: str) -> str:
+    """How a run's counts were made: the engine's (measured), or from the method's definition (exact, estimate…)."""
+    return run.counts or ("measured" if mode == "measured" else "exact")
 
 
 def _render_methods(result) -> None:
@@ -205,7 +209,7 @@ def _render_methods(result) -> None:
         t.add_row(f"{run.trr:g}", run.method, acts, f"{first['video']}/{first['audio']}",
                   f"{last['video']}/{last['audio']}", f"{run.schedule['achieved_trr']:.4f}",
                   f"{run.flops['pruned'] / (1e12 if tera else 1e9):.{2 if tera else 3}f}",
-                  f"{run.flops['reduction']:.2f}x", run.counts or ("measured" if result.mode == "measured" else "exact"))
+                  f"{run.flops['reduction']:.2f}x", _counts(run, result.mode))
     stdout.print(t)
     stdout.print(f"[dim]full: {_flops(result.runs[0].flops['full'])}; {result.flops_convention}[/dim]")
     for how in sorted({r.counts for r in result.runs if r.counts and r.counts != "exact"}):

@@ -57,4 +57,14 @@ def build_pruner(method: str, config: ModelConfig, layout: TokenLayout, *, trr: 
     raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
 
 
-__all__ = ["METHODS", "BaselinePlan", "SeatsPlan", "SeatsPruner", "build_pruner"]
+def encoder_signals(plan) -> tuple[str | None, int | None, frozenset[str]]:
+    """What the encoders must record for ``plan`` (``encode_media``'s saliency, video_span_grids and extra): SEATS
+    its saliency span when it prunes; VisionZip its one-grid statistic; OmniZip and FastVID their extra signals;
+    None for a plan that reads none (full, media cuts)."""
+    if isinstance(plan, SeatsPlan):
+        return (plan.saliency_span if plan.prunes else None), None, frozenset()
+    return (getattr(plan, "saliency_span", None), getattr(plan, "video_span_grids", None),
+            frozenset(getattr(plan, "signals", frozenset())))
+
+
+__all__ = ["METHODS", "BaselinePlan", "SeatsPlan", "SeatsPruner", "build_pruner", "encoder_signals"]
