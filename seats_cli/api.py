@@ -212,6 +212,7 @@ class Seats:
         same = last is not None and last[0] is media and last[1:3] == (question, system_prompt)
         t_prep = time.perf_counter()
         request = last[3] if same else ad.prepare(media, question, system_prompt)
+        ad.synchronize()  # the processor may have run on the device (media.preprocess_on)
         prepare_ms = (time.perf_counter() - t_prep) * 1000
         self._last = (media, question, system_prompt, request)
         layout = request.layout

@@ -68,11 +68,17 @@ class MediaSettings(FramePolicy):
     processor_default_fps: float = 2.0  # the fps the stock processor assumes when not told one (Qwen3-Omni: 1)
     interleave: str = "chunks"  # how the processor interleaves video and audio: fixed 2-s "chunks" (Qwen2.5) or
     # whole grids and audio tokens merged by their time ids, "time" (Qwen3-Omni)
+    # where the stock processor rescales, normalises and patchifies the frames and computes the log-mel features:
+    # "device" (the model's CUDA device when it has one: the frames go up as uint8; the same arithmetic, the STFT on
+    # cuFFT) or "cpu" (as the authors' pipeline); a model on the CPU processes there either way
+    preprocess_on: str = "device"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.interleave not in ("chunks", "time"):
             raise ConfigError(f"media.interleave must be chunks or time, got {self.interleave!r}")
+        if self.preprocess_on not in ("device", "cpu"):
+            raise ConfigError(f"media.preprocess_on must be device or cpu, got {self.preprocess_on!r}")
         if not (isinstance(self.processor_default_fps, (int, float)) and self.processor_default_fps > 0):
             raise ConfigError(f"media.processor_default_fps must be > 0, got {self.processor_default_fps!r}")
 

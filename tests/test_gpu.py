@@ -180,6 +180,29 @@ def test_batched_encoder_windows_equal_the_stock_loops_on_the_device(cuda, tiny_
         assert torch.allclose(value, stock.signals[key], atol=1e-4, rtol=1e-4), key
 
 
+def test_the_processor_on_the_device_equals_it_on_the_cpu(cuda, tiny_dir, sample_path, monkeypatch):
+    """``media.preprocess_on: device`` (the default) runs the stock processor's rescale, normalise, patchify and
+    log-mel on the model's device: the same token ids and pixel values bit for bit (elementwise IEEE arithmetic), the
+    log-mel features within 1e-4 of the CPU's (cuFFT vs the CPU's FFT; transformers quotes 1e-5)."""
+    from seats_cli.models.base import OmniAdapter
+
+    ad = load_model("tiny", device=DEVICE, dtype="float32", cache_dir=tiny_dir.parent)
+    media = decode_video(sample_path, frame_policy(ad.config))
+    assert ad.preprocess_device == (str(ad.device) if DEVICE == "cuda" else None)
+    there = ad.prepare(media, "What is moving?").inputs
+    monkeypatch.setattr(OmniAdapter, "preprocess_device", property(lambda self: None))
+    ad._processed = None
+    here = ad.prepare(media, "What is moving?").inputs
+    assert set(there) == set(here)
+    for key, value in here.items():
+        if key == "input_features":
+            assert there[key].shape == value.shape and (there[key] - value).abs().max().item() <= 1e-4
+        elif torch.is_tensor(value):
+            assert torch.equal(there[key], value), key
+        else:
+            assert there[key] == value, key
+
+
 @pytest.mark.cuda_only  # the dry run deselects it (tests/test_thinker7b_build.py checks its build on meta)
 def test_full_size_7b_thinker_runs_a_128_frame_request_end_to_end(cuda, tmp_path):
     """Qwen2.5-Omni-7B's thinker at full size (random bf16 weights, full-size encoders) on a 64 s 720p clip: 128

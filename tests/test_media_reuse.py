@@ -36,6 +36,50 @@ def test_another_question_equals_the_processor_from_scratch(seats_cache, clip, n
         ad.prepare(media, QUESTIONS[0])  # back to the first question's cache entry
 
 
+@pytest.mark.parametrize("name", ["tiny", "tiny-qwen3"])
+def test_the_processor_told_a_device_gives_its_own_output(seats_cache, clip, name, monkeypatch):
+    """``media.preprocess_on: device`` hands the model's device to the stock video processor and feature extractor
+    (on a GPU: the frames go up as uint8, the STFT runs on cuFFT; tests/test_gpu.py compares the values there).
+    Here the device is the CPU, so the output must be the processor's own, key by key and bit for bit: the
+    keyword arguments reach both parts of both families' processors without changing anything else."""
+    import dataclasses
+
+    from seats_cli.models import load_model
+    from seats_cli.models.base import OmniAdapter
+
+    ad = load_model(name, device="cpu", dtype="float32", cache_dir=seats_cache)
+    media = decode_video(clip, RequestOptions().frame_policy(ad.config))
+    assert ad.preprocess_device is None  # a model on the CPU: the processor's default
+    ref = ad.prepare(media, QUESTIONS[1]).inputs
+    seen = []
+    real = type(ad.processor).__call__
+
+    def spy(self, *a, **kw):
+        seen.append((kw["videos_kwargs"].get("device"), kw.get("audio_kwargs", {}).get("device")))
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(type(ad.processor), "__call__", spy)
+    monkeypatch.setattr(OmniAdapter, "preprocess_device", property(lambda self: "cpu"))
+    ad._processed = None
+    told = ad.prepare(media, QUESTIONS[1]).inputs
+    assert seen == [("cpu", "cpu")]
+    assert set(told) == set(ref)
+    for k, v in ref.items():
+        assert torch.equal(told[k], v) if torch.is_tensor(v) else told[k] == v, k
+
+    # which device: the model's CUDA device under the default, never with preprocess_on: cpu or a CPU model
+    monkeypatch.undo()
+    on_gpu = object.__new__(type(ad))
+    on_gpu.device, on_gpu.config = torch.device("cuda", 1), ad.config
+    assert on_gpu.preprocess_device == "cuda:1"
+    on_gpu.config = dataclasses.replace(ad.config, media=dataclasses.replace(ad.config.media, preprocess_on="cpu"))
+    assert on_gpu.preprocess_device is None
+    from seats_cli.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^media.preprocess_on must be device or cpu, got 'gpu'$"):
+        dataclasses.replace(ad.config.media, preprocess_on="gpu")
+
+
 def test_reused_answers_equal_fresh_ones(tiny_dir, clip):
     from seats_cli import Seats
 

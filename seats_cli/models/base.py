@@ -166,6 +166,10 @@ class OmniAdapter(EncoderSignals):
         if media.processor_fps == "sampled":  # else, as the authors' wrappers, no fps: the processor's default
             videos_kwargs["fps"] = float(media.sample_fps)
         kwargs = dict(videos_kwargs=videos_kwargs)
+        where = self.preprocess_device
+        if where is not None:  # the frames go up as uint8; rescale, normalise, patchify and the STFT run there
+            videos_kwargs["device"] = where
+            kwargs["audio_kwargs"] = {"device": where}
         if media.audio is not None and len(media.audio) > 0:
             kwargs.update(audio=[media.audio], audio_from_video_indices=[0], load_audio_from_video=True)
         batch = self.processor(text=text, videos=[media.frames], return_tensors="pt", **kwargs)
@@ -181,6 +185,14 @@ class OmniAdapter(EncoderSignals):
                 inputs[key] = inputs[key].to(self.dtype)
         self._processed = (media, text, inputs, grid)  # one entry: the last media's processed tensors
         return inputs, grid
+
+    @property
+    def preprocess_device(self) -> str | None:
+        """Where the stock processor computes the pixel values and log-mel features (``media.preprocess_on``): the
+        model's CUDA device, or None (the processor's own default, the CPU)."""
+        if self.config.media.preprocess_on == "device" and self.device.type == "cuda":
+            return str(self.device)
+        return None
 
     def _reprompt(self, old_text: str, old: dict, text: str) -> dict | None:
         """The processor's output for ``text`` about the media it processed for ``old_text``: the expanded media
