@@ -106,9 +106,13 @@ def check_context(context: dict, media, method: str) -> None:
     limit = context["limit"]
     if limit is None or (context["tokens"] <= limit and context["max_position_id"] < limit):
         return
-    fixes = [f"fewer frames (--max-frames, now {len(media.frame_indices)})", "a lower --fps"]
-    if method != "seats":
-        fixes.append("--method seats (Stage I prunes before the LLM)")
+    if context["tokens"] <= limit:  # the tokens fit; their time positions (the clip's real time) do not
+        fixes = ["--processor-fps official (positions in the processor's default time, as the authors' wrappers)",
+                 "a shorter clip"]
+    else:
+        fixes = [f"fewer frames (--max-frames, now {len(media.frame_indices)})", "a lower --fps"]
+        if method != "seats":
+            fixes.append("--method seats (Stage I prunes before the LLM)")
     raise ContextTooLong(
         f"the LLM input is {context['tokens']} tokens (largest position id {context['max_position_id']}) but the "
         f"model reads at most {limit}; use {', '.join(fixes)}, a shorter question, or --allow-long-context")

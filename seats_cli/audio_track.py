@@ -25,18 +25,64 @@ def seconds(value, time_base) -> float | None:
     return t if t is not None and math.isfinite(t) else None
 
 
-class AudioCollector:
-    """Decodes the first audio track to mono float32 at the target rate, keeping a bounded amount."""
+GAP_SECONDS = 0.1  # a hole in the audio timestamps longer than this is filled with silence
 
-    def __init__(self, stream, policy: FramePolicy, video_start: float):
+
+class Damage:
+    """Packets a decoder refused (a damaged stretch of the file): counted, skipped, and said in the notes."""
+
+    def __init__(self):
+        self.video = self.audio = 0  # packets refused
+        self.tried = {"video": 0, "audio": 0}  # packets given to the decoder
+
+    def decode(self, decode, kind: str, *args) -> list:
+        """``decode(*args)``'s frames, or none when the decoder refuses the packet (counted under ``kind``)."""
         import av
 
+        self.tried[kind] += 1
+        try:
+            return decode(*args)
+        except av.error.FFmpegError:
+            setattr(self, kind, getattr(self, kind) + 1)
+            return []
+
+    def restart(self, kind: str) -> None:
+        """The stream is decoded again from its start: count afresh."""
+        setattr(self, kind, 0)
+        self.tried[kind] = 0
+
+    def check(self, path) -> None:
+        """A file whose decoder refused more than a quarter of a stream's packets is damaged, not merely marred."""
+        from seats_cli.frames import MediaError
+
+        for kind in ("video", "audio"):
+            bad, tried = getattr(self, kind), self.tried[kind]
+            if bad and bad * 4 > tried:
+                raise MediaError(f"cannot decode {path}: the decoder refused {bad} of its {tried} {kind} packets "
+                                 f"(a damaged file)")
+
+    def notes(self) -> list[str]:
+        out = []
+        for kind, n in (("video", self.video), ("audio", self.audio)):
+            if n:
+                out.append(f"{n} damaged {kind} packet{'s' if n > 1 else ''} skipped (the decoder refused "
+                           f"{'them' if n > 1 else 'it'})")
+        return out
+
+
+class AudioCollector:
+    """Decodes the first audio track to mono float32 at the target rate, keeping a bounded amount. Samples are
+    placed by their timestamps: a hole in the track (a recording that paused, a dropped stretch) becomes silence,
+    so that the sound after it stays at its time; a change of sample format, layout or rate mid-track (joined
+    broadcast segments) gets a new resampler."""
+
+    def __init__(self, stream, policy: FramePolicy, video_start: float):
         self.time_base, self.rate, self.video_start = stream.time_base, policy.audio_sample_rate, video_start
-        # channels are averaged here (as librosa does), not by the resampler (which weights by 1/sqrt(2))
-        self.resampler = av.AudioResampler(format="fltp", layout=None, rate=self.rate)
+        self.resampler, self.source = None, None  # one resampler per input format (format, layout, rate)
         self.limit = int((policy.max_audio_seconds + 2.0) * self.rate)  # keep the cap + a margin only
         self.chunks: list[np.ndarray] = []
-        self.samples, self.start, self.full = 0, None, False
+        self.samples, self.start, self.end, self.full = 0, None, None, False
+        self.gaps: list[tuple[float, float]] = []  # (seconds from the video's start, length) filled with silence
 
     def _push(self, frames) -> None:
         for out in frames:
@@ -45,20 +91,52 @@ class AudioCollector:
             self.chunks.append(np.ascontiguousarray(mono, dtype=np.float32))
             self.samples += mono.shape[0]
 
+    def _flush(self) -> None:
+        if self.resampler is not None:
+            self._push(self.resampler.resample(None))
+        self.resampler = self.source = None
+
+    def _resample(self, frame) -> None:
+        import av
+
+        # channels are averaged here (as librosa does), not by the resampler (which weights by 1/sqrt(2))
+        source = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if source != self.source:
+            self._flush()
+            self.resampler, self.source = av.AudioResampler(format="fltp", layout=None, rate=self.rate), source
+        self._push(self.resampler.resample(frame))
+
     def add(self, frame) -> None:
         if self.full:
             return
+        t = seconds(frame.pts, self.time_base or frame.time_base)
         if self.start is None:
-            start = seconds(frame.pts, self.time_base or frame.time_base)
-            self.start = self.video_start if start is None else start
+            self.start = self.video_start if t is None else t
             self.limit += max(0, int((self.video_start - self.start) * self.rate))
-        self._push(self.resampler.resample(frame))
+        elif t is not None and self.end is not None and t - self.end > GAP_SECONDS:
+            self._flush()  # every sample before the hole out, then silence up to this frame's time
+            pad = min(int(round((t - self.start) * self.rate)) - self.samples, self.limit - self.samples)
+            if pad > 0:
+                self.chunks.append(np.zeros(pad, dtype=np.float32))
+                self.samples += pad
+                self.gaps.append((self.end - self.video_start, t - self.end))
+        self._resample(frame)
+        if t is not None and frame.sample_rate:
+            self.end = t + frame.samples / frame.sample_rate
         self.full = self.samples >= self.limit
 
     def finish(self) -> np.ndarray | None:
         if not self.full and self.start is not None:
-            self._push(self.resampler.resample(None))
+            self._flush()
         return np.concatenate(self.chunks) if self.chunks else None
+
+    def notes(self) -> list[str]:
+        if not self.gaps:
+            return []
+        where = ", ".join(f"{length:.1f} s at {at:.1f} s" for at, length in self.gaps[:3])
+        more = f" and {len(self.gaps) - 3} more" if len(self.gaps) > 3 else ""
+        return [f"the sound track has {len(self.gaps)} hole{'s' if len(self.gaps) > 1 else ''} in its timestamps "
+                f"({where}{more}), filled with silence so that later sound stays at its time"]
 
 
 def pick_audio(streams):

@@ -24,9 +24,9 @@ def plan_runs(pts: list, keyframes: list[bool], wanted: list[int]) -> list[tuple
     ``(first, last, frames)`` of packet positions in file order, each from a keyframe to the last packet a wanted
     frame needs, with the wanted frames each run gives; overlapping or touching runs are merged. A frame needs
     the keyframe with the latest pts not after its own. None when the packets cannot say it: a missing or
-    repeated pts, keyframes out of pts order, no keyframe before a wanted frame."""
+    repeated pts, keyframes out of pts order, no keyframe before a wanted frame, a wanted frame past the packets."""
     n = len(pts)
-    if n == 0 or None in pts or len(set(pts)) != n:
+    if n == 0 or None in pts or len(set(pts)) != n or any(not 0 <= d < n for d in wanted):
         return None
     order = sorted(range(n), key=pts.__getitem__)  # display index -> packet position
     keys = [i for i in range(n) if keyframes[i]]
@@ -83,7 +83,11 @@ def decode_runs(p: Path, index: int, listed, runs, sampler) -> bool:  # sampler:
                 expect = at + 1
                 if at < last and droppable is not None and display[packet.pts] not in wanted and droppable(packet):
                     continue  # a picture nothing is predicted from, and not a sampled frame: not decoded
-                for frame in list(vstream.decode(packet)) + (list(vstream.decode(None)) if at >= last else []):
+                try:
+                    frames = list(vstream.decode(packet)) + (list(vstream.decode(None)) if at >= last else [])
+                except av.error.FFmpegError:  # a damaged packet: the caller decodes every frame, skipping it
+                    return False
+                for frame in frames:
                     sampler.decoded += 1
                     d = display.get(frame.pts)
                     if d is None:

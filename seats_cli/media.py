@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from seats_cli.audio_track import DEFAULT_DISPOSITION, AudioCollector, align_audio, pick_audio
+from seats_cli.audio_track import DEFAULT_DISPOSITION, AudioCollector, Damage, align_audio, pick_audio
 from seats_cli.audio_track import disposition as _disposition
 from seats_cli.audio_track import seconds as _seconds
 from seats_cli.keyframe_runs import SPARSE, decode_runs, plan_runs
@@ -60,6 +60,7 @@ class DecodedMedia:
     notes: tuple[str, ...] = field(default=())
     audio_sample_rate: int = 16000  # rate of `audio`
     rotation: int = 0  # counterclockwise degrees applied to bring the frames upright (display matrix)
+    flip: str | None = None  # then mirrored ("horizontal" / "vertical") as the display matrix says, or None
     audio_stream: int | None = None  # container index of the audio stream used
     audio_streams: int = 0  # audio streams in the file
     decode_ms: float = field(default=0.0, compare=False)  # wall time decode_video took (frames + audio resample)
@@ -81,7 +82,7 @@ class DecodedMedia:
             "audio_samples": samples, "audio_sample_rate": self.audio_sample_rate,
             "audio_seconds": None if samples is None else samples / self.audio_sample_rate,
             "audio_source_rate": self.audio_source_rate, "audio_source_channels": self.audio_source_channels,
-            "rotation": self.rotation, "audio_stream": self.audio_stream, "audio_streams": self.audio_streams,
+            "rotation": self.rotation, "flip": self.flip, "audio_stream": self.audio_stream, "audio_streams": self.audio_streams,
             "notes": list(self.notes),
         }
 
@@ -109,7 +110,7 @@ class _FrameSampler:
         self.kept: dict[int, tuple[torch.Tensor, float]] = {}  # index -> (resized frame, time)
         self.count = self.decoded = 0  # frames seen in order; frames the decoder gave
         self.size = self.source_size = self.first_t = self.last_t = self.last_dur = None
-        self.rotation = 0
+        self.rotation, self.flip = 0, None
 
     def add(self, frame) -> None:
         i, self.count = self.count, self.count + 1
@@ -139,25 +140,61 @@ class _FrameSampler:
             self.progress(i + 1, self.total)
 
     def _keep(self, frame, i: int, t: float) -> None:
-        turns = _quarter_turns(frame)
+        turns, flip = _orientation(frame)
         if self.size is None:
-            self.rotation = turns * 90
+            self.rotation, self.flip = turns * 90, flip
             h, w = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
             self.source_size = (h, w)  # as displayed: sizes are computed after rotation
             self.size = plan_resize(h, w, self.n, self.policy)
         rgb = frame.to_ndarray(format="rgb24")
         if turns:
             rgb = np.rot90(rgb, k=turns)  # counterclockwise, as the display matrix says
+        if flip == "vertical":
+            rgb = rgb[::-1]
+        elif flip == "horizontal":
+            rgb = rgb[:, ::-1]
         self.kept[i] = (_resize(rgb, self.size), t - self.first_t)
 
 
-def _quarter_turns(frame) -> int:
-    """Counterclockwise quarter turns that bring a decoded frame upright (its display matrix; phone videos)."""
+def _display_matrix(frame) -> np.ndarray | None:
+    """The frame's 3x3 display matrix (16.16 fixed point, row-major), or None."""
     try:
-        degrees = float(getattr(frame, "rotation", 0) or 0)
-    except (TypeError, ValueError):
-        return 0
-    return int(round(degrees / 90.0)) % 4
+        for side in frame.side_data:
+            if "DISPLAYMATRIX" in str(side.type):
+                m = np.frombuffer(bytes(side), dtype=np.int32)
+                return m if m.size == 9 else None
+    except Exception:  # a PyAV without side data access: the rotation alone below
+        return None
+    return None
+
+
+def _orientation(frame) -> tuple[int, str | None]:
+    """How to show a decoded frame as its display matrix says (phone videos, mirrored recordings): counterclockwise
+    quarter turns, then a flip (None, "vertical" or "horizontal"), as the ffmpeg command line's autorotation does
+    (fftools: transpose clock / cclock, with the flipped variants when the matrix mirrors, hflip / vflip at 180 and
+    0 degrees); an angle that is not a quarter turn is rounded to the nearest one."""
+    m = _display_matrix(frame)
+    if m is None:
+        try:
+            degrees = float(getattr(frame, "rotation", 0) or 0)
+        except (TypeError, ValueError):
+            return 0, None
+        return int(round(degrees / 90.0)) % 4, None
+    s0, s1 = math.hypot(m[0], m[3]), math.hypot(m[1], m[4])
+    if s0 == 0 or s1 == 0:
+        return 0, None
+    theta = round(math.degrees(math.atan2(m[1] / s1, m[0] / s0)))  # clockwise display angle
+    quarter = int(round(theta / 90.0)) % 4
+    if quarter == 1:  # transpose "clock", or "cclock_flip" (the plain transpose) when the matrix mirrors
+        return (1, "vertical") if m[3] > 0 else (3, None)
+    if quarter == 3:  # transpose "cclock", or "clock_flip"
+        return (3, "vertical") if m[3] < 0 else (1, None)
+    h, v = bool(m[0] < 0), bool(m[4] < 0)
+    if quarter == 2 and not (h or v):  # a half turn the scales do not show (cannot happen with real matrices)
+        return 2, None
+    if h and v:
+        return 2, None
+    return 0, "horizontal" if h else "vertical" if v else None
 
 
 def _stream_rate(stream) -> float | None:
@@ -174,9 +211,26 @@ def _check_path(path) -> Path:
         raise MediaError(f"no such file: {p}")
     if p.is_dir():
         raise MediaError(f"{p} is a directory, not a video file")
+    if not p.is_file():  # a pipe, a socket, a device: the decoder reads a file twice (packets, then frames)
+        raise MediaError(f"{p} is not a regular file (a pipe or a device); save the video to a file first")
     if p.stat().st_size == 0:
         raise MediaError(f"{p} is empty (0 bytes)")
     return p
+
+
+def _pick_video(p: Path, container):
+    """The default-disposition video stream, else the first (cover art is not video); MediaError when there is none
+    or its codec has no decoder here."""
+    videos = [s for s in container.streams.video if not _disposition(s) & _ATTACHED_PIC]
+    if not videos:
+        kind = "an audio-only file" if container.streams.audio else "not a video file"
+        raise MediaError(f"{p} has no video stream ({kind})")
+    vstream = ([s for s in videos if _disposition(s) & DEFAULT_DISPOSITION] or videos)[0]
+    if vstream.codec_context is None:
+        tag = getattr(vstream, "codec_tag", None) or "unknown"
+        raise MediaError(f"{p}: no decoder for its video codec ({tag}) in this PyAV build")
+    _refuse_non_video(p, container, vstream)
+    return vstream, len(videos)
 
 
 def _refuse_non_video(p: Path, container, vstream) -> None:
@@ -194,11 +248,7 @@ def probe_video(path: str | os.PathLike) -> None:
     p = _check_path(path)
     try:
         with av.open(str(p), mode="r", metadata_errors="ignore") as container:
-            videos = [s for s in container.streams.video if not _disposition(s) & _ATTACHED_PIC]
-            if not videos:
-                kind = "an audio-only file" if container.streams.audio else "not a video file"
-                raise MediaError(f"{p} has no video stream ({kind})")
-            _refuse_non_video(p, container, videos[0])
+            _pick_video(p, container)
     except MediaError:
         raise
     except Exception as e:  # av errors for unreadable files
@@ -252,12 +302,7 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
         reason = " ".join(str(getattr(e, "strerror", None) or e).split())
         raise MediaError(f"{p} is not a readable media file ({reason})") from None
     with container:
-        videos = [s for s in container.streams.video if not _disposition(s) & _ATTACHED_PIC]
-        if not videos:
-            kind = "an audio-only file" if container.streams.audio else "not a video file"
-            raise MediaError(f"{p} has no video stream ({kind})")
-        vstream = videos[0]
-        _refuse_non_video(p, container, vstream)
+        vstream, n_videos = _pick_video(p, container)
         audio_streams = list(container.streams.audio)
         astream = pick_audio(audio_streams)
         # read now: after the container closes, a stream's fields are freed memory (garbage on PyAV 15)
@@ -274,38 +319,46 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
         direct = declared > 0 and rate is not None and not count_first
         sampler = _FrameSampler(declared, rate, policy, progress, vstream.time_base) if direct else None
         sparse = direct and sampler.n * SPARSE <= declared
-        packets, listed = [], []
+        packets, listed, damage = [], [], Damage()
         for packet in container.demux([vstream] + ([astream] if astream is not None else [])):
             if packet.stream is vstream:
                 if sparse:
                     if packet.size > 0:
                         listed.append((packet.pts, packet.dts, packet.is_keyframe))
                 elif direct:
-                    for frame in packet.decode():
+                    for frame in damage.decode(packet.decode, "video"):
                         sampler.add(frame)
                 elif packet.size > 0:
                     packets.append(packet)
             elif audio is not None and not audio.full:
-                for frame in packet.decode():
+                for frame in damage.decode(packet.decode, "audio"):
                     audio.add(frame)
         if sparse:
-            runs = plan_runs([x[0] for x in listed], [x[2] for x in listed], sampler.indices)
-            if len(listed) != declared or runs is None or not decode_runs(p, vstream.index, listed, runs, sampler):
+            runs = None if len(listed) != declared else plan_runs([x[0] for x in listed], [x[2] for x in listed],
+                                                                  sampler.indices)
+            if runs is None or not decode_runs(p, vstream.index, listed, runs, sampler):
                 return _decode(p, policy, progress, count_first=True)  # decode every frame, counting them
             sampler.count = declared
         if direct and 0 < sampler.count != declared:  # the header was wrong: count first
             return _decode(p, policy, progress, count_first=True)
         if packets:
             rate = rate or _packet_rate(packets)
-            sampler = _decode_packets(vstream, packets, len(packets), rate, policy, progress)
+            damage.restart("video")
+            sampler = _decode_packets(vstream, packets, len(packets), rate, policy, progress, damage)
             if 0 < sampler.count != len(packets):  # decoder output differs from packets: redo
                 vstream.codec_context.flush_buffers()
-                sampler = _decode_packets(vstream, packets, sampler.count, rate, policy, progress)
+                damage.restart("video")
+                sampler = _decode_packets(vstream, packets, sampler.count, rate, policy, progress, damage)
             if declared and declared != sampler.count:
                 notes.append(f"the header declares {declared} frames; {sampler.count} were decoded")
         if sampler is None or sampler.count == 0 or len(sampler.kept) != len(sampler.wanted):
             raise MediaError(f"{p} has a video stream with no decodable frames")
+        if n_videos > 1:
+            which = "its default" if _disposition(vstream) & DEFAULT_DISPOSITION else "the first"
+            notes.append(f"the file has {n_videos} video streams; using {which}, stream #{vstream.index}")
         raw_audio = audio.finish() if audio is not None else None
+        damage.check(p)
+        notes += damage.notes() + (audio.notes() if audio is not None else [])
         audio_rate = audio_channels = None
         audio_total_s = None
         if astream is not None:
@@ -332,6 +385,12 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
     elif wanted > total:  # more frames asked for than the file has: it runs at a lower frame rate
         notes.append(f"sampling at {policy.fps:g} fps asks for more frames than the video's {rate:g} fps has: "
                      f"sampled {n} of its {total} frames ({n / total * rate:g} fps)")
+    times = [sampler.kept[i][1] for i in sampler.indices]
+    drift = max(abs(t - i / rate) for t, i in zip(times, sampler.indices))
+    if drift > max(0.25, 0.5 * total / (n * rate)):  # more than half a sampled frame's interval
+        notes.append(f"the video's frame rate varies: frames are sampled by index at its nominal {rate:g} fps, as "
+                     f"the official reader does, so a sampled frame's real time differs from the time the model is "
+                     f"told by up to {drift:.1f} s")
     if frame_pixel_cap(n, policy) < policy.max_pixels:
         first = _smart_resize(src_h, src_w, policy.image_factor, policy.min_pixels, frame_pixel_cap(n, policy))
         if first == (h, w):
@@ -349,22 +408,22 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
                                    read_all=not audio.full, track_seconds=audio_total_s)
     return DecodedMedia(
         path=str(p), frames=torch.stack([sampler.kept[i][0] for i in sampler.indices]),
-        frame_indices=list(sampler.indices), frame_times=[sampler.kept[i][1] for i in sampler.indices],
+        frame_indices=list(sampler.indices), frame_times=times,
         sample_fps=n / total * rate, duration_s=duration, source_width=src_w, source_height=src_h,
         source_fps=rate, source_frames=total, height=h, width=w, audio=final_audio,
         audio_source_rate=audio_rate, audio_source_channels=audio_channels, notes=tuple(notes),
-        audio_sample_rate=policy.audio_sample_rate, rotation=sampler.rotation,
+        audio_sample_rate=policy.audio_sample_rate, rotation=sampler.rotation, flip=sampler.flip,
         audio_stream=astream_index, audio_streams=len(audio_streams), frames_decoded=sampler.decoded,
         processor_fps=policy.processor_fps,
     )
 
 
-def _decode_packets(vstream, packets, total, rate, policy, progress) -> _FrameSampler:
+def _decode_packets(vstream, packets, total, rate, policy, progress, damage: Damage) -> _FrameSampler:
     sampler = _FrameSampler(total, rate, policy, progress, vstream.time_base)
     for packet in packets:
-        for frame in vstream.decode(packet):
+        for frame in damage.decode(vstream.decode, "video", packet):
             sampler.add(frame)
-    for frame in vstream.decode(None):  # drain the decoder
+    for frame in damage.decode(vstream.decode, "video", None):  # drain the decoder
         sampler.add(frame)
     return sampler
 
