@@ -16,6 +16,7 @@ import torch
 
 from seats_cli.engine import NoPruning, prefill
 from seats_cli.layout import AUDIO, TEXT, VIDEO
+from seats_cli import jsonl
 
 
 class ModalityCut:
@@ -142,7 +143,7 @@ def analyze(seats, cases, *, layers: list[int] | None = None, progress=None, che
     made_by = f"{seats.model_name} ({seats.config.name})"
     done: dict[str, dict] = {}
     if checkpoint is not None and Path(checkpoint).is_file():
-        for line in Path(checkpoint).read_text(encoding="utf-8").splitlines():
+        for line in jsonl.lines(Path(checkpoint).read_text(encoding="utf-8")):
             try:
                 r = json.loads(line)
             except json.JSONDecodeError:

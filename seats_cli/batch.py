@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from seats_cli import jsonl
+
 _NUMBERS = ("trr", "video_trr", "audio_trr", "fps")
 _INTEGERS = ("max_frames", "max_new_tokens", "seed")
 _TEXTS = ("method", "kv_policy", "score_layer", "ratio_mode", "saliency_span", "frame_sizing", "processor_fps")
@@ -214,7 +216,7 @@ def completed_ids(path: str | os.PathLike) -> set[str]:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return done
-    for line in text.splitlines():
+    for line in jsonl.lines(text):
         try:
             obj = json.loads(line)
         except json.JSONDecodeError:
@@ -222,6 +224,33 @@ def completed_ids(path: str | os.PathLike) -> set[str]:
         if (isinstance(obj, dict) and obj.get("id") is not None and "answer" in obj and "error" not in obj):
             done.add(json.dumps(obj["id"], ensure_ascii=False))
     return done
+
+
+def drop_error_lines(path: str | os.PathLike) -> int:
+    """Before a --resume appends: remove the lines of rows that failed (an "error" key), in place — those rows run
+    again and get a new line, so each row keeps one line instead of an error line plus its retry. Other lines
+    (answers, anything that is not a JSON object) stay, in order. Returns the number of lines removed."""
+    p = Path(path)
+    if not p.is_file():
+        return 0
+    with open(p, "rb+") as f:
+        data = f.read()
+        kept, dropped = [], 0
+        for raw in data.split(b"\n"):
+            try:
+                obj = json.loads(raw.decode("utf-8")) if raw.strip() else None
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                obj = None
+            if isinstance(obj, dict) and "error" in obj:
+                dropped += 1
+            else:
+                kept.append(raw)
+        if dropped:
+            out = b"\n".join(kept)
+            f.seek(0)
+            f.write(out)  # a subset of what was read, in order: never ahead of the bytes it replaces
+            f.truncate(len(out))
+    return dropped
 
 
 def repair_tail(path: str | os.PathLike) -> str | None:
@@ -264,7 +293,7 @@ def merge_outputs(rows: list[BatchRow], outputs: list[str | os.PathLike]) -> lis
             text = Path(path).read_text(encoding="utf-8", errors="replace")
         except OSError as e:
             raise BatchInputError(f"cannot read {path}: {e.strerror or e}") from None
-        for line in text.splitlines():
+        for line in jsonl.lines(text):
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError:
@@ -381,27 +410,44 @@ def _finite(obj):
     return obj
 
 
+class StopRequest:
+    """``should_stop()``: true once a stop was asked for; ``signum``: the signal that asked (SIGINT or SIGTERM)."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)
+
+
 @contextmanager
-def stop_after_current_row(notify: Callable[[str], None] | None = None) -> Iterator[Callable[[], bool]]:
-    """Yield ``should_stop``: the first Ctrl-C (SIGINT) asks the run to stop after the row in progress; a second
-    one raises ``KeyboardInterrupt`` at once. Outside the main thread, Ctrl-C keeps its usual meaning."""
+def stop_after_current_row(notify: Callable[[str], None] | None = None) -> Iterator[StopRequest]:
+    """Yield ``should_stop``: the first Ctrl-C (SIGINT) or SIGTERM (a scheduler's stop, `kill`) asks the run to
+    stop after the row in progress; a second one raises ``KeyboardInterrupt`` at once. Outside the main thread
+    the signals keep their usual meaning."""
+    stop = StopRequest()
     if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
+        yield stop
         return
-    requested = threading.Event()
 
     def handler(signum, frame):
-        if requested.is_set():
+        if stop.signum is not None:
             raise KeyboardInterrupt
-        requested.set()
+        stop.signum = signum
         if notify is not None:
             try:
-                notify("stopping after the current row (press Ctrl-C again to stop now)")
+                again = "press Ctrl-C again" if signum == signal.SIGINT else "signal again"
+                notify(f"stopping after the current row ({again} to stop now)")
             except Exception:  # noqa: BLE001 - never fail inside a signal handler
                 pass
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield requested.is_set
+        yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)

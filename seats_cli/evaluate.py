@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from seats_cli.synthetic import HELD_OUT_SEED, KINDS, Item, items, media_of, parse_letter, write_clip
+from seats_cli import jsonl
 
 TRRS = (0.35, 0.25, 0.15, 0.10, 0.05)
 BASELINES = ("random", "divprune", "fastv", "fastv-om", "dycoke", "visionzip", "visionzip-om", "omnizip",
@@ -114,7 +115,7 @@ def settings_differences(path: str | Path, settings: "EvalSettings") -> list[str
     now = settings.to_dict()
     seen: dict[str, set] = {}
     try:
-        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = jsonl.lines(Path(path).read_text(encoding="utf-8", errors="replace"))
     except FileNotFoundError:
         return []
     for line in lines:
@@ -152,7 +153,7 @@ def done_keys(path: str | Path) -> set[str]:
     """Keys of the rows of an output file that carry an answer (error rows are run again on --resume)."""
     keys = set()
     try:
-        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = jsonl.lines(Path(path).read_text(encoding="utf-8", errors="replace"))
     except FileNotFoundError:
         return keys
     for line in lines:
@@ -240,9 +241,11 @@ def read_results(paths) -> list[dict]:
     rows: dict[str, dict] = {}
     for path in paths:
         try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
+            lines = jsonl.lines(Path(path).read_text(encoding="utf-8"))
         except OSError as e:
             raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: not UTF-8 text (byte {e.start})") from None
         for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -255,8 +258,34 @@ def read_results(paths) -> list[dict]:
             if isinstance(r, dict) and "item" in r and "id" not in r and "method" in r:
                 r = from_synthetic(r)
             if isinstance(r, dict) and "id" in r and "method" in r:
+                problem = _not_a_result(r)
+                if problem:
+                    raise ValueError(f"{path}:{n}: not a `seats eval` results row ({problem})")
                 rows[row_key(r["id"], r["method"], r.get("trr"), r.get("benchmark"))] = r
     return list(rows.values())
+
+
+def _not_a_result(r: dict) -> str | None:
+    """What makes ``r`` unusable as a results row (a `seats batch` output, a hand-edited line), or None."""
+    def number(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    if not isinstance(r["method"], str):
+        return f"method {r['method']!r} is not a name"
+    if r.get("trr") is not None and not number(r["trr"]):
+        return f"trr {r['trr']!r} is not a number"
+    if "error" in r:
+        return None
+    if not isinstance(r.get("correct"), bool):
+        return "no correct: true/false" if "correct" not in r else f"correct {r['correct']!r} is not true/false"
+    record = r.get("record")
+    if not isinstance(record, dict):
+        return "no record"
+    for part, key in (("flops", "reduction"), ("latency_ms", "prefill")):
+        value = (record.get(part) or {}).get(key) if isinstance(record.get(part) or {}, dict) else "?"
+        if value is not None and not number(value):
+            return f"record.{part}.{key} {value!r} is not a number"
+    return None
 
 
 def from_synthetic(r: dict) -> dict:

@@ -206,15 +206,26 @@ def _stream_rate(stream) -> float | None:
 
 
 def _check_path(path) -> Path:
-    p = Path(os.fspath(path))
-    if not p.exists():
-        raise MediaError(f"no such file: {p}")
-    if p.is_dir():
+    import stat
+
+    raw = os.fspath(path)
+    if not raw:
+        raise MediaError("the video path is empty")
+    p = Path(raw)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise MediaError(f"no such file: {p}") from None
+    except OSError as e:  # a name too long, a folder the user may not enter, a loop of links
+        raise MediaError(f"cannot open {p}: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise MediaError(f"{p} is a directory, not a video file")
-    if not p.is_file():  # a pipe, a socket, a device: the decoder reads a file twice (packets, then frames)
+    if not stat.S_ISREG(st.st_mode):  # a pipe, a socket, a device: the decoder reads a file twice (packets, frames)
         raise MediaError(f"{p} is not a regular file (a pipe or a device); save the video to a file first")
-    if p.stat().st_size == 0:
+    if st.st_size == 0:
         raise MediaError(f"{p} is empty (0 bytes)")
+    if not os.access(p, os.R_OK):
+        raise MediaError(f"cannot open {p}: Permission denied")
     return p
 
 

@@ -172,11 +172,13 @@ def test_resume_skips_answered_rows_and_appends_the_rest(clips, fake_model):
     assert second.exit_code == 0, second.output
     assert [q for _, q, _ in fake_model.calls] == ["two", "three"]  # a was not asked again
     lines = lines_of(out.read_text("utf-8"))
-    assert [(o["id"], "error" in o) for o in lines] == [("a", False), ("b", True), ("b", False), ("c", False)]
+    # b's error line went before it ran again: one line per row
+    assert [(o["id"], "error" in o) for o in lines] == [("a", False), ("b", False), ("c", False)]
+    assert "1 error line removed; that row runs again" in second.stderr
 
     fake_model.calls.clear()
     assert batch(str(src), "--out", str(out), "--resume").exit_code == 0
-    assert fake_model.calls == [] and len(out.read_text("utf-8").splitlines()) == 4
+    assert fake_model.calls == [] and len(out.read_text("utf-8").splitlines()) == 3
 
 
 def test_ctrl_c_after_first_row_keeps_it_and_exits_130(clips, monkeypatch):
@@ -469,6 +471,23 @@ def test_completed_ids_and_torn_last_line(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_stops_after_the_row_like_ctrl_c_with_its_own_exit_code():
+    """A scheduler's stop (SIGTERM: Slurm's preemption, `kill`) ends a run as the first Ctrl-C does: the row in
+    progress finishes and is written, then exit 128 + 15."""
+    notes = []
+    before = signal.getsignal(signal.SIGTERM)
+    with stop_after_current_row(notes.append) as should_stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        assert should_stop() and should_stop.exit_code == 143 and "current row" in notes[0]
+    assert signal.getsignal(signal.SIGTERM) is before
+    with stop_after_current_row() as should_stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert should_stop.exit_code == 130
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_first_ctrl_c_stops_after_the_row_second_stops_now():
     notes = []
     before = signal.getsignal(signal.SIGINT)
@@ -533,3 +552,64 @@ def test_a_ray_pool_that_breaks_still_gives_every_row_its_line(monkeypatch):
     assert [r["id"] for r in got] == ["a", "b", "c", "d"] and got[0]["answer"] == "x"
     assert "missing field 'question'" in got[1]["error"]
     assert got[2]["error"] == got[3]["error"] == "not run: actor died: cannot load the model"
+
+
+def test_a_path_the_system_refuses_fails_its_row_only(clips, fake_model):
+    """A video name longer than the file system allows (ENAMETOOLONG) or in a folder that cannot be entered: that
+    row's error line; every other row runs (the whole batch stopped with no output before)."""
+    src = jsonl(clips / "rows.jsonl", [{"id": "long", "video": "a" * 300 + ".mp4", "question": "q"},
+                                       {"id": "ok", "video": "clip.mp4", "question": "q"}])
+    out = clips / "out.jsonl"
+    res = batch(str(src), "--out", str(out))
+    assert res.exit_code == 1, res.output
+    got = lines_of(out.read_text("utf-8"))
+    assert [r["id"] for r in got] == ["long", "ok"] and "answer" in got[1]
+    assert got[0]["error"].startswith("cannot open ") and got[0]["error"].endswith(": File name too long")
+
+
+def test_ids_holding_line_separators_stay_one_row(clips, fake_model):
+    """U+2028, U+2029 and U+0085 are legal raw inside JSON strings and the output writes them raw; every reader
+    splits lines at "\\n" only, so --resume skips those rows, --merge finds them, and they are one line each."""
+    ids = ["a\u2028b", "c\u0085d", "e\u2029f"]
+    src = jsonl(clips / "rows.jsonl", [{"id": i, "video": "clip.mp4", "question": "q"} for i in ids])
+    out = clips / "out.jsonl"
+    assert batch(str(src), "--out", str(out)).exit_code == 0
+    assert "\u2028" in out.read_text("utf-8")  # written raw
+    assert [r["id"] for r in lines_of_jsonl(out)] == ids
+    fake_model.calls.clear()
+    res = batch(str(src), "--out", str(out), "--resume")
+    assert res.exit_code == 0 and fake_model.calls == [] and len(lines_of_jsonl(out)) == 3
+    merged = clips / "merged.jsonl"
+    res = batch(str(src), "--merge", str(out), "--out", str(merged))
+    assert res.exit_code == 0, res.output
+    assert [r["id"] for r in lines_of_jsonl(merged)] == ids and all("answer" in r for r in lines_of_jsonl(merged))
+
+
+def lines_of_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text("utf-8").split("\n") if line]
+
+
+def test_a_second_run_into_the_same_out_is_refused(clips, fake_model):
+    """Two runs writing one --out at once lost one run's rows; the second now stops before any work, the file as
+    the first one leaves it."""
+    import fcntl
+
+    src = jsonl(clips / "rows.jsonl", [{"id": "a", "video": "clip.mp4", "question": "q"}])
+    out = clips / "out.jsonl"
+    out.write_text('{"id": "z", "answer": "kept"}\n', encoding="utf-8")
+    with open(out, "a") as held:  # the first run, still writing
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        res = batch(str(src), "--out", str(out))
+    assert res.exit_code == 2 and fake_model.calls == []
+    assert res.stderr.strip() == f"error: --out {out} is being written by another run; wait for it to end, or give " \
+                                 f"another --out"
+    assert out.read_text("utf-8") == '{"id": "z", "answer": "kept"}\n'
+    assert batch(str(src), "--out", str(out)).exit_code == 0  # once it is free
+
+
+def test_merge_reads_a_shard_line_whose_error_is_null(tmp_path):
+    src = jsonl(tmp_path / "rows.jsonl", [{"id": "c", "video": "v.mp4", "question": "q"}])
+    shard = jsonl(tmp_path / "s.jsonl", [{"id": "c", "error": None}])
+    res = batch(str(src), "--merge", str(shard), "--out", str(tmp_path / "m.jsonl"))
+    assert res.exit_code == 0, res.output
+    assert lines_of((tmp_path / "m.jsonl").read_text()) == [{"id": "c", "error": None}]

@@ -438,3 +438,50 @@ def test_limit_template_and_system_prompt_reach_every_row(tmp_path, clip, monkey
         assert r["settings"]["system_prompt"] == "Answer tersely."
     options = "A. Apples.\nB. Candles.\nC. Berries.\nD. The same."
     assert asked == [(f"Q: How many?\nChoices: {options}\nLetter:", "Answer tersely.")] * 2
+
+
+def test_out_may_not_be_the_benchmarks_own_questions(tmp_path, clip):
+    root = build("custom", tmp_path / "c", clip)
+    before = (root / "questions.jsonl").read_text()
+    res = run("eval", "--benchmark", "custom", "--data-dir", root, *TINY, "--out", root / "questions.jsonl")
+    assert res.exit_code == 2
+    assert res.stderr.strip() == (f"error: --out {root / 'questions.jsonl'} is the benchmark's own annotation file: "
+                                  f"the results would overwrite the questions")
+    assert (root / "questions.jsonl").read_text() == before
+
+
+def test_synthetic_out_is_checked_before_the_model_loads(tmp_path, monkeypatch):
+    import seats_cli.api
+
+    def load(*a, **k):
+        raise AssertionError("the model must not be loaded")
+
+    monkeypatch.setattr(seats_cli.api, "Seats", load)
+    res = run("eval", "--n", "1", "--trr", "0.35", "--methods", "seats", "--media-cuts", "", "--out",
+              tmp_path / "no" / "e.jsonl")
+    assert res.exit_code == 2 and res.stderr.strip() == f"error: --out {tmp_path}/no/e.jsonl: no such folder {tmp_path}/no"
+
+
+def test_report_refuses_rows_that_are_not_eval_results(tmp_path, clip):
+    """A `seats batch` output (an easy mistake) or a hand-edited line: exit 2 naming the line and what is wrong
+    (it printed `error: 'correct'`, exit 1); an id holding U+2028 stays one row."""
+    def report(*rows):
+        path = tmp_path / "r.jsonl"
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        return run("eval", "report", path, "--json")
+
+    res = report({"id": "a", "method": "seats", "answer": "x"})
+    assert res.exit_code == 2 and res.stderr.strip() == \
+        f"error: {tmp_path / 'r.jsonl'}:1: not a `seats eval` results row (no correct: true/false)"
+    res = report({"id": "a", "method": ["full"], "error": "x"})
+    assert res.exit_code == 2 and "(method ['full'] is not a name)" in res.stderr
+    res = report({"id": "a", "method": "seats", "trr": "0.35", "error": "x"})
+    assert res.exit_code == 2 and "(trr '0.35' is not a number)" in res.stderr
+    ok = {"method": "full", "trr": None, "correct": True,
+          "record": {"flops": {"reduction": 1.0}, "latency_ms": {"prefill": 5.0}}}
+    res = report({"id": "a\u2028b", **ok}, {"id": "c", **ok})
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["questions"] == 2
+    (tmp_path / "bad.jsonl").write_bytes(b'{"id": "\xff"}\n')
+    res = run("eval", "report", tmp_path / "bad.jsonl")
+    assert res.exit_code == 2 and res.stderr.strip() == f"error: {tmp_path / 'bad.jsonl'}: not UTF-8 text (byte 8)"

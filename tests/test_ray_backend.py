@@ -102,3 +102,23 @@ def test_eval_on_ray_equals_local(cluster, tmp_path, sample_path):
     a, b = _lines(local), _lines(remote)
     assert [(r["id"], r["method"], r["trr"]) for r in a] == [(r["id"], r["method"], r["trr"]) for r in b]
     assert [(r["letter"], r["record"]["layers"]) for r in a] == [(r["letter"], r["record"]["layers"]) for r in b]
+
+
+def test_a_model_that_does_not_load_on_the_workers_reads_as_on_local(cluster, rows, tmp_path):
+    """The workers' model fails to load: each row gets the local backend's "not run: the model did not load (...)"
+    line, no Ray traceback or terminal colour codes, and the run ends with the load error (it printed Ray's
+    wrapped traceback on stdout and stderr). Batch and eval alike."""
+    empty = tmp_path / "emptymodel"
+    empty.mkdir()
+    args = ["--model", str(empty), "--config", "qwen2.5-omni-7b", "--device", "cpu", "--quiet"]
+    outs = {}
+    for backend in ("local", "ray"):
+        out = tmp_path / f"{backend}.jsonl"
+        res = CliRunner().invoke(app, ["batch", str(rows), "--out", str(out), "--backend", backend, *args])
+        assert res.exit_code == 1, res.output
+        assert res.stderr.strip().splitlines()[-1].startswith(f"error: cannot load model from {empty}")
+        outs[backend] = _lines(out)
+    assert outs["ray"] == outs["local"]
+    assert [r["id"] for r in outs["ray"]] == [1, "1", "bad", 7, "kill"]
+    assert outs["ray"][0]["error"].startswith(f"not run: the model did not load (cannot load model from {empty}")
+    assert not any("\x1b" in r["error"] for r in outs["ray"])

@@ -10,8 +10,11 @@ from __future__ import annotations
 import ast
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from seats_cli import jsonl
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 DEFAULT_INSTRUCTION = "Answer with the option's letter from the given choices directly."
@@ -136,7 +139,23 @@ def load_rows(folder: Path, patterns: tuple[str, ...]) -> tuple[list[dict], Path
     raise BenchmarkError(f"{folder}: no annotation file ({' or '.join(patterns)})")
 
 
+_READS: list[list[Path]] = []  # the files read_table opened, per open `recording_reads()` (innermost last)
+
+
+@contextmanager
+def recording_reads():
+    """The annotation files the readers open meanwhile (so that a run's --out can be checked against them)."""
+    files: list[Path] = []
+    _READS.append(files)
+    try:
+        yield files
+    finally:
+        _READS.remove(files)
+
+
 def read_table(path: Path) -> list[dict]:
+    for files in _READS:
+        files.append(Path(path))
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
@@ -147,7 +166,7 @@ def read_table(path: Path) -> list[dict]:
             return pq.read_table(path).to_pylist()
         text = path.read_text(encoding="utf-8")
         if suffix == ".jsonl":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
+            return [json.loads(line) for line in jsonl.lines(text) if line.strip()]
         data = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BenchmarkError(f"{path}: cannot read ({e})") from None

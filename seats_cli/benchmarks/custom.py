@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from seats_cli.benchmarks.base import BenchmarkError, BenchmarkSpec, Question, gold_letter, strip_letter
+from seats_cli.benchmarks.base import _READS, BenchmarkError, BenchmarkSpec, Question, gold_letter, strip_letter
+from seats_cli import jsonl
 
 SPEC = BenchmarkSpec("custom", max_frames=128)
 
@@ -17,7 +18,9 @@ def read(folder: Path) -> list[Question]:
         raise BenchmarkError(f"{folder}: no questions.jsonl (custom benchmark rows: id, video, question, options, "
                              f"answer, category?)")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for files in _READS:
+        files.append(path)
+    for n, line in enumerate(jsonl.lines(path.read_text(encoding="utf-8")), 1):
         if not line.strip():
             continue
         try:

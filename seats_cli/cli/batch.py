@@ -18,7 +18,7 @@ from seats_cli.cli.common import (
     AttnOpt, AudioTrrOpt, ConfigOpt, DecodeModeOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt,
     KvOpt, LocalOnlyOpt, LongContextOpt, MaxFramesOpt, MaxNewOpt, MethodOpt, ModelOpt, ProcessorFpsOpt, QuietOpt,
     RatioModeOpt, RevisionOpt, SaliencySpanOpt, ScoreLayerOpt, SeedOpt, TrrOpt, UsageProblem, VideoTrrOpt, app,
-    check_load_options, check_request_options, check_writable, fail, guarded, quiet_libraries, show_progress, status,
+    check_load_options, check_request_options, check_writable, fail, guarded, open_output, quiet_libraries, show_progress, status,
     stderr,
 )
 
@@ -131,7 +131,7 @@ def batch(
             write = _stdout_writer()
             for line in lines:
                 write(line)
-        missing = sum("error" in r and r["error"].startswith("no result") for r in records)
+        missing = sum(isinstance(r.get("error"), str) and r["error"].startswith("no result") for r in records)
         if missing:
             fail(f"{missing} of {len(rows)} rows have no result in the merged outputs", 1)
         return
@@ -168,19 +168,19 @@ def batch(
     if backend == "ray":
         return _run_ray(todo, out, to_file, resume, quiet, bar, load, defaults, workers, gpus_per_worker, address)
     ahead = seats = None
-    if any(row.error is None for row in todo):
-        try:
-            with status(f"loading {model}", bar):
-                seats = api.Seats(model, config=cfg, device=device, dtype=dtype,
-                                  attn_implementation=attn_implementation, revision=revision,
-                                  local_files_only=local_files_only, device_map=device_map, decode_mode=decode_mode)
-        except Exception as e:  # noqa: BLE001 - no row is lost: each gets its line, then the load error is raised
-            _write_unanswered(todo, out, to_file, resume, quiet, f"not run: the model did not load ({e})")
-            raise
-        answer, ahead = seats.ask, seats.prefetch if prefetch else None
-
-    sink, write = _open_output(out, to_file, resume, quiet)
+    sink, write = _open_output(out, to_file, resume, quiet)  # locked before the model loads
     try:
+        if any(row.error is None for row in todo):
+            try:
+                with status(f"loading {model}", bar):
+                    seats = api.Seats(model, config=cfg, device=device, dtype=dtype,
+                                      attn_implementation=attn_implementation, revision=revision,
+                                      local_files_only=local_files_only, device_map=device_map,
+                                      decode_mode=decode_mode)
+            except Exception as e:  # noqa: BLE001 - no row is lost: each gets its line, then the load error is raised
+                _write_unanswered(todo, write, f"not run: the model did not load ({e})")
+                raise
+            answer, ahead = seats.ask, seats.prefetch if prefetch else None
         with _progress(len(todo), bar) as advance, runner.stop_after_current_row(_say) as should_stop:
             summary = runner.run_batch(todo, answer, write, defaults=defaults, should_stop=should_stop,
                                        on_row_done=advance, prefetch=ahead)
@@ -197,13 +197,14 @@ def batch(
 
     if summary.interrupted:
         hint = f"; rerun with --resume --out {out} to continue" if to_file else ""
-        fail(f"interrupted after {summary.written} of {len(todo)} rows{hint}", 130)
+        fail(f"interrupted after {summary.written} of {len(todo)} rows{hint}", should_stop.exit_code)
     if summary.failed:
         fail(f"{summary.failed} of {len(todo)} rows failed (see the \"error\" field of their lines)", 1)
 
 
 def _run_ray(todo, out, to_file, resume, quiet, bar, load, defaults, workers, gpus_per_worker, address) -> None:
     """--backend ray: the same rows, lines and exit codes as local; the pool writes in input order."""
+    from seats_cli import batch as runner
     from seats_cli.distributed import run_ray
 
     sink, write = _open_output(out, to_file, resume, quiet)
@@ -215,28 +216,27 @@ def _run_ray(todo, out, to_file, resume, quiet, bar, load, defaults, workers, gp
         advance(record)
 
     try:
-        with _progress(len(todo), bar) as advance:
-            run_ray(todo, write, load=load, defaults=defaults, workers=workers, gpus_per_worker=gpus_per_worker,
-                    address=address, on_row_done=done)
+        with _progress(len(todo), bar) as advance, runner.stop_after_current_row(_say) as should_stop:
+            written = run_ray(todo, write, load=load, defaults=defaults, workers=workers,
+                              gpus_per_worker=gpus_per_worker, address=address, on_row_done=done,
+                              should_stop=should_stop)
     finally:
         if sink is not None:
             sink.close()
+    if written < len(todo):
+        hint = f"; rerun with --resume --out {out} to continue" if to_file else ""
+        fail(f"interrupted after {written} of {len(todo)} rows{hint}", should_stop.exit_code)
     if failed:
         fail(f"{failed} of {len(todo)} rows failed (see the \"error\" field of their lines)", 1)
 
 
-def _write_unanswered(rows, out, to_file: bool, resume: bool, quiet: bool, why: str) -> None:
+def _write_unanswered(rows, write, why: str) -> None:
     """One error line per row when nothing can be answered (the model did not load): a row known to be bad keeps
     its own error, the others say ``why``."""
     from seats_cli import batch as runner
 
-    sink, write = _open_output(out, to_file, resume, quiet)
-    try:
-        for row in rows:
-            write(runner.to_json_line(runner.error_record(row, row.error or why)))
-    finally:
-        if sink is not None:
-            sink.close()
+    for row in rows:
+        write(runner.to_json_line(runner.error_record(row, row.error or why)))
 
 
 def _open_output(out, to_file: bool, resume: bool, quiet: bool):
@@ -246,11 +246,25 @@ def _open_output(out, to_file: bool, resume: bool, quiet: bool):
 
     if not to_file:
         return None, _stdout_writer()
-    note = runner.repair_tail(out) if resume else None
-    if note and not quiet:
-        _say(f"note: {note}")
-    sink = open(out, "a" if resume else "w", encoding="utf-8", newline="\n")
+    sink = open_output(out, resume=resume, newline="\n")
+    if resume:
+        _resume_notes(out, quiet)
     return sink, _file_writer(sink)
+
+
+def _resume_notes(out, quiet: bool) -> None:
+    """Before a resumed run appends (its --out locked): the failed rows' lines go (they run again, so each row keeps
+    one line), and a torn last line is repaired."""
+    from seats_cli import batch as runner
+
+    dropped = runner.drop_error_lines(out)
+    note = runner.repair_tail(out)
+    if not quiet:
+        if dropped:
+            _say(f"note: {out}: {dropped} error line{'s' if dropped > 1 else ''} removed; "
+                 f"{'those rows run' if dropped > 1 else 'that row runs'} again")
+        if note:
+            _say(f"note: {note}")
 
 
 def _say(message: str) -> None:

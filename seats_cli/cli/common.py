@@ -228,6 +228,26 @@ def check_writable(path, flag: str = "--out") -> None:
         raise UsageProblem(f"{flag} {path} is not writable")
 
 
+def open_output(path, *, resume: bool, newline: str | None = None):
+    """--out for results written row by row: opened without truncating, locked against a second run writing the
+    same file at once (an exclusive flock, not waited for: two runs into one file lost one's rows), then emptied
+    unless resuming (appending). The lock goes with the file when it is closed."""
+    f = open(path, "a", encoding="utf-8", newline=newline)
+    try:
+        import fcntl
+
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise UsageProblem(f"--out {path} is being written by another run; wait for it to end, or give another "
+                           f"--out") from None
+    except (ImportError, OSError):  # no flock here (another OS, some network filesystems): unlocked
+        pass
+    if not resume:
+        f.truncate(0)
+    return f
+
+
 def check_request_options(cfg, d: dict) -> None:
     """Per-request options of ask/batch, checked before any model is loaded (seats_cli.request)."""
     from seats_cli.request import RequestOptions

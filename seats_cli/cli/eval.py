@@ -4,6 +4,7 @@ a local copy of WorldSense, Daily-Omni, OmniVideoBench, Video-MME, LVOmniBench o
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -11,7 +12,7 @@ import typer
 
 from seats_cli.cli.common import (
     AttnOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, JsonOpt, LocalOnlyOpt, QuietOpt, RatioModeOpt, RevisionOpt,
-    UsageProblem, app, check_load_options, fail, guarded, print_json, quiet_libraries, show_progress, status, stdout,
+    UsageProblem, app, check_load_options, check_writable, fail, open_output, guarded, print_json, quiet_libraries, show_progress, status, stdout,
 )
 from seats_cli.tables import Table
 
@@ -127,6 +128,8 @@ def _synthetic(model, config, bench_seed, n, trr, methods, media_cuts, out, writ
         raise UsageProblem(f"--benchmark {benchmark!r} is not one of: synthetic")
     if n < 1:
         raise UsageProblem("--n must be at least 1")
+    if out is not None and write_clips is None:
+        check_writable(out)  # before the model loads
     items = ev.synthetic_items(bench_seed, n)
     if write_clips is not None:
         if write_clips.exists() and not write_clips.is_dir():
@@ -136,10 +139,10 @@ def _synthetic(model, config, bench_seed, n, trr, methods, media_cuts, out, writ
         path = ev.write_benchmark(items, write_clips)
         stdout.print(f"wrote {len(items)} clips and {path}")
         return
-    trrs = list(trr) if trr else list(ev.TRRS)
+    trrs = list(dict.fromkeys(trr)) if trr else list(ev.TRRS)
     for r in trrs:
         check_ratio("trr", r)
-    names = [m.strip() for m in methods.split(",") if m.strip()]
+    names = list(dict.fromkeys(m.strip() for m in methods.split(",") if m.strip()))
     for m in names:
         RequestOptions(method=m)  # validated below against the preset
     try:
@@ -166,7 +169,7 @@ def _synthetic(model, config, bench_seed, n, trr, methods, media_cuts, out, writ
         seats = Seats(model, config=cfg, device=device, dtype=dtype)
     for m in names + [r.method for r in runs if r.method.startswith("media-cut")]:
         RequestOptions(method=m).check(seats.config)
-    sink = open(out, "w", encoding="utf-8") if out else None
+    sink = open_output(out, resume=False) if out else None
     try:
         import json
 
@@ -206,7 +209,6 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
     from seats_cli import benchmarks as bm
     from seats_cli import evaluate as ev
     from seats_cli.cli.batch import _progress, _say
-    from seats_cli.cli.common import check_writable
     from seats_cli.cli.common import DEFAULT_MODEL
     from seats_cli.config import resolve_config
     from seats_cli.request import RequestOptions, check_ratio
@@ -222,7 +224,7 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
     if out is not None:
         check_writable(out)
     part = _parse_shard(shard)
-    trrs = list(trr) if trr else [0.35, 0.10]
+    trrs = list(dict.fromkeys(trr)) if trr else [0.35, 0.10]
     for r in trrs:
         check_ratio("trr", r)
     names = list(dict.fromkeys(m for m in (names or ["seats"]) if m != "full"))
@@ -231,7 +233,11 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
     for m in names:
         RequestOptions(method=m).check(cfg)
     spec = bm.SPECS[benchmark]
-    questions = bm.read(benchmark, data_dir)
+    sources: list[Path] = []
+    questions = bm.read(benchmark, data_dir, sources)
+    if out is not None and Path(out).exists() and any(os.path.samefile(out, f) for f in sources):
+        raise UsageProblem(f"--out {out} is the benchmark's own annotation file: the results would overwrite the "
+                           f"questions")
     if limit is not None:
         questions = questions[:limit]
     questions = ev.shard_of(questions, part)
@@ -262,7 +268,7 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
     check_load_options(device, dtype, attn_implementation, device_map)
     quiet_libraries()
     from seats_cli.api import Seats
-    from seats_cli.batch import repair_tail, stop_after_current_row
+    from seats_cli.batch import stop_after_current_row
 
     progress = show_progress(quiet)
     written = 0
@@ -270,14 +276,19 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
                 revision=revision, local_files_only=local_files_only, device_map=device_map)
     if total:
         seats = None
-        if ray is None:
-            with status(f"loading {model}", progress):
-                seats = Seats(**load)
+        sink = open_output(out, resume=resume) if out else None  # locked before the model loads
         if resume:
-            note = repair_tail(out)
-            if note and not quiet:
-                _say(f"note: {note}")
-        sink = open(out, "a" if resume else "w", encoding="utf-8") if out else None
+            from seats_cli.cli.batch import _resume_notes
+
+            _resume_notes(out, quiet)
+        if ray is None:
+            try:
+                with status(f"loading {model}", progress):
+                    seats = Seats(**load)
+            except BaseException:
+                if sink is not None:
+                    sink.close()
+                raise
         rows: list[dict] = []
 
         def write(row: dict) -> None:
@@ -293,9 +304,9 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
             if ray is not None:
                 from seats_cli.distributed import run_eval_ray
 
-                with _progress(total, progress) as advance:
+                with _progress(total, progress) as advance, stop_after_current_row(_say) as should_stop:
                     written = run_eval_ray(questions, runs, settings, root=Path(data_dir), skip=skip, write=write,
-                                           load=load, on_row=advance, **ray)
+                                           load=load, on_row=advance, should_stop=should_stop, **ray)
             else:
                 with _progress(total, progress) as advance, stop_after_current_row(_say) as should_stop:
                     written = ev.run_benchmark(seats, questions, runs, settings, root=Path(data_dir), skip=skip,
@@ -307,7 +318,7 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
                 sink.close()
         if written < total:
             fail(f"interrupted after {written} of {total} rows"
-                 + (f"; rerun with --resume --out {out} to continue" if out else ""), 130)
+                 + (f"; rerun with --resume --out {out} to continue" if out else ""), should_stop.exit_code)
     all_rows = ev.read_results([out]) if out else rows
     summary = ev.benchmark_summary(all_rows)
     summary["settings"] = settings.to_dict()
