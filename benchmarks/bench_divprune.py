@@ -1,6 +1,6 @@
 """DivPrune-om over a whole modality, side by side in one run: the full N x N distance matrix
 (``diversity_select``) against the row-wise path that never holds it (``diversity_select_whole`` past its bound,
-SEATS_SPEC §10.5), each in a fresh process so that its peak resident memory is its own; the picks are compared.
+docs/METHOD.md §10), each in a fresh process so that its peak resident memory is its own; the picks are compared.
 
     python benchmarks/bench_divprune.py                    # 20,000 tokens of width 3584 (the 7B's), R = 0.1
     python benchmarks/bench_divprune.py --n 9216 --d 3584  # the 7B's 128 frames of 16:9

@@ -9,7 +9,7 @@ decode speedup and peak memory at R in {0.35, 0.25, 0.15, 0.10}.
 No checkpoint and no video are needed: a Qwen2_5OmniThinkerForConditionalGeneration is built in memory with
 random weights (latency does not depend on weight values) and wrapped in the project's adapter; the request
 is synthetic (random embeddings and saliency) with the processor's interleaved layout and the model's own
-M-RoPE position ids. Timing follows STYLE.md item 5 (seats_cli.measure.measure): full and every TRR are run
+M-RoPE position ids. Timing follows seats_cli.measure.measure: full and every TRR are run
 in the same process, alternating, warm-up rounds left out, device-synchronised, medians over repeats.
 """
 

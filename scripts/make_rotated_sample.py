@@ -22,7 +22,9 @@ def main(out: Path) -> Path:
         v = c.add_stream("libx264", rate=Fraction(FPS))
         v.width, v.height, v.pix_fmt = W, H, "yuv420p"
         v.options = {"preset": "ultrafast", "crf": "23", "threads": "1"}
-        v.set_display_rotation(-90)  # counterclockwise degrees: -90 = shown turned 90 degrees clockwise
+        rotate = getattr(v, "set_display_rotation", None)  # PyAV >= 16; else the header is written below
+        if rotate is not None:
+            rotate(-90)  # counterclockwise degrees: -90 = shown turned 90 degrees clockwise
         a = c.add_stream("aac", rate=RATE)
         a.layout = "mono"
         for i in range(int(SECONDS * FPS)):
@@ -44,7 +46,21 @@ def main(out: Path) -> Path:
                 c.mux(p)
         for p in a.encode(None):
             c.mux(p)
+    if rotate is None:
+        _display_matrix(out, (0, 1 << 16, 0, -(1 << 16), 0, 0, 0, 0, 1 << 30))  # what set_display_rotation(-90) writes
     return out
+
+
+def _display_matrix(path: Path, matrix: tuple[int, ...]) -> None:
+    """Write the video track header's (the first tkhd's, version 0) display matrix: a, b, u, c, d, v, x, y, w."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd")
+    if at < 0 or data[at + 4] != 0:
+        raise SystemExit(f"{path}: no version-0 tkhd box to write the display matrix into")
+    data[at + 44:at + 80] = struct.pack(">9i", *matrix)
+    path.write_bytes(bytes(data))
 
 
 if __name__ == "__main__":

@@ -59,6 +59,25 @@ def retention_note(requested: float, achieved: float, ratio_mode: str, method: s
     return f"requested TRR {requested:g}, achieved {achieved:.3f} ({why})"
 
 
+def unreachable_notes(schedule: dict, num_layers: int) -> list[str]:
+    """SEATS: a modality whose target layer-mean retention is above what Stage III leaves reachable (every video
+    and audio token goes at ``text_only_from``, so at most text_only_from / L of them live per layer on average:
+    7B 23/28 = 0.821) and was missed by more than 0.02 — the note gives the reached value (docs/METHOD.md §4)."""
+    cut = schedule.get("text_only_from")
+    if cut is None or not num_layers:
+        return []
+    cap = cut / num_layers
+    notes = []
+    for m in ("video", "audio"):
+        target, got = schedule.get(f"{m}_trr"), schedule.get(f"achieved_{m}_trr")
+        if target is None or got is None or target <= cap or target - got <= 0.02:
+            continue
+        notes.append(f"{m} retention {target:g} is unreachable: Stage III removes every {m} token from layer {cut} "
+                     f"on, so at most {cut}/{num_layers} = {cap:.3f} of them live per layer on average; achieved "
+                     f"{got:.3f}")
+    return notes
+
+
 class ContextTooLong(ConfigError):
     """The request's LLM input exceeds the model's context length (exit 2; ``allow_long_context`` runs it)."""
 
@@ -270,6 +289,8 @@ class Seats:
                 video_trr=opts.video_trr, audio_trr=opts.audio_trr, has_audio=layout.n_audio > 0, trr_given=opts.trr)
             if note:
                 notes.append(note)
+            if opts.method == "seats":
+                notes += unreachable_notes(schedule, plan.num_layers)
         if opts.method == "full" and any(x is not None for x in (opts.trr, opts.video_trr, opts.audio_trr)):
             notes.append("--method full prunes nothing: the requested retention ratios were not used")
         if not self.config.calibrated and not self.config.tiny and opts.method == "seats":

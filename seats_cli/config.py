@@ -43,7 +43,7 @@ class Architecture(TextModelDims):
     cuda_graph_decode: bool = True  # one decode step can be captured as a CUDA graph (no host sync inside)
     max_position_embeddings: int | None = None  # the context length (analytic profiles warn beyond it)
     # a mixture-of-experts model's experts kernel, named rather than left to the transformers default (reproducible
-    # runs; SEATS_SPEC 7.1): "grouped_mm", "batched_mm" or "eager"
+    # runs; docs/METHOD.md §1): "grouped_mm", "batched_mm" or "eager"
     experts_implementation: str | None = None
 
     def __post_init__(self) -> None:
@@ -240,6 +240,8 @@ def resolve_config(model: str, config: str | None = None) -> ModelConfig:
                           "'tiny'")
     if config is not None and not str(config).strip():
         raise ConfigError(f"--config is empty: give a preset ({', '.join(preset_names())}) or a YAML file")
+    if _looks_like_a_path(str(model)) and not Path(model).expanduser().exists():
+        raise ConfigError(f"--model {model}: no such folder")
     if config:
         return ModelConfig.from_yaml(config) if Path(config).is_file() else ModelConfig.from_name(config)
     if model in OFFLINE_MODELS:
@@ -258,6 +260,12 @@ def resolve_config(model: str, config: str | None = None) -> ModelConfig:
         raise ConfigError(
             f"no preset for model {model!r}; pass --config with one of: {', '.join(preset_names())} or a YAML file"
         ) from None
+
+
+def _looks_like_a_path(model: str) -> bool:
+    """A folder name, not a hub id (``namespace/name``): absolute, relative with ./ or ../, from ~, or deeper."""
+    return (model.startswith(("/", "./", "../", "~")) or model in (".", "..") or "\\" in model
+            or model.count("/") > 1)
 
 
 def _guess_from_local(folder: Path) -> ModelConfig:

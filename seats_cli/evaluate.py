@@ -330,7 +330,11 @@ def benchmark_summary(rows: list[dict]) -> dict:
             "prefill_ms": mean([r["record"]["latency_ms"]["prefill"] for r in ok]),
             "achieved_trr": mean([(r["record"].get("schedule") or {}).get("achieved_trr") for r in ok]),
         })
-    out.sort(key=lambda s: (s["method"] != "full", s["method"], -(s["trr"] or 0)))
+    def order(s: dict) -> tuple:  # full first; names in order, their numbers as numbers (media-cut:8 before :16)
+        name, _, number = s["method"].partition(":")
+        return (s["method"] != "full", name, int(number) if number.isdigit() else -1, s["method"], -(s["trr"] or 0))
+
+    out.sort(key=order)
     return {"runs": out, "questions": len({question(r) for r in rows}),
             "benchmarks": sorted({r.get("benchmark") or "-" for r in rows})}
 

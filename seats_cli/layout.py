@@ -188,7 +188,7 @@ def time_interleaved_runs(grids: int, tokens_per_grid: int, seconds_per_grid: fl
 
 
 def grids_per_window(seconds_per_window: float, seconds_per_grid: float) -> int:
-    """Whole grids in one reporting window of a clip without sound (SEATS_SPEC §1: one window per 2 s): as many as
+    """Whole grids in one reporting window of a clip without sound (one window per 2 s, docs/METHOD.md §7): as many as
     fit in the window, at least one."""
     return max(1, math.floor(seconds_per_window / seconds_per_grid + 1e-9)) if seconds_per_grid > 0 else 1
 
@@ -211,7 +211,7 @@ def build_layout_from_runs(input_ids: torch.Tensor, *, video_token_id: int, audi
     """A layout whose time chunks are the processor's own runs (Qwen3-Omni interleaves grids and audio by their
     time ids, with no fixed chunks): the i-th maximal video run paired with the i-th audio run, surplus runs
     alone. A chunk's start is its first grid's time (or its first audio token's). A clip without sound has one
-    video run; it is reported in windows of ``seconds_per_window`` (whole grids), as SEATS_SPEC §1 asks."""
+    video run; it is reported in windows of ``seconds_per_window`` (whole grids), as docs/METHOD.md §7 says."""
     ids = input_ids.reshape(-1).cpu()
     modality = torch.zeros(ids.numel(), dtype=torch.int8)
     modality[ids == video_token_id] = VIDEO

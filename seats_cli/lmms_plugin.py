@@ -1,4 +1,4 @@
-"""lmms-eval plugin: `lmms_eval --model seats --model_args pretrained=Qwen/Qwen2.5-Omni-7B,method=seats,trr=0.1`.
+"""lmms-eval plugin: `lmms-eval --model seats --model_args pretrained=Qwen/Qwen2.5-Omni-7B,method=seats,trr=0.1`.
 
 Installed by ``pip install "seats-cli[lmms]"``: the package's entry point ``lmms_eval.models: seats`` hands
 lmms-eval this module's ``MANIFEST``, so no file of lmms-eval is edited. ``SeatsLMM`` answers ``generate_until``

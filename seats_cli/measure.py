@@ -1,6 +1,6 @@
 """Measured prefill latency of full vs SEATS on one encoded request, and synthetic requests for benchmarks.
 
-Timing discipline (STYLE.md item 5): the same encoded input is prefilled by the engine, full and each TRR
+Timing discipline: the same encoded input is prefilled by the engine, full and each TRR
 alternating, a warm-up left out, device-synchronised (the engine's own timer), medians over repeats; decode
 speed and peak memory are reported apart from the analytic FLOPs. A synthetic request (random embeddings, real
 position ids, the processor's interleaving) has the layout of a real one: latency does not depend on values.

@@ -1,6 +1,6 @@
 """What a TRR buys: per-layer token counts, the SEATS schedule, analytic FLOPs and measured latency.
 
-Two halves, kept apart as STYLE.md item 5 asks:
+Two halves, kept apart:
 * analytic (no weights): the request's token layout from the preset (``seats_cli.shape``), then the per-layer counts of
   the schedule (each modality keeps exactly K_m, the §9 convention) and the engine's own selection replayed
   with uniform window relevance (Stage I per window, Stage II budgets, Stage III); FLOPs per docs/METHOD.md §9;
@@ -349,23 +349,26 @@ def reach_notes(runs) -> list[str]:
 
 def retention_notes(runs, shape, *, video_trr=None, audio_trr=None) -> list[str]:
     """``seats ask``'s note where the achieved layer-mean retention misses the requested TRR by more than 0.02
-    (``api.retention_note``), for each run without a reach note of its own; none where --video-trr and
-    --audio-trr are the request (the CLI says --trr was not used)."""
-    from seats_cli.api import retention_note
+    (``api.retention_note``), for each run without a reach note of its own (none where --video-trr and
+    --audio-trr are the request: the CLI says --trr was not used), and SEATS's unreachable per-modality targets
+    (``api.unreachable_notes``)."""
+    from seats_cli.api import retention_note, unreachable_notes
 
-    if video_trr is not None and audio_trr is not None:
-        return []
     several_trrs, several_methods = len({r.trr for r in runs}) > 1, len({r.method for r in runs}) > 1
     notes = []
     for r in runs:
         s = r.schedule
         if r.method_notes or s.get("achieved_trr") is None:
             continue
+        prefix = (f"TRR {r.trr:g}: " if several_trrs else "") + (f"{r.method}: " if several_methods else "")
+        if r.method == "seats":
+            notes += [prefix + n for n in unreachable_notes(s, len(r.layers))]
+        if video_trr is not None and audio_trr is not None:
+            continue
         prunes = r.method != "seats" or s["video"]["rho"] < 1 or s["audio"]["rho"] < 1
         note = retention_note(s["trr"], s["achieved_trr"], s["ratio_mode"], r.method, prunes, video_trr=video_trr,
                               audio_trr=audio_trr, has_audio=shape.n_audio > 0)
         if note:
-            prefix = (f"TRR {r.trr:g}: " if several_trrs else "") + (f"{r.method}: " if several_methods else "")
             notes.append(prefix + note)
     return notes
 

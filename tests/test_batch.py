@@ -611,5 +611,6 @@ def test_merge_reads_a_shard_line_whose_error_is_null(tmp_path):
     src = jsonl(tmp_path / "rows.jsonl", [{"id": "c", "video": "v.mp4", "question": "q"}])
     shard = jsonl(tmp_path / "s.jsonl", [{"id": "c", "error": None}])
     res = batch(str(src), "--merge", str(shard), "--out", str(tmp_path / "m.jsonl"))
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # a line with an "error" key is a failed row, as in a run
+    assert res.stderr.strip() == 'error: 1 of 1 rows failed in the shards (see the "error" field of their lines)'
     assert lines_of((tmp_path / "m.jsonl").read_text()) == [{"id": "c", "error": None}]

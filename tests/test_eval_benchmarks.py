@@ -485,3 +485,13 @@ def test_report_refuses_rows_that_are_not_eval_results(tmp_path, clip):
     (tmp_path / "bad.jsonl").write_bytes(b'{"id": "\xff"}\n')
     res = run("eval", "report", tmp_path / "bad.jsonl")
     assert res.exit_code == 2 and res.stderr.strip() == f"error: {tmp_path / 'bad.jsonl'}: not UTF-8 text (byte 8)"
+
+
+def test_summary_orders_layer_numbers_as_numbers():
+    from seats_cli.evaluate import benchmark_summary
+
+    ok = {"correct": True, "record": {"flops": {"reduction": 1.0}, "latency_ms": {"prefill": 1.0}}}
+    rows = [{"id": "q", "method": m, "trr": None, **ok} for m in ("media-cut:23", "media-cut:8", "seats", "full",
+                                                                   "media-cut:16")]
+    assert [s["method"] for s in benchmark_summary(rows)["runs"]] == ["full", "media-cut:8", "media-cut:16",
+                                                                      "media-cut:23", "seats"]

@@ -297,3 +297,15 @@ def test_the_library_refuses_an_empty_model_name():
 
     with pytest.raises(ConfigError, match="--model is empty"):
         Seats("")
+
+
+@pytest.mark.parametrize("model", ["./no_such_dir", "/no/such/checkpoint", "../x/y", "a/b/c"])
+def test_a_missing_local_model_folder_is_named_not_fetched_from_the_hub(model):
+    """A folder path that does not exist was read as a hub id (exit 1 after the hub's retries, "Repo id must use
+    alphanumeric chars"); with or without --config it is now one line, exit 2. A hub id (one slash) is left alone."""
+    from seats_cli.config import ConfigError, resolve_config
+
+    for config in (None, "qwen2.5-omni-7b"):
+        with pytest.raises(ConfigError, match=rf"^--model {model}: no such folder$"):
+            resolve_config(model, config)
+    assert resolve_config("Qwen/Qwen2.5-Omni-7B").name == "qwen2.5-omni-7b"

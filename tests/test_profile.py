@@ -510,3 +510,20 @@ def test_long_header_words_break_before_rows_turn_into_blocks():
     assert narrow[1:] == ["run media-cut:16", "  n: 8", "  accuracy: 0.625", "  colour: 1.000",
                           "  colour_while_tone: 0.000", "  tone: 0.500", "  tone_while_square: 1.000",
                           "  unparsable: 0"]
+
+
+def test_an_unreachable_modality_target_is_noted_with_the_reached_value(tiny_seats, sample_path):
+    """docs/METHOD.md §4: per modality, a target above text_only_from / L (7B: 23/28) cannot be reached; with both
+    ratios given (no overall TRR to compare) the note said nothing of it. The analytic profile and ask both say
+    it, with the reached value."""
+    out = run_json("profile", "--analytic", "--frames", "128", "--audio-seconds", "64", "--text-tokens", "100",
+                   "--video-trr", "0.9", "--audio-trr", "0.5", "--json")
+    assert out["notes"] == ["video retention 0.9 is unreachable: Stage III removes every video token from layer 23 "
+                            "on, so at most 23/28 = 0.821 of them live per layer on average; achieved 0.821"]
+    r = tiny_seats.ask(sample_path, "What?", video_trr=0.9, audio_trr=0.5, max_new_tokens=1)
+    got = r.schedule["achieved_video_trr"]
+    assert got <= 23 / 28 + 1e-9
+    assert f"video retention 0.9 is unreachable: Stage III removes every video token from layer 23 on, so at most " \
+           f"23/28 = 0.821 of them live per layer on average; achieved {got:.3f}" in r.notes
+    assert not any("unreachable" in n for n in tiny_seats.ask(sample_path, "What?", video_trr=0.8, audio_trr=0.5,
+                                                              max_new_tokens=1).notes)

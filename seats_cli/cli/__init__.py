@@ -6,7 +6,9 @@ import sys
 
 import typer
 
-from seats_cli.cli import analyze, ask, batch, eval, profile  # noqa: F401  (each registers its command)
+# each registers its command(s); this order is the --help listing's: the everyday commands first
+from seats_cli.cli import ask, batch, profile, eval  # noqa: F401, I001
+from seats_cli.cli import analyze  # noqa: F401, E402  (analyze and calibrate)
 from seats_cli.cli.common import app
 
 cli = typer.main.get_command(app)

@@ -197,7 +197,8 @@ def analyze(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Keep each question's result in this "
                                               "JSONL; run again with it to resume a long analysis."),
     n: int = typer.Option(12, "--n", help="Questions per kind with --benchmark synthetic."),
-    bench_seed: int = typer.Option(1_000_000, "--bench-seed"),
+    bench_seed: int = typer.Option(1_000_000, "--bench-seed", help="With --benchmark synthetic: first held-out seed "
+                                   "of its questions (>= 1,000,000; training used 0..999)."),
     every: int = typer.Option(1, "--every", help="Analyse every N-th layer for the drop curves."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the layer-dependence figure (PNG)."),
     device: str = DeviceOpt, dtype: str = DtypeOpt, json_out: bool = JsonOpt, quiet: bool = QuietOpt,
@@ -220,15 +221,18 @@ def analyze(
 @guarded
 def calibrate(
     videos: Optional[List[Path]] = typer.Argument(None, help="Video files (with --question)."),
-    model: str = typer.Option(..., "--model", "-m"),
-    question: Optional[str] = typer.Option(None, "--question"),
-    questions: Optional[Path] = typer.Option(None, "--questions"),
+    model: str = typer.Option(..., "--model", "-m", help="Hub id, local folder, 'tiny', 'synthetic' ...: the model "
+                              "whose boundaries are fitted."),
+    question: Optional[str] = typer.Option(None, "--question", help="The question asked of every VIDEO."),
+    questions: Optional[Path] = typer.Option(None, "--questions", help="JSONL rows {id, video, question, answer?} "
+                                             "instead of VIDEO/--question."),
     benchmark: Optional[str] = typer.Option(None, "--benchmark", help="synthetic, or a real one with --data-dir."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
-    limit: Optional[int] = typer.Option(None, "--limit"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="The real benchmark's local folder."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N questions."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Resumable: per-question results JSONL."),
-    n: int = typer.Option(12, "--n"),
-    bench_seed: int = typer.Option(1_000_000, "--bench-seed"),
+    n: int = typer.Option(12, "--n", help="Questions per kind with --benchmark synthetic."),
+    bench_seed: int = typer.Option(1_000_000, "--bench-seed", help="With --benchmark synthetic: first held-out seed "
+                                   "of its questions (>= 1,000,000; training used 0..999)."),
     tolerance: float = typer.Option(0.02, "--tolerance", help="How far below full the media-free answers may be."),
     out: Path = typer.Option(..., "--out", "-o", help="The preset YAML to write."),
     device: str = DeviceOpt, dtype: str = DtypeOpt, json_out: bool = JsonOpt, quiet: bool = QuietOpt,

@@ -53,7 +53,7 @@ def batch(
     merge: Optional[list[Path]] = typer.Option(None, "--merge", help="Shards' output files: write one line per input "
                                                "row, in input order, to --out (no model is loaded)."),
     backend: str = typer.Option("local", "--backend", metavar="[local|ray]", help="local: this process; ray: a pool "
-                                "of Ray actors, one model load each (pip install 'seats-cli\\[distributed]')."),
+                                "of Ray actors, one model load each (pip install 'seats_cli[distributed]')."),
     workers: int = typer.Option(1, "--workers", help="--backend ray: actors in the pool."),
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="--backend ray: GPUs per actor (e.g. 1)."),
     address: Optional[str] = typer.Option(None, "--address", help="--backend ray: 'auto' or 'ray://host:port' "
@@ -134,6 +134,9 @@ def batch(
         missing = sum(isinstance(r.get("error"), str) and r["error"].startswith("no result") for r in records)
         if missing:
             fail(f"{missing} of {len(rows)} rows have no result in the merged outputs", 1)
+        failed = sum("error" in r for r in records)
+        if failed:  # as a run with failed rows: every line written, the status says some failed
+            fail(f"{failed} of {len(rows)} rows failed in the shards (see the \"error\" field of their lines)", 1)
         return
     if shard:
         from seats_cli.cli.eval import _parse_shard

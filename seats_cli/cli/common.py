@@ -15,7 +15,7 @@ from rich.console import Console
 from seats_cli import choices
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
     help="Ask omni-modal LLMs about videos, made cheaper by SEATS token selection.",
 )
 
@@ -79,6 +79,8 @@ def quiet_libraries() -> None:
     # --decode-mode compiled: torch's C++ build probe logs "No CUDA runtime is found" as a warning on stderr;
     # dynamo's own warnings (a recompile limit reached) still show
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    # the hub client's "Retrying in Ns" lines while it cannot reach the hub: the load error that follows says it
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
 
 
 def classify(exc: BaseException) -> int:

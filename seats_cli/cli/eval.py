@@ -19,7 +19,7 @@ from seats_cli.tables import Table
 SHORT = "Accuracy of full, SEATS and the baselines on a benchmark (synthetic, or a local copy of a real one)."
 SYNTHETIC_METHODS = "seats,random,divprune,fastv,fastv-om,dycoke,visionzip,visionzip-om,omnizip,fastvid"
 
-eval_app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
+eval_app = typer.Typer(pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None)
 app.add_typer(eval_app, name="eval", short_help=SHORT, help=SHORT)
 
 
@@ -38,7 +38,7 @@ def eval_(
     method: Optional[List[str]] = typer.Option(None, "--method", help="A method to run (repeat for several; full "
                                                "always runs)."),
     methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods run at every --trr "
-                                          f"(default: synthetic {SYNTHETIC_METHODS}; others seats)."),
+                                          f"(default: synthetic {SYNTHETIC_METHODS.replace(',', ', ')}; others seats)."),
     trr: Optional[List[float]] = typer.Option(None, "--trr", help="TRRs (default: synthetic 0.35 0.25 0.15 0.10 "
                                               "0.05; others 0.35 0.10)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N questions."),
@@ -71,7 +71,7 @@ def eval_(
     attn_implementation: str = AttnOpt,
     seed: int = typer.Option(0, "--seed", help="Seed of the random choices of the methods (Random, audio cuts)."),
     backend: str = typer.Option("local", "--backend", metavar="[local|ray]", help="Real benchmarks: ray runs the "
-                                "videos on a pool of Ray actors (pip install 'seats-cli\\[distributed]')."),
+                                "videos on a pool of Ray actors (pip install 'seats_cli[distributed]')."),
     workers: int = typer.Option(1, "--workers", help="--backend ray: actors in the pool."),
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="--backend ray: GPUs per actor."),
     address: Optional[str] = typer.Option(None, "--address", help="--backend ray: 'auto' or 'ray://host:port'."),
@@ -333,7 +333,8 @@ def finish(summary: dict, json_out: bool, out, written: int) -> None:
     else:
         render_summary(summary)
         if out is not None:
-            stdout.print(f"[dim]{written} rows written to {out}; `seats eval report {out}` rebuilds this[/dim]")
+            what = f"{written} rows written to {out}" if written else f"every row was already in {out}"
+            stdout.print(f"[dim]{what}; `seats eval report {out}` rebuilds this[/dim]")
     errors = sum(s["errors"] for s in summary["runs"])
     if errors:
         fail(f"{errors} of {sum(s['n'] for s in summary['runs'])} rows failed (see their \"error\" field)", 1)
@@ -411,7 +412,7 @@ def export_lmms(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the task (YAML, rows, utils.py)."),
 ) -> None:
     """A `generate_until` lmms-eval task over the benchmark's questions (prompts as the paper ran them, scored with
-    seats' letter extractor): `lmms_eval --model seats --model_args pretrained=...,method=seats,trr=0.1,<printed
+    seats' letter extractor): `lmms-eval --model seats --model_args pretrained=...,method=seats,trr=0.1,<printed
     args> --tasks seats_<benchmark> --include_path OUT`."""
     from seats_cli import benchmarks as bm
     from seats_cli.lmms_tasks import export
@@ -423,6 +424,6 @@ def export_lmms(
     if not out.exists() and not out.parent.is_dir():
         raise UsageProblem(f"--out {out}: no such folder {out.parent}")
     path, model_args = export(benchmark, data_dir, out)
-    stdout.print(f"wrote {path}\nrun: lmms_eval --model seats --model_args pretrained=Qwen/Qwen2.5-Omni-7B,method=seats,"
+    stdout.print(f"wrote {path}\nrun: lmms-eval --model seats --model_args pretrained=Qwen/Qwen2.5-Omni-7B,method=seats,"
                  f"trr=0.1,{model_args} --tasks seats_{benchmark} --include_path {out}", markup=False,
                  highlight=False)

@@ -4,7 +4,7 @@
 ``export(name, data_dir, out_dir)`` writes ``seats_<name>.jsonl`` (one row per question: id, absolute video path,
 the prompt as the paper ran it, options, gold letter, category), ``seats_<name>.yaml`` (a ``generate_until`` task
 over that file with the benchmark's answer length) and this folder's ``utils.py``; then
-``lmms_eval --model seats --model_args ... --tasks seats_<name> --include_path OUT_DIR``.
+``lmms-eval --model seats --model_args ... --tasks seats_<name> --include_path OUT_DIR``.
 """
 
 from __future__ import annotations
