@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from media_factory import disposition
+from media_factory import disposition, mux_audio
 from seats_cli.frames import MediaError
 from seats_cli.media import decode_video
 
@@ -117,22 +117,8 @@ def _tone_track(path: Path, codec: str, *, hole: tuple[float, float] | None, rat
         for s in bursts:
             on = (t >= s) & (t < s + 0.2)
             sig[on] = 0.5 * np.sin(2 * np.pi * 1000 * t[on])
-        fmt = a.codec_context.format.name
-        step = a.codec_context.frame_size or 1024
-        for s in range(0, sig.size, step):
-            if hole and hole[0] * rate <= s < hole[1] * rate:
-                continue
-            chunk = sig[s:s + step].astype(np.float32)[None]
-            if fmt == "s16":
-                chunk = (chunk * 32767).astype(np.int16)
-            elif fmt == "s32":
-                chunk = (chunk * 2 ** 31 * 0.999).astype(np.int32)
-            fr = av.AudioFrame.from_ndarray(chunk, format=fmt, layout="mono")
-            fr.sample_rate, fr.pts, fr.time_base = rate, s, Fraction(1, rate)
-            for pk in a.encode(fr):
-                c.mux(pk)
-        for pk in a.encode(None):
-            c.mux(pk)
+        mux_audio(c, a, sig[None], rate, "mono",
+                  skip=(lambda start: hole[0] * rate <= start < hole[1] * rate) if hole else None)
     return path
 
 
@@ -175,17 +161,8 @@ def _ts_segment(path: Path, rate: int, layout: str) -> Path:
         for pk in v.encode(None):
             c.mux(pk)
         channels = 2 if layout == "stereo" else 1
-        t = np.arange(3 * rate) / rate
-        sig = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-        step = a.codec_context.frame_size or 1152
-        for s in range(0, sig.size - step + 1, step):
-            chunk = np.repeat((sig[s:s + step] * 32767).astype(np.int16)[None], channels, 0)
-            fr = av.AudioFrame.from_ndarray(chunk.T.reshape(1, -1), format="s16", layout=layout)
-            fr.sample_rate, fr.pts, fr.time_base = rate, s, Fraction(1, rate)
-            for pk in a.encode(fr):
-                c.mux(pk)
-        for pk in a.encode(None):
-            c.mux(pk)
+        tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * rate) / rate)
+        mux_audio(c, a, np.repeat(tone[None], channels, 0), rate, layout)
     return path
 
 
