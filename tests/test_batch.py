@@ -614,3 +614,20 @@ def test_merge_reads_a_shard_line_whose_error_is_null(tmp_path):
     assert res.exit_code == 1, res.output  # a line with an "error" key is a failed row, as in a run
     assert res.stderr.strip() == 'error: 1 of 1 rows failed in the shards (see the "error" field of their lines)'
     assert lines_of((tmp_path / "m.jsonl").read_text()) == [{"id": "c", "error": None}]
+
+
+def test_a_ray_run_stops_after_the_row_in_progress_when_asked(monkeypatch):
+    """Ctrl-C / SIGTERM on --backend ray: the rows written so far stay, the rest are left to --resume."""
+    from seats_cli import distributed
+
+    def pool(items, *args, **kwargs):
+        for item in items:
+            yield {"line": json.dumps({"id": json.loads(item["row"])["id"], "answer": "x"})}
+
+    monkeypatch.setattr(distributed, "_pool", pool)
+    rows = parse_rows("\n".join(json.dumps({"id": i, "video": "v.mp4", "question": "q"}) for i in "abcd"))
+    lines = []
+    stop = {"after": 2}
+    assert distributed.run_ray(rows, lines.append, load={}, defaults={},
+                               should_stop=lambda: len(lines) >= stop["after"]) == 2
+    assert [json.loads(x)["id"] for x in lines] == ["a", "b"]

@@ -37,7 +37,7 @@ def batch(
     out: str = typer.Option("-", "--out", "-o", help="Write the JSONL results to this file ('-': stdout)."),
     resume: bool = typer.Option(
         False, "--resume", help="With --out FILE: skip rows whose id already has a successful line there; "
-                                "append the others (failed rows are retried; the last line for an id wins)."),
+                                "append the others (failed rows' lines are removed and the rows retried: one line per row)."),
     model: str = ModelOpt, config: Optional[str] = ConfigOpt, method: str = MethodOpt,
     trr: Optional[float] = TrrOpt, video_trr: Optional[float] = VideoTrrOpt, audio_trr: Optional[float] = AudioTrrOpt,
     device: str = DeviceOpt, device_map: Optional[str] = DeviceMapOpt, dtype: str = DtypeOpt,
@@ -74,7 +74,7 @@ def batch(
 
     Exit 0: all answered; 1: some row failed; 2: bad input or options (duplicate ids ...: nothing is run).
 
-    Ctrl-C stops after the current row (twice: at once), keeps what is written, and exits 130.
+    Ctrl-C (or SIGTERM) stops after the current row (twice: at once), keeps what is written, and exits 130 (143).
 
     Sharding: `--shard I/N --out out.I.jsonl` on each of N workers, then `seats batch rows.jsonl --merge out.0.jsonl
     --merge out.1.jsonl ... --out out.jsonl` (rows need ids).
