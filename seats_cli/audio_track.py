@@ -71,10 +71,10 @@ class Damage:
 
 
 class AudioCollector:
-    """Decodes the first audio track to mono float32 at the target rate, keeping a bounded amount. Samples are
-    placed by their timestamps: a hole in the track (a recording that paused, a dropped stretch) becomes silence,
-    so that the sound after it stays at its time; a change of sample format, layout or rate mid-track (joined
-    broadcast segments) gets a new resampler."""
+    """Decodes the first audio track to mono float32 at the target rate, keeping a bounded amount; a change of
+    sample format, layout or rate mid-track (joined broadcast segments) gets a new resampler. A hole in the track's
+    timestamps is recorded where it falls in the output (``holes``); ``fill_holes`` decides, once the video's frame
+    times are known, which become silence."""
 
     def __init__(self, stream, policy: FramePolicy, video_start: float):
         self.time_base, self.rate, self.video_start = stream.time_base, policy.audio_sample_rate, video_start
@@ -82,7 +82,7 @@ class AudioCollector:
         self.limit = int((policy.max_audio_seconds + 2.0) * self.rate)  # keep the cap + a margin only
         self.chunks: list[np.ndarray] = []
         self.samples, self.start, self.end, self.full = 0, None, None, False
-        self.gaps: list[tuple[float, float]] = []  # (seconds from the video's start, length) filled with silence
+        self.holes: list[tuple[int, float, float]] = []  # (output sample index, last end, next start), seconds
 
     def _push(self, frames) -> None:
         for out in frames:
@@ -114,12 +114,8 @@ class AudioCollector:
             self.start = self.video_start if t is None else t
             self.limit += max(0, int((self.video_start - self.start) * self.rate))
         elif t is not None and self.end is not None and t - self.end > GAP_SECONDS:
-            self._flush()  # every sample before the hole out, then silence up to this frame's time
-            pad = min(int(round((t - self.start) * self.rate)) - self.samples, self.limit - self.samples)
-            if pad > 0:
-                self.chunks.append(np.zeros(pad, dtype=np.float32))
-                self.samples += pad
-                self.gaps.append((self.end - self.video_start, t - self.end))
+            self._flush()  # every sample before the hole out: the hole's place in the output is exact
+            self.holes.append((self.samples, self.end, t))
         self._resample(frame)
         if t is not None and frame.sample_rate:
             self.end = t + frame.samples / frame.sample_rate
@@ -130,21 +126,54 @@ class AudioCollector:
             self._flush()
         return np.concatenate(self.chunks) if self.chunks else None
 
-    def notes(self) -> list[str]:
-        if not self.gaps:
-            return []
-        where = ", ".join(f"{length:.1f} s at {at:.1f} s" for at, length in self.gaps[:3])
-        more = f" and {len(self.gaps) - 3} more" if len(self.gaps) > 3 else ""
-        return [f"the sound track has {len(self.gaps)} hole{'s' if len(self.gaps) > 1 else ''} in its timestamps "
-                f"({where}{more}), filled with silence so that later sound stays at its time"]
+
+def fill_holes(audio: np.ndarray, holes, video_times, rate: int, limit: int, notes: list[str],
+               video_start: float) -> np.ndarray:
+    """Silence for each hole in the sound's timestamps that the picture runs through, so that the sound after it
+    stays with its frames: frames are told to the model by their index, so where the picture pauses too (a
+    recording paused, a clock that jumps: frames missing over at least half the hole) the sound is joined end to
+    end like the frames. ``video_times``: every frame's time (seconds, the container's clock), ascending."""
+    if not holes:
+        return audio
+    times = np.asarray(video_times, dtype=np.float64)
+    span = float(times[-1] - times[0]) if times.size > 1 else 0.0
+    parts, at, filled = [], 0, []
+    for index, end, start in holes:
+        length = start - end
+        inside = times[(times >= end - length) & (times <= start + length)]
+        largest = float(np.diff(inside).max()) if inside.size > 1 else 2 * length
+        if length > span or largest > length / 2:  # the picture pauses here too, or the clock jumped
+            continue
+        parts += [audio[at:index], np.zeros(int(round(length * rate)), dtype=np.float32)]
+        at = index
+        filled.append((end - video_start, length))
+    if not filled:
+        return audio
+    out = np.concatenate(parts + [audio[at:]])[:limit]
+    where = ", ".join(f"{length:.1f} s at {when:.1f} s" for when, length in filled[:3])
+    more = f" and {len(filled) - 3} more" if len(filled) > 3 else ""
+    notes.append(f"the sound track has {len(filled)} hole{'s' if len(filled) > 1 else ''} in its timestamps where "
+                 f"the picture runs on ({where}{more}): filled with silence so that later sound stays with its frames")
+    return out
 
 
-def pick_audio(streams):
-    """The default-disposition audio stream, else the first; None without audio."""
+def pick_default(streams):
+    """The default-disposition stream, else the first; None when there is none (the rule for video and audio)."""
     if not streams:
         return None
     default = [s for s in streams if disposition(s) & DEFAULT_DISPOSITION]
     return (default or list(streams))[0]
+
+
+pick_audio = pick_default
+
+
+def streams_note(kind: str, count: int, stream) -> list[str]:
+    """The note when a file has several streams of ``kind``: which one was used."""
+    if count <= 1:
+        return []
+    which = "its default" if disposition(stream) & DEFAULT_DISPOSITION else "the first"
+    return [f"the file has {count} {kind} streams; using {which}, stream #{stream.index}"]
 
 
 def align_audio(raw: np.ndarray, audio_start: float | None, video_start: float, duration: float,

@@ -226,31 +226,53 @@ def completed_ids(path: str | os.PathLike) -> set[str]:
     return done
 
 
-def drop_error_lines(path: str | os.PathLike) -> int:
-    """Before a --resume appends: remove the lines of rows that failed (an "error" key), in place — those rows run
-    again and get a new line, so each row keeps one line instead of an error line plus its retry. Other lines
-    (answers, anything that is not a JSON object) stay, in order. Returns the number of lines removed."""
+def line_key(obj: dict):
+    """Which input row an output line answers: its id (as ``BatchRow.key``), or — for a row without a usable id —
+    its line number."""
+    rid = obj.get("id")
+    if isinstance(rid, int) and not isinstance(rid, bool) or isinstance(rid, str) and rid.strip():
+        return json.dumps(rid, ensure_ascii=False)
+    return ("line", obj.get("line"))
+
+
+def drop_superseded_errors(path: str | os.PathLike, key_of: Callable[[dict], Any] = line_key) -> int:
+    """After a resumed run has appended its retries: remove, in place, each error line (an "error" key) whose row
+    has a later line in the file, so that each row keeps one line. Only what the run superseded goes (an
+    interrupted or failed run leaves the rest as it was); other lines stay, in order. Returns how many went."""
     p = Path(path)
     if not p.is_file():
         return 0
     with open(p, "rb+") as f:
         data = f.read()
-        kept, dropped = [], 0
-        for raw in data.split(b"\n"):
+        raws = data.split(b"\n")
+        objs = []
+        for raw in raws:
             try:
                 obj = json.loads(raw.decode("utf-8")) if raw.strip() else None
             except (UnicodeDecodeError, json.JSONDecodeError):
                 obj = None
-            if isinstance(obj, dict) and "error" in obj:
-                dropped += 1
-            else:
-                kept.append(raw)
+            objs.append(obj if isinstance(obj, dict) else None)
+        last = {}
+        for n, obj in enumerate(objs):
+            if obj is not None:
+                last[_hashable(key_of(obj))] = n
+        keep = [raw for n, (raw, obj) in enumerate(zip(raws, objs))
+                if obj is None or "error" not in obj or last[_hashable(key_of(obj))] == n]
+        dropped = len(raws) - len(keep)
         if dropped:
-            out = b"\n".join(kept)
+            out = b"\n".join(keep)
             f.seek(0)
             f.write(out)  # a subset of what was read, in order: never ahead of the bytes it replaces
             f.truncate(len(out))
     return dropped
+
+
+def _hashable(key):
+    try:
+        hash(key)
+        return key
+    except TypeError:
+        return repr(key)
 
 
 def repair_tail(path: str | os.PathLike) -> str | None:

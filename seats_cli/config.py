@@ -240,8 +240,9 @@ def resolve_config(model: str, config: str | None = None) -> ModelConfig:
                           "'tiny'")
     if config is not None and not str(config).strip():
         raise ConfigError(f"--config is empty: give a preset ({', '.join(preset_names())}) or a YAML file")
-    if _looks_like_a_path(str(model)) and not Path(model).expanduser().exists():
-        raise ConfigError(f"--model {model}: no such folder")
+    if _looks_like_a_path(str(model)) and not Path(model).exists():
+        tilde = " (a ~ in a quoted name is not expanded)" if str(model).startswith("~") else ""
+        raise ConfigError(f"--model {model}: no such folder{tilde}")
     if config:
         return ModelConfig.from_yaml(config) if Path(config).is_file() else ModelConfig.from_name(config)
     if model in OFFLINE_MODELS:

@@ -282,7 +282,9 @@ def _not_a_result(r: dict) -> str | None:
     if not isinstance(record, dict):
         return "no record"
     for part, key in (("flops", "reduction"), ("latency_ms", "prefill")):
-        value = (record.get(part) or {}).get(key) if isinstance(record.get(part) or {}, dict) else "?"
+        if not isinstance(record.get(part), dict) or key not in record[part]:
+            return f"no record.{part}.{key}"
+        value = record[part][key]
         if value is not None and not number(value):
             return f"record.{part}.{key} {value!r} is not a number"
     return None
@@ -332,7 +334,8 @@ def benchmark_summary(rows: list[dict]) -> dict:
         })
     def order(s: dict) -> tuple:  # full first; names in order, their numbers as numbers (media-cut:8 before :16)
         name, _, number = s["method"].partition(":")
-        return (s["method"] != "full", name, int(number) if number.isdigit() else -1, s["method"], -(s["trr"] or 0))
+        return (s["method"] != "full", name, int(number) if number.isdecimal() else -1, s["method"],
+                -(s["trr"] or 0))
 
     out.sort(key=order)
     return {"runs": out, "questions": len({question(r) for r in rows}),

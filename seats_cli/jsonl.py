@@ -1,4 +1,6 @@
-"""JSONL lines as every reader here splits them (one rule for batch, eval, analyze and the benchmark loaders)."""
+"""JSONL lines of a decoded text as every reader here splits them: at "\n" only (results files, checkpoints and
+benchmark annotations through ``lines``; the byte-level readers — batch input rows, a resumed output's repair —
+split their bytes at b"\n" the same way)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from seats_cli.audio_track import DEFAULT_DISPOSITION, AudioCollector, Damage, align_audio, pick_audio
+from seats_cli.audio_track import (AudioCollector, Damage, align_audio, fill_holes, pick_audio, pick_default,
+                                   streams_note)
 from seats_cli.audio_track import disposition as _disposition
 from seats_cli.audio_track import seconds as _seconds
 from seats_cli.keyframe_runs import SPARSE, decode_runs, plan_runs
@@ -111,6 +112,7 @@ class _FrameSampler:
         self.count = self.decoded = 0  # frames seen in order; frames the decoder gave
         self.size = self.source_size = self.first_t = self.last_t = self.last_dur = None
         self.rotation, self.flip = 0, None
+        self.times: list[float] = []  # every frame's time (seconds, the container's clock), in display order
 
     def add(self, frame) -> None:
         i, self.count = self.count, self.count + 1
@@ -121,6 +123,7 @@ class _FrameSampler:
             t = (self.last_t + 1.0 / self.fps) if self.last_t is not None else 0.0
         self.first_t = t if self.first_t is None else self.first_t
         self.last_t = t
+        self.times.append(t)
         self.last_dur = _seconds(getattr(frame, "duration", None), tb) or None
         if i in self.wanted:
             self._keep(frame, i, t)
@@ -236,7 +239,7 @@ def _pick_video(p: Path, container):
     if not videos:
         kind = "an audio-only file" if container.streams.audio else "not a video file"
         raise MediaError(f"{p} has no video stream ({kind})")
-    vstream = ([s for s in videos if _disposition(s) & DEFAULT_DISPOSITION] or videos)[0]
+    vstream = pick_default(videos)
     if vstream.codec_context is None:
         tag = getattr(vstream, "codec_tag", None) or "unknown"
         raise MediaError(f"{p}: no decoder for its video codec ({tag}) in this PyAV build")
@@ -350,6 +353,7 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
             if runs is None or not decode_runs(p, vstream.index, listed, runs, sampler):
                 return _decode(p, policy, progress, count_first=True)  # decode every frame, counting them
             sampler.count = declared
+            sampler.times = sorted(float(x[0] * vstream.time_base) for x in listed)
         if direct and 0 < sampler.count != declared:  # the header was wrong: count first
             return _decode(p, policy, progress, count_first=True)
         if packets:
@@ -364,12 +368,13 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
                 notes.append(f"the header declares {declared} frames; {sampler.count} were decoded")
         if sampler is None or sampler.count == 0 or len(sampler.kept) != len(sampler.wanted):
             raise MediaError(f"{p} has a video stream with no decodable frames")
-        if n_videos > 1:
-            which = "its default" if _disposition(vstream) & DEFAULT_DISPOSITION else "the first"
-            notes.append(f"the file has {n_videos} video streams; using {which}, stream #{vstream.index}")
+        notes += streams_note("video", n_videos, vstream)
         raw_audio = audio.finish() if audio is not None else None
         damage.check(p)
-        notes += damage.notes() + (audio.notes() if audio is not None else [])
+        notes += damage.notes()
+        if raw_audio is not None and audio.holes:
+            raw_audio = fill_holes(raw_audio, audio.holes, sampler.times, policy.audio_sample_rate, audio.limit,
+                                   notes, sampler.first_t)
         audio_rate = audio_channels = None
         audio_total_s = None
         if astream is not None:
@@ -378,10 +383,7 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
             layout = getattr(ctx, "layout", None)
             audio_channels = getattr(layout, "nb_channels", None) or getattr(ctx, "channels", None)
             audio_total_s = _seconds(astream.duration, astream.time_base)
-            if len(audio_streams) > 1:
-                which = "its default" if _disposition(astream) & DEFAULT_DISPOSITION else "the first"
-                notes.append(f"the file has {len(audio_streams)} audio streams; using {which}, stream "
-                             f"#{astream.index}")
+            notes += streams_note("audio", len(audio_streams), astream)
 
     total, n = sampler.count, sampler.n
     span = sampler.last_t - sampler.first_t

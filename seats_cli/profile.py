@@ -358,11 +358,11 @@ def retention_notes(runs, shape, *, video_trr=None, audio_trr=None) -> list[str]
     notes = []
     for r in runs:
         s = r.schedule
+        prefix = (f"TRR {r.trr:g}: " if several_trrs else "") + (f"{r.method}: " if several_methods else "")
+        if r.method == "seats" and s:  # as ask: whatever other notes the run has
+            notes += [prefix + n for n in unreachable_notes(s, len(r.layers))]
         if r.method_notes or s.get("achieved_trr") is None:
             continue
-        prefix = (f"TRR {r.trr:g}: " if several_trrs else "") + (f"{r.method}: " if several_methods else "")
-        if r.method == "seats":
-            notes += [prefix + n for n in unreachable_notes(s, len(r.layers))]
         if video_trr is not None and audio_trr is not None:
             continue
         prunes = r.method != "seats" or s["video"]["rho"] < 1 or s["audio"]["rho"] < 1

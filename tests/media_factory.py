@@ -54,9 +54,10 @@ def _audio_chunk(signal: np.ndarray, fmt: str) -> np.ndarray:
     return np.ascontiguousarray(data.T.reshape(1, -1))
 
 
-def mux_audio(container, stream, signal: np.ndarray, rate: int, layout: str, skip=None) -> None:
+def mux_audio(container, stream, signal: np.ndarray, rate: int, layout: str, skip=None, shift=None) -> None:
     """Encode and mux ``signal`` ((channels, n) float in [-1, 1]) on audio ``stream`` in the encoder's frame size,
-    stamped by sample index; ``skip(start)`` true leaves that frame's packets out (a hole in the timestamps)."""
+    stamped by sample index (plus ``shift(start)`` samples); ``skip(start)`` true leaves that frame's packets out
+    (a hole in the timestamps)."""
     fmt = stream.codec_context.format.name
     step = stream.codec_context.frame_size or 1024
     for start in range(0, signal.shape[1] - step + 1, step):  # whole frames (mp2 takes no short last one)
@@ -64,7 +65,8 @@ def mux_audio(container, stream, signal: np.ndarray, rate: int, layout: str, ski
             continue
         frame = av.AudioFrame.from_ndarray(_audio_chunk(signal[:, start:start + step], fmt), format=fmt,
                                            layout=layout)
-        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+        frame.sample_rate, frame.time_base = rate, Fraction(1, rate)
+        frame.pts = start + (shift(start) if shift is not None else 0)
         for packet in stream.encode(frame):
             container.mux(packet)
     for packet in stream.encode(None):

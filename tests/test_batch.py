@@ -174,7 +174,7 @@ def test_resume_skips_answered_rows_and_appends_the_rest(clips, fake_model):
     lines = lines_of(out.read_text("utf-8"))
     # b's error line went before it ran again: one line per row
     assert [(o["id"], "error" in o) for o in lines] == [("a", False), ("b", False), ("c", False)]
-    assert "1 error line removed; that row runs again" in second.stderr
+    assert "1 error line of retried rows removed (one line per row)" in second.stderr
 
     fake_model.calls.clear()
     assert batch(str(src), "--out", str(out), "--resume").exit_code == 0
@@ -631,3 +631,21 @@ def test_a_ray_run_stops_after_the_row_in_progress_when_asked(monkeypatch):
     assert distributed.run_ray(rows, lines.append, load={}, defaults={},
                                should_stop=lambda: len(lines) >= stop["after"]) == 2
     assert [json.loads(x)["id"] for x in lines] == ["a", "b"]
+
+
+def test_resume_removes_only_the_error_lines_its_retries_replace(clips, fake_model):
+    """A resumed run with another input file (or one stopped early) leaves the error lines of rows it did not run
+    again; the ones it retried go, after their new lines are written. --out /dev/null still works (not truncated)."""
+    out = clips / "out.jsonl"
+    first = jsonl(clips / "one.jsonl", [{"id": "a", "video": "clip.mp4", "question": "q"},
+                                       {"id": "b", "video": "gone.mp4", "question": "q"},
+                                       {"id": "c", "video": "gone.mp4", "question": "q"}])
+    assert batch(str(first), "--out", str(out)).exit_code == 1
+    shutil.copy(clips / "clip.mp4", clips / "gone.mp4")
+    other = jsonl(clips / "two.jsonl", [{"id": "a", "video": "clip.mp4", "question": "q"},
+                                       {"id": "c", "video": "gone.mp4", "question": "q"}])
+    res = batch(str(other), "--out", str(out), "--resume")
+    assert res.exit_code == 0, res.output
+    assert [(o["id"], "error" in o) for o in lines_of(out.read_text("utf-8"))] == \
+        [("a", False), ("b", True), ("c", False)]  # b was not in this run: its line stays
+    assert batch(str(other), "--out", "/dev/null").exit_code == 0

@@ -495,3 +495,25 @@ def test_summary_orders_layer_numbers_as_numbers():
                                                                    "media-cut:16")]
     assert [s["method"] for s in benchmark_summary(rows)["runs"]] == ["full", "media-cut:8", "media-cut:16",
                                                                       "media-cut:23", "seats"]
+
+
+def test_resume_keeps_one_row_per_key_and_report_checks_the_record(tmp_path, clip):
+    """eval --resume retries the error rows and then removes their old lines (one row per question, method and
+    TRR); a row whose record lacks its figures is refused by name (it printed `error: 'flops'`, exit 1)."""
+    root = build("custom", tmp_path / "c", clip)
+    good = (root / "clips" / "b.mp4").read_bytes()
+    (root / "clips" / "b.mp4").write_bytes(b"not a video")
+    out = tmp_path / "r.jsonl"
+    args = ("eval", "--benchmark", "custom", "--data-dir", root, *TINY, "--method", "random", "--trr", "0.2",
+            "--out", out)
+    assert run(*args).exit_code == 1
+    (root / "clips" / "b.mp4").write_bytes(good)
+    res = run(*args, "--resume")
+    assert res.exit_code == 0, res.output
+    rows = _rows(out)
+    keys = [(r["id"], r["method"], r["trr"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 6 and not any("error" in r for r in rows)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "a", "method": "full", "trr": None, "correct": True, "record": {}}) + "\n")
+    res = run("eval", "report", bad)
+    assert res.exit_code == 2 and res.stderr.strip().endswith("(no record.flops.reduction)")

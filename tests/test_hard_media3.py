@@ -97,8 +97,10 @@ def test_display_matrices_rotate_and_mirror_as_a_player_shows_them(tmp_path, nam
 
 
 def _tone_track(path: Path, codec: str, *, hole: tuple[float, float] | None, rate: int = 16000,
-                seconds: float = 6.0, bursts=(1.0, 5.0)) -> Path:
-    """6 s of video with a sound track of 1 kHz bursts (0.2 s) at ``bursts``; no audio packets in ``hole``."""
+                seconds: float = 6.0, bursts=(1.0, 5.0), video_hole: bool = False, jump: float = 0.0) -> Path:
+    """6 s of video (white frames from 5.0 to 5.6 s) with a sound track of 1 kHz bursts (0.2 s) at ``bursts``; no audio
+    packets in ``hole`` (no video frames either with ``video_hole``); ``jump``: both tracks' timestamps from 3 s on
+    moved this much later (a clock discontinuity)."""
     with av.open(str(path), "w") as c:
         v = c.add_stream("libx264", rate=10)
         v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
@@ -106,8 +108,10 @@ def _tone_track(path: Path, codec: str, *, hole: tuple[float, float] | None, rat
         a = c.add_stream(codec, rate=rate)
         a.layout = "mono"
         for i in range(int(seconds * 10)):
-            f = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
-            f.pts = i
+            if video_hole and hole and hole[0] <= i / 10 < hole[1]:
+                continue
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 255 if 50 <= i < 56 else 0, np.uint8), format="rgb24")
+            f.pts = i + (int(jump * 10) if i >= 30 else 0)
             for pk in v.encode(f):
                 c.mux(pk)
         for pk in v.encode(None):
@@ -118,7 +122,8 @@ def _tone_track(path: Path, codec: str, *, hole: tuple[float, float] | None, rat
             on = (t >= s) & (t < s + 0.2)
             sig[on] = 0.5 * np.sin(2 * np.pi * 1000 * t[on])
         mux_audio(c, a, sig[None], rate, "mono",
-                  skip=(lambda start: hole[0] * rate <= start < hole[1] * rate) if hole else None)
+                  skip=(lambda start: hole[0] * rate <= start < hole[1] * rate) if hole else None,
+                  shift=lambda start: int(jump * rate) if start >= 3 * rate else 0)
     return path
 
 
@@ -141,9 +146,26 @@ def test_a_hole_in_the_sound_keeps_later_sound_at_its_time(tmp_path, name, codec
     assert media.audio.size == pytest.approx(6.0 * 16000, abs=0.1 * 16000)
     assert np.abs(media.audio[int(2.1 * 16000):int(3.9 * 16000)]).max() == 0.0
     note = next(n for n in media.notes if "hole" in n)
-    assert note.startswith("the sound track has 1 hole in its timestamps (2.0 s at 2.0 s), filled with silence")
+    assert note == ("the sound track has 1 hole in its timestamps where the picture runs on (2.0 s at 2.0 s): "
+                    "filled with silence so that later sound stays with its frames")
     whole = decode_video(_tone_track(tmp_path / ("whole" + name), codec, hole=None))
     assert not any("hole" in n for n in whole.notes) and _onsets(whole.audio) == pytest.approx([1.0, 5.0], abs=0.03)
+
+
+@pytest.mark.parametrize("case", ["both pause", "clock jump"])
+def test_sound_that_pauses_with_the_picture_stays_with_its_frames(tmp_path, case):
+    """Frames are told to the model by their index, so where the picture has the same hole (a paused recording)
+    or both clocks jump (+600 s at 3 s) the sound is joined end to end as the frames are: the beep at 5 s stays with
+    the white frames from 5 s, and a jump never becomes 600 s of silence."""
+    kw = dict(hole=(2.0, 4.0), video_hole=True) if case == "both pause" else dict(hole=None, jump=600.0)
+    media = decode_video(_tone_track(tmp_path / "p.mkv", "flac", **kw))
+    white = [i for i, f in zip(media.frame_indices, media.frames) if f.float().mean() > 128]
+    assert white
+    told = white[0] / media.source_fps  # the time the model is told for the first white frame sampled
+    beep = _onsets(media.audio)[-1]
+    assert 0 <= told - beep < 0.6, (beep, told)  # the white stretch starts with the beep
+    assert not any("hole" in n for n in media.notes)
+    assert media.audio.size < 7 * 16000
 
 
 def _ts_segment(path: Path, rate: int, layout: str) -> Path:
@@ -291,3 +313,8 @@ def test_a_clip_whose_time_outruns_the_context_is_told_the_fix_that_works(tiny_s
     assert tokens <= 600 < int(message.split("largest position id ")[1].split(")")[0])
     r = tiny_seats.ask(clip, "What?", max_frames=4, max_new_tokens=1, processor_fps="official")
     assert r.context["max_position_id"] < 600
+    # already told the processor's time: then fewer frames is the fix (SEATS at 0.1 hands the LLM 221 tokens, the
+    # largest position id is 222)
+    monkeypatch.setattr(tiny_seats.adapter.text_config, "max_position_embeddings", 222)
+    with pytest.raises(ContextTooLong, match=r"use fewer frames \(--max-frames, now 4\), a lower --fps, a shorter "):
+        tiny_seats.ask(clip, "What?", max_frames=4, max_new_tokens=1, processor_fps="official", trr=0.1)

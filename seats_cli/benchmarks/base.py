@@ -139,7 +139,7 @@ def load_rows(folder: Path, patterns: tuple[str, ...]) -> tuple[list[dict], Path
     raise BenchmarkError(f"{folder}: no annotation file ({' or '.join(patterns)})")
 
 
-_READS: list[list[Path]] = []  # the files read_table opened, per open `recording_reads()` (innermost last)
+_READS: list[list[Path]] = []  # the annotation files read, per open `recording_reads()` (one thread's CLI run)
 
 
 @contextmanager
@@ -150,12 +150,17 @@ def recording_reads():
     try:
         yield files
     finally:
-        _READS.remove(files)
+        del _READS[next(i for i, f in enumerate(_READS) if f is files)]
+
+
+def record_read(path: Path) -> None:
+    """A reader opened this annotation file (every reader calls this once per file it reads)."""
+    for files in _READS:
+        files.append(Path(path))
 
 
 def read_table(path: Path) -> list[dict]:
-    for files in _READS:
-        files.append(Path(path))
+    record_read(path)
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":

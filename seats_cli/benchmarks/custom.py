@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from seats_cli.benchmarks.base import _READS, BenchmarkError, BenchmarkSpec, Question, gold_letter, strip_letter
+from seats_cli.benchmarks.base import BenchmarkError, BenchmarkSpec, Question, gold_letter, record_read, strip_letter
 from seats_cli import jsonl
 
 SPEC = BenchmarkSpec("custom", max_frames=128)
@@ -18,8 +18,7 @@ def read(folder: Path) -> list[Question]:
         raise BenchmarkError(f"{folder}: no questions.jsonl (custom benchmark rows: id, video, question, options, "
                              f"answer, category?)")
     out = []
-    for files in _READS:
-        files.append(path)
+    record_read(path)
     for n, line in enumerate(jsonl.lines(path.read_text(encoding="utf-8")), 1):
         if not line.strip():
             continue

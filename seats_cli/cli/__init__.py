@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-# each registers its command(s); this order is the --help listing's: the everyday commands first
+# each registers its command(s), in this order in --help (the `eval` group is listed after the commands)
 from seats_cli.cli import ask, batch, profile, eval  # noqa: F401, I001
 from seats_cli.cli import analyze  # noqa: F401, E402  (analyze and calibrate)
 from seats_cli.cli.common import app

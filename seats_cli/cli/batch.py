@@ -126,7 +126,8 @@ def batch(
         records = runner.merge_outputs(rows, merge)
         lines = [runner.to_json_line(record) for record in records]
         if to_file:
-            Path(out).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+            with open_output(out, resume=False, newline="\n") as sink:  # locked like a run's output
+                sink.write("".join(line + "\n" for line in lines))
         else:
             write = _stdout_writer()
             for line in lines:
@@ -158,7 +159,7 @@ def batch(
     check_load_options(device, dtype, attn_implementation, device_map, decode_mode)
     if not todo:
         if to_file and not resume:
-            Path(out).write_text("", encoding="utf-8")
+            open_output(out, resume=False).close()  # emptied, unless another run is writing it
         return
 
     quiet_libraries()
@@ -195,8 +196,7 @@ def batch(
     finally:
         if seats is not None:  # a decode started for a row never reached stops now
             seats.close()
-        if sink is not None:
-            sink.close()
+        _close_output(sink, out, resume, quiet)
 
     if summary.interrupted:
         hint = f"; rerun with --resume --out {out} to continue" if to_file else ""
@@ -224,8 +224,7 @@ def _run_ray(todo, out, to_file, resume, quiet, bar, load, defaults, workers, gp
                               gpus_per_worker=gpus_per_worker, address=address, on_row_done=done,
                               should_stop=should_stop)
     finally:
-        if sink is not None:
-            sink.close()
+        _close_output(sink, out, resume, quiet)
     if written < len(todo):
         hint = f"; rerun with --resume --out {out} to continue" if to_file else ""
         fail(f"interrupted after {written} of {len(todo)} rows{hint}", should_stop.exit_code)
@@ -243,31 +242,39 @@ def _write_unanswered(rows, write, why: str) -> None:
 
 
 def _open_output(out, to_file: bool, resume: bool, quiet: bool):
-    """(file or None, write_line): --out FILE (appending after a torn last line is repaired, with --resume) or
-    stdout."""
+    """(file or None, write_line): --out FILE, locked (appending after a torn last line is repaired, with --resume),
+    or stdout."""
     from seats_cli import batch as runner
 
     if not to_file:
         return None, _stdout_writer()
     sink = open_output(out, resume=resume, newline="\n")
-    if resume:
-        _resume_notes(out, quiet)
+    note = runner.repair_tail(out) if resume else None
+    if note and not quiet:
+        _say(f"note: {note}")
     return sink, _file_writer(sink)
 
 
-def _resume_notes(out, quiet: bool) -> None:
-    """Before a resumed run appends (its --out locked): the failed rows' lines go (they run again, so each row keeps
-    one line), and a torn last line is repaired."""
+def _close_output(sink, out, resume: bool, quiet: bool, key_of=None) -> None:
+    """Close --out; after a resumed run, first remove the error lines its retries superseded (one line per row),
+    while the file is still locked. ``key_of``: which row a line answers (batch: its id)."""
     from seats_cli import batch as runner
 
-    dropped = runner.drop_error_lines(out)
-    note = runner.repair_tail(out)
-    if not quiet:
-        if dropped:
-            _say(f"note: {out}: {dropped} error line{'s' if dropped > 1 else ''} removed; "
-                 f"{'those rows run' if dropped > 1 else 'that row runs'} again")
-        if note:
-            _say(f"note: {note}")
+    if sink is None:
+        return
+    try:
+        if resume:
+            sink.flush()
+            try:
+                dropped = runner.drop_superseded_errors(out, key_of or runner.line_key)
+            except OSError as e:  # the results are all there; only the old error lines stay
+                dropped = 0
+                _say(f"note: {out}: the retried rows' old error lines were kept ({e.strerror or e})")
+            if dropped and not quiet:
+                _say(f"note: {out}: {dropped} error line{'s' if dropped > 1 else ''} of retried rows removed "
+                     f"(one line per row)")
+    finally:
+        sink.close()
 
 
 def _say(message: str) -> None:

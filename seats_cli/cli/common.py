@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import stat
 import sys
 from contextlib import contextmanager
 
@@ -245,7 +246,7 @@ def open_output(path, *, resume: bool, newline: str | None = None):
                            f"--out") from None
     except (ImportError, OSError):  # no flock here (another OS, some network filesystems): unlocked
         pass
-    if not resume:
+    if not resume and stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # not /dev/null, a pipe, a terminal
         f.truncate(0)
     return f
 

@@ -208,7 +208,7 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
           device_map, dtype, attn_implementation, seed, json_out, quiet, ray=None) -> None:
     from seats_cli import benchmarks as bm
     from seats_cli import evaluate as ev
-    from seats_cli.cli.batch import _progress, _say
+    from seats_cli.cli.batch import _close_output, _progress, _say
     from seats_cli.cli.common import DEFAULT_MODEL
     from seats_cli.config import resolve_config
     from seats_cli.request import RequestOptions, check_ratio
@@ -268,7 +268,7 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
     check_load_options(device, dtype, attn_implementation, device_map)
     quiet_libraries()
     from seats_cli.api import Seats
-    from seats_cli.batch import stop_after_current_row
+    from seats_cli.batch import repair_tail, stop_after_current_row
 
     progress = show_progress(quiet)
     written = 0
@@ -278,9 +278,9 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
         seats = None
         sink = open_output(out, resume=resume) if out else None  # locked before the model loads
         if resume:
-            from seats_cli.cli.batch import _resume_notes
-
-            _resume_notes(out, quiet)
+            note = repair_tail(out)
+            if note and not quiet:
+                _say(f"note: {note}")
         if ray is None:
             try:
                 with status(f"loading {model}", progress):
@@ -314,8 +314,8 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
         finally:
             if seats is not None:  # a decode started for a video never reached stops now
                 seats.close()
-            if sink is not None:
-                sink.close()
+            _close_output(sink, out, resume, quiet, key_of=lambda r: ev.row_key(
+                r.get("id"), r.get("method"), r.get("trr"), r.get("benchmark")))
         if written < total:
             fail(f"interrupted after {written} of {total} rows"
                  + (f"; rerun with --resume --out {out} to continue" if out else ""), should_stop.exit_code)
