@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import unicodedata
 from dataclasses import dataclass
 
 from seats_cli.choices import (ATTN_IMPLEMENTATIONS, DECODE_MODES, DTYPES, FRAME_SIZINGS, KV_POLICIES, METHODS,
@@ -58,8 +59,8 @@ def check_text(text, where: str = "the question") -> str:
         code = ord(text[e.start])
         what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"lone surrogate U+{code:04X}"
         raise ConfigError(f"{where} is not valid UTF-8 text ({what} at character {e.start})") from None
-    if not text.strip():
-        raise ConfigError(f"{where} is empty")
+    if not text.strip() or all(unicodedata.category(c) in ("Cf", "Cc", "Zs", "Zl", "Zp") for c in text):
+        raise ConfigError(f"{where} is empty")  # also when only invisible characters (zero-width space, BOM)
     return text.strip()
 
 

@@ -292,10 +292,13 @@ def test_keys_that_are_not_options_are_named_once(clips, fake_model):
 
 
 def test_rows_with_empty_questions_fail_before_any_model_loads(clips, no_model):
-    src = jsonl(clips / "rows.jsonl", [{"id": "e", "video": "clip.mp4", "question": ""}])
+    # "" and text of invisible characters only (zero-width space, word joiner, BOM, non-breaking space)
+    src = jsonl(clips / "rows.jsonl", [{"id": "e", "video": "clip.mp4", "question": ""},
+                                       {"id": "z", "video": "clip.mp4", "question": "\u200b\u2060\ufeff\u00a0"}])
     res = batch(str(src))
     assert res.exit_code == 1
-    assert lines_of(res.stdout) == [{"id": "e", "line": 1, "error": "the question is empty"}]
+    assert lines_of(res.stdout) == [{"id": "e", "line": 1, "error": "the question is empty"},
+                                    {"id": "z", "line": 2, "error": "the question is empty"}]
 
 
 def test_progress_bar_goes_to_stderr_only(tmp_path, monkeypatch, sample_path):
@@ -649,3 +652,10 @@ def test_resume_removes_only_the_error_lines_its_retries_replace(clips, fake_mod
     assert [(o["id"], "error" in o) for o in lines_of(out.read_text("utf-8"))] == \
         [("a", False), ("b", True), ("c", False)]  # b was not in this run: its line stays
     assert batch(str(other), "--out", "/dev/null").exit_code == 0
+
+
+def test_an_input_without_rows_says_so(tmp_path, no_model):
+    src = jsonl(tmp_path / "rows.jsonl", ["", "  "])
+    res = batch(str(src), "--out", str(tmp_path / "out.jsonl"))
+    assert res.exit_code == 0 and res.stderr.strip() == f"note: {src} has no rows: nothing to answer"
+    assert (tmp_path / "out.jsonl").read_text() == ""

@@ -404,13 +404,16 @@ def test_output_paths_are_checked_before_any_work(tmp_path):
                                                   "apart"),
     ({"question": " ", "options": ["a", "b"], "answer": "A"}, "the question is empty"),
     ({"options": ["a", ""], "answer": "A"}, "an option is empty"),
+    ({"id": None, "options": ["a", "b"], "answer": "A"}, "id must be a non-empty text or a whole number, got None"),
+    ({"id": True, "options": ["a", "b"], "answer": "A"}, "id must be a non-empty text or a whole number, got True"),
+    ({"video": None, "options": ["a", "b"], "answer": "A"}, "video must be a file name (relative to {dir}), got None"),
 ])
 def test_custom_rows_a_prompt_cannot_represent_are_refused(tmp_path, row, why):
     base = {"id": "x", "video": "a.mp4", "question": "What?"}
     (tmp_path / "questions.jsonl").write_text(json.dumps(base | row) + "\n")
     with pytest.raises(bm.BenchmarkError) as e:
         bm.read("custom", tmp_path)
-    assert str(e.value) == f"{tmp_path / 'questions.jsonl'}:1: {why}"
+    assert str(e.value) == f"{tmp_path / 'questions.jsonl'}:1: {why.format(dir=tmp_path)}"
 
 
 def test_limit_template_and_system_prompt_reach_every_row(tmp_path, clip, monkeypatch):

@@ -31,6 +31,12 @@ def read(folder: Path) -> list[Question]:
         missing = [k for k in ("id", "video", "question", "options", "answer") if k not in row]
         if missing:
             raise BenchmarkError(f"{path}:{n}: missing {', '.join(missing)}")
+        rid = row["id"]
+        if isinstance(rid, bool) or not isinstance(rid, (str, int)) or (isinstance(rid, str) and not rid.strip()):
+            raise BenchmarkError(f"{path}:{n}: id must be a non-empty text or a whole number, got {rid!r}")
+        if not isinstance(row["video"], str) or not row["video"].strip():
+            raise BenchmarkError(f"{path}:{n}: video must be a file name (relative to {folder}), got "
+                                 f"{row['video']!r}")
         opts = row["options"]
         if not isinstance(opts, list) or not 2 <= len(opts) <= 26 or not all(isinstance(o, str) for o in opts):
             raise BenchmarkError(f"{path}:{n}: options must be a list of 2 to 26 texts (letters A-Z)")

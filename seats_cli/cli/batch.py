@@ -110,6 +110,8 @@ def batch(
                 and os.path.samefile(out, source):  # the same file under any name (links, case)
             raise UsageProblem(f"--out {out} is the input file: the answers would overwrite the questions")
     rows = runner.check_unique_ids(runner.read_jsonl(source or "-"))
+    if not rows and not quiet:
+        _say(f"note: {'stdin' if source in (None, '-') else source} has no rows: nothing to answer")
     ignored = sorted({key for row in rows for key in row.ignored})
     if ignored and not quiet:  # metadata rides along untouched; a misspelt option would silently not apply
         _say(f"note: keys that are not batch fields or options are ignored: {', '.join(ignored)} (options: "
