@@ -1,7 +1,7 @@
 """lmms-eval plugin: `lmms-eval --model seats --model_args pretrained=Qwen/Qwen2.5-Omni-7B,method=seats,trr=0.1`.
 
 Installed by ``pip install "seats-cli[lmms]"``: the package's entry point ``lmms_eval.models: seats`` hands
-lmms-eval this module's ``MANIFEST``, so no file of lmms-eval is edited. ``SeatsLMM`` answers ``generate_until``
+lmms-eval ``seats_cli.lmms_manifest.MANIFEST``, so no file of lmms-eval is edited. ``SeatsLMM`` answers ``generate_until``
 requests with ``Seats.ask`` (one video per request, its sound interleaved as the paper ran it); requests about the
 same video back to back share its decode, processed frames and encoder outputs. Model args: pretrained, config,
 method, trr, video_trr, audio_trr, ratio_mode, fps, max_frames, processor_fps, max_new_tokens (default: the
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import lmms_eval.models  # noqa: F401  (first: it reads the plugins' manifests, ours among them, as it loads)
 from lmms_eval.api.model import lmms
-from lmms_eval.models.registry_v2 import ModelManifest
 
-MANIFEST = ModelManifest(model_id="seats", simple_class_path="seats_cli.lmms_plugin.SeatsLMM")
+from seats_cli.lmms_manifest import MANIFEST  # noqa: F401  (the entry point's object, importable here too)
 
 _FLOATS = ("trr", "video_trr", "audio_trr", "fps")
 _INTS = ("max_frames", "max_new_tokens", "seed")

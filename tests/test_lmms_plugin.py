@@ -86,3 +86,18 @@ def test_exported_task_runs_in_lmms_evals_evaluator(lm, tmp_path):
                                            max_frames=4, max_new_tokens=2).answer, q.options) == q.answer for q in qs]
     assert res["accuracy,none"] == pytest.approx(sum(correct) / 3)
     assert "unparsable,none" in res
+
+
+@pytest.mark.parametrize("first", ["seats_cli.lmms_plugin", "lmms_eval.models"])
+def test_the_plugin_registers_whichever_module_is_imported_first(first):
+    """The entry point's manifest is read while lmms-eval's model package loads; importing the plugin module first
+    found it half initialised ("partially initialized module", no plugin model registered in that process)."""
+    import subprocess
+    import sys
+
+    code = (f"import {first}\nfrom lmms_eval.models import MODEL_REGISTRY_V2 as r\n"
+            "print(r.get_manifest('seats').simple_class_path)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "seats_cli.lmms_plugin.SeatsLMM"
+    assert "partially initialized" not in proc.stderr
