@@ -130,7 +130,7 @@ def check_context(context: dict, media, method: str) -> None:
                  "a shorter clip"]
     else:
         fixes = [f"fewer frames (--max-frames, now {len(media.frame_indices)})", "a lower --fps"]
-        if method != "seats":
+        if method != "seats" and context["tokens"] > limit:  # Stage I cuts tokens, not the position ids
             fixes.append("--method seats (Stage I prunes before the LLM)")
     raise ContextTooLong(
         f"the LLM input is {context['tokens']} tokens (largest position id {context['max_position_id']}) but the "

@@ -127,34 +127,44 @@ class AudioCollector:
         return np.concatenate(self.chunks) if self.chunks else None
 
 
-def fill_holes(audio: np.ndarray, holes, video_times, rate: int, limit: int, notes: list[str],
-               video_start: float) -> np.ndarray:
-    """Silence for each hole in the sound's timestamps that the picture runs through, so that the sound after it
-    stays with its frames: frames are told to the model by their index, so where the picture pauses too (a
-    recording paused, a clock that jumps: frames missing over at least half the hole) the sound is joined end to
-    end like the frames. ``video_times``: every frame's time (seconds, the container's clock), ascending."""
+def fill_holes(audio: np.ndarray, holes, video_times, video_rate: float, rate: int, limit: int, notes: list[str],
+               video_start: float) -> tuple[np.ndarray, float]:
+    """Silence for the holes in the sound's timestamps, as long as the picture runs on through them on the clock the
+    frames are told by (frame i at i / ``video_rate``): for the part of a hole inside the video's span, the frames
+    that fall in it / ``video_rate`` (a paused recording, where the frames pause too, gets none: the sound is
+    joined end to end as the frames are); for the parts before the first or after the last frame, their real
+    length. A hole longer than the whole video is a clock jump: joined. ``video_times``: every frame's time
+    (seconds, the container's clock). Returns the audio and the seconds joined (holes not filled)."""
     if not holes:
-        return audio
-    times = np.asarray(video_times, dtype=np.float64)
-    span = float(times[-1] - times[0]) if times.size > 1 else 0.0
-    parts, at, filled = [], 0, []
+        return audio, 0.0
+    times = np.sort(np.asarray(video_times, dtype=np.float64))
+    first, last = (float(times[0]), float(times[-1])) if times.size else (0.0, 0.0)
+    span = last - first
+    parts, at, filled, joined = [], 0, [], 0.0
     for index, end, start in holes:
         length = start - end
-        inside = times[(times >= end - length) & (times <= start + length)]
-        largest = float(np.diff(inside).max()) if inside.size > 1 else 2 * length
-        if length > span or largest > length / 2:  # the picture pauses here too, or the clock jumped
-            continue
-        parts += [audio[at:index], np.zeros(int(round(length * rate)), dtype=np.float32)]
-        at = index
-        filled.append((end - video_start, length))
-    if not filled:
-        return audio
-    out = np.concatenate(parts + [audio[at:]])[:limit]
-    where = ", ".join(f"{length:.1f} s at {when:.1f} s" for when, length in filled[:3])
-    more = f" and {len(filled) - 3} more" if len(filled) > 3 else ""
-    notes.append(f"the sound track has {len(filled)} hole{'s' if len(filled) > 1 else ''} in its timestamps where "
-                 f"the picture runs on ({where}{more}): filled with silence so that later sound stays with its frames")
-    return out
+        if length > span:
+            silence = 0.0
+        else:
+            outside = max(0.0, min(start, first) - end) + max(0.0, start - max(end, last))
+            frames = int(np.count_nonzero((times >= max(end, first)) & (times < min(start, last))))
+            # one frame is the edges' rounding (audio frames do not end where video frames do), not the picture
+            # running on: a paused recording's first frame after the pause can fall just inside the hole
+            silence = min(length, outside + (frames / video_rate if frames > 1 else 0.0))
+        joined += length - silence
+        samples = int(round(silence * rate))
+        if samples > 0:
+            parts += [audio[at:index], np.zeros(samples, dtype=np.float32)]
+            at = index
+            filled.append((end - video_start, silence))
+    if filled:
+        audio = np.concatenate(parts + [audio[at:]])[:limit]
+        where = ", ".join(f"{length:.1f} s at {when:.1f} s" for when, length in filled[:3])
+        more = f" and {len(filled) - 3} more" if len(filled) > 3 else ""
+        notes.append(f"the sound track has {len(filled)} hole{'s' if len(filled) > 1 else ''} in its timestamps "
+                     f"where the picture runs on ({where}{more}): filled with silence so that later sound stays "
+                     f"with its frames")
+    return audio, joined
 
 
 def pick_default(streams):

@@ -236,13 +236,13 @@ def line_key(obj: dict):
 
 
 def drop_superseded_errors(path: str | os.PathLike, key_of: Callable[[dict], Any] = line_key) -> int:
-    """After a resumed run has appended its retries: remove, in place, each error line (an "error" key) whose row
+    """After a resumed run has appended its retries: remove each error line (an "error" key) whose row
     has a later line in the file, so that each row keeps one line. Only what the run superseded goes (an
     interrupted or failed run leaves the rest as it was); other lines stay, in order. Returns how many went."""
     p = Path(path)
     if not p.is_file():
         return 0
-    with open(p, "rb+") as f:
+    with open(p, "rb") as f:
         data = f.read()
         raws = data.split(b"\n")
         objs = []
@@ -258,12 +258,14 @@ def drop_superseded_errors(path: str | os.PathLike, key_of: Callable[[dict], Any
                 last[_hashable(key_of(obj))] = n
         keep = [raw for n, (raw, obj) in enumerate(zip(raws, objs))
                 if obj is None or "error" not in obj or last[_hashable(key_of(obj))] == n]
-        dropped = len(raws) - len(keep)
-        if dropped:
-            out = b"\n".join(keep)
-            f.seek(0)
-            f.write(out)  # a subset of what was read, in order: never ahead of the bytes it replaces
-            f.truncate(len(out))
+    dropped = len(raws) - len(keep)
+    if dropped:  # a new file renamed over the old one: a stop midway leaves one or the other, never a mix
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_bytes(b"\n".join(keep))
+            os.replace(tmp, p)
+        finally:
+            tmp.unlink(missing_ok=True)
     return dropped
 
 

@@ -281,6 +281,8 @@ def _not_a_result(r: dict) -> str | None:
     record = r.get("record")
     if not isinstance(record, dict):
         return "no record"
+    if record.get("schedule") is not None and not isinstance(record["schedule"], dict):
+        return "record.schedule is not an object"
     for part, key in (("flops", "reduction"), ("latency_ms", "prefill")):
         if not isinstance(record.get(part), dict) or key not in record[part]:
             return f"no record.{part}.{key}"

@@ -372,9 +372,10 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
         raw_audio = audio.finish() if audio is not None else None
         damage.check(p)
         notes += damage.notes()
+        joined = 0.0  # seconds of holes in the sound joined end to end, as the frames are there
         if raw_audio is not None and audio.holes:
-            raw_audio = fill_holes(raw_audio, audio.holes, sampler.times, policy.audio_sample_rate, audio.limit,
-                                   notes, sampler.first_t)
+            raw_audio, joined = fill_holes(raw_audio, audio.holes, sampler.times, rate, policy.audio_sample_rate,
+                                           audio.limit, notes, sampler.first_t)
         audio_rate = audio_channels = None
         audio_total_s = None
         if astream is not None:
@@ -417,8 +418,8 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
     elif raw_audio is None or raw_audio.size == 0:
         notes.append("audio track is empty")
     else:
-        final_audio = align_audio(raw_audio, audio.start, sampler.first_t, duration, policy, notes,
-                                   read_all=not audio.full, track_seconds=audio_total_s)
+        final_audio = align_audio(raw_audio, audio.start, sampler.first_t, max(0.0, duration - joined), policy,
+                                  notes, read_all=not audio.full, track_seconds=audio_total_s)
     return DecodedMedia(
         path=str(p), frames=torch.stack([sampler.kept[i][0] for i in sampler.indices]),
         frame_indices=list(sampler.indices), frame_times=times,

@@ -318,3 +318,27 @@ def test_a_clip_whose_time_outruns_the_context_is_told_the_fix_that_works(tiny_s
     monkeypatch.setattr(tiny_seats.adapter.text_config, "max_position_embeddings", 222)
     with pytest.raises(ContextTooLong, match=r"use fewer frames \(--max-frames, now 4\), a lower --fps, a shorter "):
         tiny_seats.ask(clip, "What?", max_frames=4, max_new_tokens=1, processor_fps="official", trr=0.1)
+
+
+@pytest.mark.parametrize("hole, times, silence", [
+    ((1.0, 3.0), np.arange(0, 6, 0.1), 2.0),  # the picture runs on at 10 fps: the whole hole
+    ((1.0, 1.15), np.arange(0, 6, 0.1), 0.15),  # under two frame intervals: still filled (frames 1.0, 1.1 in it)
+    ((1.0, 2.5), np.arange(0, 60, 1.0), 1.5),  # 1 fps: frames 1 and 2 fall in it, capped at the hole
+    ((2.0, 4.0), np.r_[np.arange(0, 2, 0.1), np.arange(4, 6, 0.1)], 0.0),  # the picture pauses too: joined
+    ((1.0, 2.0), np.arange(3, 9, 0.1), 1.0),  # before the first frame: its real length (trimmed with the lead-in)
+    ((3.0, 603.0), np.arange(0, 6, 0.1), 0.0),  # longer than the whole video: a clock jump, joined
+])
+def test_a_hole_is_filled_as_long_as_the_frames_told_in_it(hole, times, silence):
+    """fill_holes on the clock the frames are told by (frame i at i / rate): the silence is the frames inside the
+    hole / rate, plus its parts outside the video's span at their real length; what is not filled is joined."""
+    from seats_cli.audio_track import fill_holes
+
+    audio = np.ones(10 * 16000, np.float32)
+    notes = []
+    out, joined = fill_holes(audio, [(16000, *hole)], times, 10.0 if times[1] - times[0] < 1 else 1.0, 16000,
+                             10 ** 9, notes, 0.0)
+    assert out.size - audio.size == round(silence * 16000)
+    assert joined == pytest.approx(hole[1] - hole[0] - silence)
+    assert bool(notes) == (silence > 0)
+    if silence:
+        assert np.all(out[16000:16000 + round(silence * 16000)] == 0) and np.all(out[:16000] == 1)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from seats_cli.benchmarks.base import BenchmarkError, BenchmarkSpec, Question, gold_letter, record_read, strip_letter
 from seats_cli import jsonl
+from seats_cli.request import check_text
 
 SPEC = BenchmarkSpec("custom", max_frames=128)
 
@@ -40,8 +41,10 @@ def read(folder: Path) -> list[Question]:
         opts = row["options"]
         if not isinstance(opts, list) or not 2 <= len(opts) <= 26 or not all(isinstance(o, str) for o in opts):
             raise BenchmarkError(f"{path}:{n}: options must be a list of 2 to 26 texts (letters A-Z)")
-        if not isinstance(row["question"], str) or not row["question"].strip():
-            raise BenchmarkError(f"{path}:{n}: the question is empty")
+        try:
+            check_text(row["question"])  # the rule of every question (invisible characters only: empty)
+        except ValueError as e:
+            raise BenchmarkError(f"{path}:{n}: {e}") from None
         options = tuple(strip_letter(o) for o in opts)
         if not all(o.strip() for o in options):
             raise BenchmarkError(f"{path}:{n}: an option is empty")
