@@ -98,7 +98,7 @@ def _start(address: str | None, workers: int):
 
 def _reclaim_signals() -> None:
     """Ray's core worker installs its own SIGTERM handler in the driver (a native stack dump, exit 134): put back
-    the Python handlers in force (``batch.stop_after_current_row``'s: stop after the current row)."""
+    the Python handlers in force (``stopping.stop_after_current_row``'s: stop after the current row)."""
     import signal
     import threading
 

@@ -19,9 +19,9 @@ import pytest
 from typer.testing import CliRunner
 
 import seats_cli.api
-from seats_cli.batch import (
-    BatchInputError, check_unique_ids, completed_ids, parse_rows, repair_tail, run_batch, stop_after_current_row,
-)
+from seats_cli.batch import BatchInputError, check_unique_ids, parse_rows, run_batch
+from seats_cli.results_file import completed_ids, repair_tail
+from seats_cli.stopping import stop_after_current_row
 from seats_cli.cli import app
 from seats_cli.media import MediaError
 

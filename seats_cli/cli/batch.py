@@ -14,13 +14,15 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from seats_cli import results_file
 from seats_cli.cli.common import (
     AttnOpt, AudioTrrOpt, ConfigOpt, DecodeModeOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, FpsOpt, FrameSizingOpt,
     KvOpt, LocalOnlyOpt, LongContextOpt, MaxFramesOpt, MaxNewOpt, MethodOpt, ModelOpt, ProcessorFpsOpt, QuietOpt,
     RatioModeOpt, RevisionOpt, SaliencySpanOpt, ScoreLayerOpt, SeedOpt, TrrOpt, UsageProblem, VideoTrrOpt, app,
-    check_load_options, check_request_options, check_writable, fail, guarded, open_output, quiet_libraries, show_progress, status,
-    stderr,
+    check_load_options, check_request_options, check_writable, fail, guarded, open_output, quiet_libraries,
+    show_progress, status, stderr,
 )
+from seats_cli.stopping import stop_after_current_row
 
 SIGPIPE_EXIT = 141  # what a shell reports for a process killed by SIGPIPE (`seats batch ... | head -1`)
 
@@ -147,7 +149,7 @@ def batch(
         rows = runner.shard_rows(rows, _parse_shard(shard))
     todo = rows
     if resume:
-        done = runner.completed_ids(out)
+        done = results_file.completed_ids(out)
         todo = [row for row in rows if row.key is None or row.key not in done]
         if not quiet and len(todo) < len(rows):
             _say(f"resuming: {len(rows) - len(todo)} of {len(rows)} rows already answered in {out}")
@@ -187,7 +189,7 @@ def batch(
                 _write_unanswered(todo, write, f"not run: the model did not load ({e})")
                 raise
             answer, ahead = seats.ask, seats.prefetch if prefetch else None
-        with _progress(len(todo), bar) as advance, runner.stop_after_current_row(_say) as should_stop:
+        with _progress(len(todo), bar) as advance, stop_after_current_row(_say) as should_stop:
             summary = runner.run_batch(todo, answer, write, defaults=defaults, should_stop=should_stop,
                                        on_row_done=advance, prefetch=ahead)
     except BrokenPipeError:
@@ -209,7 +211,6 @@ def batch(
 
 def _run_ray(todo, out, to_file, resume, quiet, bar, load, defaults, workers, gpus_per_worker, address) -> None:
     """--backend ray: the same rows, lines and exit codes as local; the pool writes in input order."""
-    from seats_cli import batch as runner
     from seats_cli.distributed import run_ray
 
     sink, write = _open_output(out, to_file, resume, quiet)
@@ -221,7 +222,7 @@ def _run_ray(todo, out, to_file, resume, quiet, bar, load, defaults, workers, gp
         advance(record)
 
     try:
-        with _progress(len(todo), bar) as advance, runner.stop_after_current_row(_say) as should_stop:
+        with _progress(len(todo), bar) as advance, stop_after_current_row(_say) as should_stop:
             written = run_ray(todo, write, load=load, defaults=defaults, workers=workers,
                               gpus_per_worker=gpus_per_worker, address=address, on_row_done=done,
                               should_stop=should_stop)
@@ -246,12 +247,10 @@ def _write_unanswered(rows, write, why: str) -> None:
 def _open_output(out, to_file: bool, resume: bool, quiet: bool):
     """(file or None, write_line): --out FILE, locked (appending after a torn last line is repaired, with --resume),
     or stdout."""
-    from seats_cli import batch as runner
-
     if not to_file:
         return None, _stdout_writer()
     sink = open_output(out, resume=resume, newline="\n")
-    note = runner.repair_tail(out) if resume else None
+    note = results_file.repair_tail(out) if resume else None
     if note and not quiet:
         _say(f"note: {note}")
     return sink, _file_writer(sink)
@@ -260,7 +259,6 @@ def _open_output(out, to_file: bool, resume: bool, quiet: bool):
 def _close_output(sink, out, resume: bool, quiet: bool, key_of=None) -> None:
     """Close --out; after a resumed run, first remove the error lines its retries superseded (one line per row),
     while the file is still locked. ``key_of``: which row a line answers (batch: its id)."""
-    from seats_cli import batch as runner
 
     if sink is None:
         return
@@ -268,7 +266,7 @@ def _close_output(sink, out, resume: bool, quiet: bool, key_of=None) -> None:
         if resume:
             sink.flush()
             try:
-                dropped = runner.drop_superseded_errors(out, key_of or runner.line_key)
+                dropped = results_file.drop_superseded_errors(out, key_of or results_file.line_key)
             except OSError as e:  # the results are all there; only the old error lines stay
                 dropped = 0
                 _say(f"note: {out}: the retried rows' old error lines were kept ({e.strerror or e})")

@@ -268,7 +268,8 @@ def _real(benchmark, data_dir, model, config, names, trr, limit, shard, resume, 
     check_load_options(device, dtype, attn_implementation, device_map)
     quiet_libraries()
     from seats_cli.api import Seats
-    from seats_cli.batch import repair_tail, stop_after_current_row
+    from seats_cli.results_file import repair_tail
+    from seats_cli.stopping import stop_after_current_row
 
     progress = show_progress(quiet)
     written = 0
