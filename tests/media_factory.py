@@ -54,6 +54,18 @@ def _audio_chunk(signal: np.ndarray, fmt: str) -> np.ndarray:
     return np.ascontiguousarray(data.T.reshape(1, -1))
 
 
+def mux_video(container, stream, frames, pts=None) -> None:
+    """Encode and mux RGB ``frames`` ((h, w, 3) uint8 each) on video ``stream``, stamped ``pts`` (default: their
+    index), then drain the encoder."""
+    for i, img in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts = i if pts is None else pts[i]
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+
+
 def mux_audio(container, stream, signal: np.ndarray, rate: int, layout: str, skip=None, shift=None) -> None:
     """Encode and mux ``signal`` ((channels, n) float in [-1, 1]) on audio ``stream`` in the encoder's frame size,
     stamped by sample index (plus ``shift(start)`` samples); ``skip(start)`` true leaves that frame's packets out

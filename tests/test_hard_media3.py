@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from media_factory import disposition, mux_audio
+from media_factory import disposition, mux_audio, mux_video
 from seats_cli.frames import MediaError
 from seats_cli.media import decode_video
 
@@ -36,13 +36,7 @@ def _video(path: Path, frames, *, fps=10, codec="libx264", fmt=None, pts=None, t
         if time_base is not None:
             v.codec_context.time_base = v.time_base = time_base
         v.options = {"preset": "ultrafast", "crf": "12", "threads": "1"} if codec == "libx264" else {}
-        for i, img in enumerate(frames):
-            f = av.VideoFrame.from_ndarray(img, format="rgb24")
-            f.pts = i if pts is None else pts[i]
-            for pk in v.encode(f):
-                c.mux(pk)
-        for pk in v.encode(None):
-            c.mux(pk)
+        mux_video(c, v, frames, pts)
     return path
 
 
@@ -107,15 +101,9 @@ def _tone_track(path: Path, codec: str, *, hole: tuple[float, float] | None, rat
         v.options = {"preset": "ultrafast", "threads": "1"}
         a = c.add_stream(codec, rate=rate)
         a.layout = "mono"
-        for i in range(int(seconds * 10)):
-            if video_hole and hole and hole[0] <= i / 10 < hole[1]:
-                continue
-            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 255 if 50 <= i < 56 else 0, np.uint8), format="rgb24")
-            f.pts = i + (int(jump * 10) if i >= 30 else 0)
-            for pk in v.encode(f):
-                c.mux(pk)
-        for pk in v.encode(None):
-            c.mux(pk)
+        shown = [i for i in range(int(seconds * 10)) if not (video_hole and hole and hole[0] <= i / 10 < hole[1])]
+        mux_video(c, v, [np.full((48, 64, 3), 255 if 50 <= i < 56 else 0, np.uint8) for i in shown],
+                  [i + (int(jump * 10) if i >= 30 else 0) for i in shown])
         t = np.arange(int(seconds * rate)) / rate
         sig = np.zeros_like(t)
         for s in bursts:
@@ -175,13 +163,7 @@ def _ts_segment(path: Path, rate: int, layout: str) -> Path:
         v.options = {"preset": "ultrafast", "threads": "1"}
         a = c.add_stream("mp2", rate=rate)
         a.layout = layout
-        for i in range(30):
-            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 60, np.uint8), format="rgb24")
-            f.pts = i
-            for pk in v.encode(f):
-                c.mux(pk)
-        for pk in v.encode(None):
-            c.mux(pk)
+        mux_video(c, v, [np.full((48, 64, 3), 60, np.uint8)] * 30)
         channels = 2 if layout == "stereo" else 1
         tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * rate) / rate)
         mux_audio(c, a, np.repeat(tone[None], channels, 0), rate, layout)
