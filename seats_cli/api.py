@@ -125,7 +125,8 @@ def check_context(context: dict, media, method: str) -> None:
     limit = context["limit"]
     if limit is None or (context["tokens"] <= limit and context["max_position_id"] < limit):
         return
-    if context["tokens"] <= limit and media.processor_fps != "official":  # the tokens fit, their real-time positions not
+    # the tokens fit, their real-time positions do not
+    if context["tokens"] <= limit and media.processor_fps != "official":
         fixes = ["--processor-fps official (positions in the processor's default time, as the authors' wrappers)",
                  "a shorter clip"]
     else:

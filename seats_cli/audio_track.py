@@ -175,8 +175,6 @@ def pick_default(streams):
     return (default or list(streams))[0]
 
 
-pick_audio = pick_default
-
 
 def streams_note(kind: str, count: int, stream) -> list[str]:
     """The note when a file has several streams of ``kind``: which one was used."""

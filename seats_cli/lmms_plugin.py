@@ -1,7 +1,8 @@
 """lmms-eval plugin: `lmms-eval --model seats --model_args pretrained=Qwen/Qwen2.5-Omni-7B,method=seats,trr=0.1`.
 
 Installed by ``pip install "seats-cli[lmms]"``: the package's entry point ``lmms_eval.models: seats`` hands
-lmms-eval ``seats_cli.lmms_manifest.MANIFEST``, so no file of lmms-eval is edited. ``SeatsLMM`` answers ``generate_until``
+lmms-eval ``seats_cli.lmms_manifest.MANIFEST``, so no file of lmms-eval is edited. ``SeatsLMM`` answers
+``generate_until``
 requests with ``Seats.ask`` (one video per request, its sound interleaved as the paper ran it); requests about the
 same video back to back share its decode, processed frames and encoder outputs. Model args: pretrained, config,
 method, trr, video_trr, audio_trr, ratio_mode, fps, max_frames, processor_fps, max_new_tokens (default: the

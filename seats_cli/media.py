@@ -14,6 +14,7 @@ import dataclasses
 import importlib
 import math
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from seats_cli.audio_track import (AudioCollector, Damage, align_audio, fill_holes, pick_audio, pick_default,
-                                   streams_note)
+from seats_cli.audio_track import AudioCollector, Damage, align_audio, fill_holes, pick_default, streams_note
 from seats_cli.audio_track import disposition as _disposition
 from seats_cli.audio_track import seconds as _seconds
 from seats_cli.keyframe_runs import SPARSE, decode_runs, plan_runs
@@ -83,7 +83,8 @@ class DecodedMedia:
             "audio_samples": samples, "audio_sample_rate": self.audio_sample_rate,
             "audio_seconds": None if samples is None else samples / self.audio_sample_rate,
             "audio_source_rate": self.audio_source_rate, "audio_source_channels": self.audio_source_channels,
-            "rotation": self.rotation, "flip": self.flip, "audio_stream": self.audio_stream, "audio_streams": self.audio_streams,
+            "rotation": self.rotation, "flip": self.flip, "audio_stream": self.audio_stream,
+            "audio_streams": self.audio_streams,
             "notes": list(self.notes),
         }
 
@@ -193,11 +194,9 @@ def _orientation(frame) -> tuple[int, str | None]:
     if quarter == 3:  # transpose "cclock", or "clock_flip"
         return (3, "vertical") if m[3] < 0 else (1, None)
     h, v = bool(m[0] < 0), bool(m[4] < 0)
-    if quarter == 2 and not (h or v):  # a half turn the scales do not show (cannot happen with real matrices)
-        return 2, None
-    if h and v:
-        return 2, None
-    return 0, "horizontal" if h else "vertical" if v else None
+    if h == v:  # both mirrored is a half turn; neither, a half turn only where the angle says so
+        return (2 if h or quarter == 2 else 0), None
+    return 0, "horizontal" if h else "vertical"
 
 
 def _stream_rate(stream) -> float | None:
@@ -209,8 +208,6 @@ def _stream_rate(stream) -> float | None:
 
 
 def _check_path(path) -> Path:
-    import stat
-
     raw = os.fspath(path)
     if not raw:
         raise MediaError("the video path is empty")
@@ -318,7 +315,7 @@ def _decode(p: Path, policy: FramePolicy, progress, count_first: bool) -> Decode
     with container:
         vstream, n_videos = _pick_video(p, container)
         audio_streams = list(container.streams.audio)
-        astream = pick_audio(audio_streams)
+        astream = pick_default(audio_streams)
         # read now: after the container closes, a stream's fields are freed memory (garbage on PyAV 15)
         astream_index = None if astream is None else int(astream.index)
         vstream.thread_type = "AUTO"

@@ -39,7 +39,8 @@ def batch(
     out: str = typer.Option("-", "--out", "-o", help="Write the JSONL results to this file ('-': stdout)."),
     resume: bool = typer.Option(
         False, "--resume", help="With --out FILE: skip rows whose id already has a successful line there; "
-                                "append the others (failed rows' lines are removed and the rows retried: one line per row)."),
+                                "append the others (failed rows' lines are removed and the rows retried: one line "
+                                "per row)."),
     model: str = ModelOpt, config: Optional[str] = ConfigOpt, method: str = MethodOpt,
     trr: Optional[float] = TrrOpt, video_trr: Optional[float] = VideoTrrOpt, audio_trr: Optional[float] = AudioTrrOpt,
     device: str = DeviceOpt, device_map: Optional[str] = DeviceMapOpt, dtype: str = DtypeOpt,

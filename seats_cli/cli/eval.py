@@ -12,7 +12,8 @@ import typer
 
 from seats_cli.cli.common import (
     AttnOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, JsonOpt, LocalOnlyOpt, QuietOpt, RatioModeOpt, RevisionOpt,
-    UsageProblem, app, check_load_options, check_writable, fail, open_output, guarded, print_json, quiet_libraries, show_progress, status, stdout,
+    UsageProblem, app, check_load_options, check_writable, fail, open_output, guarded, print_json, quiet_libraries,
+    show_progress, status, stdout,
 )
 from seats_cli.tables import Table
 
@@ -38,7 +39,8 @@ def eval_(
     method: Optional[List[str]] = typer.Option(None, "--method", help="A method to run (repeat for several; full "
                                                "always runs)."),
     methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods run at every --trr "
-                                          f"(default: synthetic {SYNTHETIC_METHODS.replace(',', ', ')}; others seats)."),
+                                          f"(default: synthetic {SYNTHETIC_METHODS.replace(',', ', ')}; "
+                                          "others seats)."),
     trr: Optional[List[float]] = typer.Option(None, "--trr", help="TRRs (default: synthetic 0.35 0.25 0.15 0.10 "
                                               "0.05; others 0.35 0.10)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N questions."),

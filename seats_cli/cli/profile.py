@@ -32,8 +32,8 @@ def profile(
                                "full."),
     model: Optional[str] = typer.Option(
         None, "--model", "-m", envvar="SEATS_MODEL",
-        help="Hub id, local folder, or an offline model ('tiny', 'tiny-qwen3', 'synthetic'): measure with these weights (none given: analytic, from --config or "
-             "the 7B preset)."),
+        help="Hub id, local folder, or an offline model ('tiny', 'tiny-qwen3', 'synthetic'): measure with these "
+             "weights (none given: analytic, from --config or the 7B preset)."),
     config: Optional[str] = ConfigOpt,
     analytic: bool = typer.Option(False, "--analytic", help="No weights even if --model/SEATS_MODEL is set: "
                                   "layout, schedule and FLOPs only."),
